@@ -1,0 +1,149 @@
+"""Typed device profiles and presets. Loaders in this package build these from TOML data files.
+
+Units: throughput in GOP/s (one multiply-accumulate counts as 2 ops), bandwidth in GB/s (1e9 bytes/s),
+overheads in microseconds, memory sizes in bytes, clocks in GHz, power in watts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TFLITE_MODES = ("fp32", "fp16", "dynamic-int8", "int8", "int8-io", "int16x8")
+COREML_PRECISIONS = ("fp32", "fp16")
+COREML_WEIGHTS = ("w8", "palettize-4", "palettize-6", "w8a8")
+PRUNING_METHODS = ("magnitude", "n:m", "channels")
+UNIT_KINDS = ("cpu", "gpu", "npu", "dsp", "ane", "tpu", "mcu")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass/fail limits for one output; ``None`` means the metric is not checked.
+
+    ``max_abs``/``mean_abs`` are absolute errors in output units; ``cosine_min`` is the minimum cosine
+    similarity (1.0 = identical); ``sqnr_db_min`` the minimum signal-to-quantization-noise ratio in dB;
+    ``top1_agreement_min`` the minimum fraction of samples whose arg-max matches (classifiers only);
+    ``accuracy_drop_max`` the largest allowed accuracy loss in points (0-100) when labels are given.
+    """
+
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    cosine_min: float | None = None
+    sqnr_db_min: float | None = None
+    top1_agreement_min: float | None = None
+    accuracy_drop_max: float | None = None
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a preset quantizes, per target; ``None`` means the preset does not apply to that target.
+
+    ``tflite_mode`` is one of TFLITE_MODES. ``coreml_precision`` is the ML Program compute precision
+    (COREML_PRECISIONS) and ``coreml_weights`` an optional weight compression (COREML_WEIGHTS).
+    """
+
+    tflite_mode: str | None = None
+    coreml_precision: str | None = None
+    coreml_weights: str | None = None
+    requires_calibration: bool = False
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """Weight pruning applied before conversion.
+
+    ``method``: ``"magnitude"`` (unstructured, ``sparsity`` in 0..1), ``"n:m"`` (keep ``n`` of every ``m``
+    weights along the input axis) or ``"channels"`` (remove ``sparsity`` of the output channels for real).
+    """
+
+    method: str
+    sparsity: float
+    n: int | None = None
+    m: int | None = None
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    """Keep matching layers at a higher precision. ``op_type`` matches the layer class or op type name,
+    ``name`` is a glob over layer names; ``keep`` is ``"fp32"`` or ``"fp16"``."""
+
+    keep: str
+    op_type: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named compression recipe with its verification tolerance.
+
+    ``targets`` lists the targets it can produce (``"tflite"``, ``"coreml"``). Composite presets
+    (``"prune-50+int8"``) have ``parts`` naming their components.
+    """
+
+    name: str
+    description: str
+    targets: frozenset[str]
+    quantization: Quantization
+    tolerance: Tolerance
+    pruning: Pruning | None = None
+    overrides: tuple[LayerOverride, ...] = ()
+    parts: tuple[str, ...] = ()
+    source: str = "builtin"
+
+
+@dataclass(frozen=True)
+class ComputeUnit:
+    """One compute unit of a device (a CPU cluster, a GPU, an NPU, the Neural Engine, an MCU core).
+
+    ``peak_gops`` maps dtype (``"fp32"``, ``"fp16"``, ``"int8"``) to peak throughput in GOP/s;
+    ``efficiency`` maps op family (``"conv"``, ``"depthwise"``, ``"fc"``, ``"elementwise"``, ``"pool"``, ...,
+    and ``"default"``) to the fraction of peak reached in practice (0..1). ``op_overhead_us`` is the fixed
+    per-op dispatch cost in microseconds; ``memory_bandwidth_gbps`` in GB/s.
+    """
+
+    name: str
+    kind: str
+    cores: int
+    clock_ghz: float
+    peak_gops: Mapping[str, float]
+    memory_bandwidth_gbps: float
+    op_overhead_us: float
+    dtypes: frozenset[str]
+    op_families: frozenset[str]
+    efficiency: Mapping[str, float] = field(default_factory=dict)
+    runtime: str = ""
+    power_w: float | None = None
+
+    def efficiency_for(self, family: str) -> float:
+        return float(self.efficiency.get(family, self.efficiency.get("default", 0.5)))
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A target device. ``device_class`` is ``"phone"``, ``"tablet"``, ``"sbc"``, ``"mcu"`` or ``"host"``.
+
+    ``ram_bytes`` is memory available to a model, ``flash_bytes`` storage for its weights (microcontrollers)
+    or ``None`` when storage is not a constraint. ``sources`` maps a dotted field path (e.g.
+    ``"units.cpu.peak_gops.fp32"``) to where the number came from, with how it was derived.
+    """
+
+    name: str
+    display_name: str
+    device_class: str
+    units: tuple[ComputeUnit, ...]
+    ram_bytes: int
+    flash_bytes: int | None
+    os: str
+    os_version: str
+    targets: frozenset[str]
+    android_api: int | None = None
+    litert_delegates: tuple[str, ...] = ()
+    coreml_deployment_target: str | None = None
+    coreml_spec_version: int | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def unit(self, kind: str) -> ComputeUnit | None:
+        """The first unit of the given kind, or None."""
+        return next((u for u in self.units if u.kind == kind), None)

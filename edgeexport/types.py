@@ -1,0 +1,125 @@
+"""Frozen dataclasses that flow between the stages. No framework imports here: this module must stay light.
+
+Shapes use ``None`` for a dynamic dimension; dtypes are numpy dtype names (``"float32"``, ``"int8"``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization of a tensor at a model boundary: ``real = scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a model or artifact.
+
+    ``layout`` is ``"NHWC"``, ``"NCHW"``, ``"NWC"``, ``"NCW"`` or ``None`` when the tensor is not spatial.
+    ``value_range`` is the range real inputs are drawn from (e.g. ``(0.0, 1.0)`` for scaled images, or
+    ``(0, vocab_size - 1)`` for token ids); ``None`` when unknown.
+    """
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    layout: str | None = None
+    quantization: QuantParams | None = None
+    value_range: tuple[float, float] | None = None
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d is None for d in self.shape)
+
+    def describe(self) -> str:
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} {self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a model is, independent of framework: I/O, op histogram, parameter count and MACs.
+
+    ``ops`` is a sorted tuple of ``(op type, count)`` pairs. ``macs`` counts multiply-accumulates for one
+    inference at batch 1 (FLOPs are about 2 x MACs); 0 when it could not be counted.
+    """
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    ops: tuple[tuple[str, int], ...]
+    params: int
+    macs: int
+
+    @property
+    def op_count(self) -> int:
+        return sum(n for _, n in self.ops)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to open a source model.
+
+    ``unsafe_deserialization`` turns Keras safe mode off (default False: Lambda layers are refused).
+    ``input_shapes`` fixes input shapes by input name (dynamic dims otherwise become 1 for the batch).
+    ``keep_layout`` keeps an ONNX model's NCHW layout at the artifact boundary (default False).
+    """
+
+    unsafe_deserialization: bool = False
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    keep_layout: bool = False
+
+    def shape_for(self, name: str) -> tuple[int, ...] | None:
+        for key, shape in self.input_shapes:
+            if key == name:
+                return shape
+        return None
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """A model file found on disk, before any framework is imported.
+
+    ``format`` is one of ``"keras"``, ``"h5"``, ``"savedmodel"``, ``"onnx"``. ``sha256`` hashes the file, or
+    for a directory every file in it in sorted order. Loading (which imports the framework) is done by
+    ``edgeexport.sources.load``.
+    """
+
+    path: Path
+    format: str
+    sha256: str
+    options: LoadOptions = field(default_factory=LoadOptions)
+
+    @property
+    def name(self) -> str:
+        """The model's name for artifact file names: the file or directory name without its suffix."""
+        return self.path.name.split(".")[0] if not self.path.is_dir() else self.path.name
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One converted model file (or ``.mlpackage`` directory) in the output directory.
+
+    ``size_bytes`` is the size on disk (all files for a package); ``gzip_bytes`` is the gzip -9 size of the
+    same bytes, which is what an app download costs. ``conversion_seconds`` is wall time.
+    """
+
+    path: Path
+    target: str
+    preset: str
+    device: str | None
+    sha256: str
+    size_bytes: int
+    gzip_bytes: int
+    source_sha256: str
+    conversion_seconds: float
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    warnings: tuple[str, ...] = ()
+    sparsity: float | None = None
+    smoke_check: str = ""
