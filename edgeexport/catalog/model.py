@@ -90,6 +90,9 @@ class Preset:
     overrides: tuple[LayerOverride, ...] = ()
     parts: tuple[str, ...] = ()
     source: str = "builtin"
+    # Oldest Core ML deployment target the preset's coreml recipe needs (e.g. "iOS17" for w8a8); None = any.
+    # Added by the catalog owner; additive.
+    min_coreml_deployment_target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class ComputeUnit:
     efficiency: Mapping[str, float] = field(default_factory=dict)
     runtime: str = ""
     power_w: float | None = None
+    # Targets whose runtime can place ops on this unit (e.g. the Neural Engine: coreml only); empty = all the
+    # device's targets. Added by the catalog owner; additive.
+    targets: frozenset[str] = frozenset()
 
     def efficiency_for(self, family: str) -> float:
         return float(self.efficiency.get(family, self.efficiency.get("default", 0.5)))

@@ -1,0 +1,369 @@
+"""Convert common Keras 3 architectures to TFLite and Core ML and print times, sizes and errors.
+
+Usage (from the repo root; keep it to a few models at a time on a shared machine):
+
+    TF_CPP_MIN_LOG_LEVEL=3 /tmp/venv-probe/bin/python benchmarks/architectures.py            # all
+    TF_CPP_MIN_LOG_LEVEL=3 /tmp/venv-probe/bin/python benchmarks/architectures.py --fast     # unmarked test subset
+    TF_CPP_MIN_LOG_LEVEL=3 /tmp/venv-probe/bin/python benchmarks/architectures.py small_cnn lstm_text
+    TF_CPP_MIN_LOG_LEVEL=3 /tmp/venv-probe/bin/python benchmarks/architectures.py --rnn-loop-vs-unroll
+
+Every model is built with random weights (weights=None; nothing is downloaded) and a fixed seed. The
+pipeline is the one edgeexport uses: ``prepare_for_export`` -> ``export_saved_model`` (one fixed-shape
+``serve`` endpoint, batch 1) -> ``TFLiteConverter.from_saved_model`` and ``coremltools.convert`` of the
+endpoint's concrete function (mlprogram, after ``register_missing_tf_ops``).
+
+The builders (ARCHITECTURES) are also what tests/integration/test_architectures.py converts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SEED = 7
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model builder plus how to feed it: ``inputs(rng)`` returns one batch-1 array per model input."""
+
+    name: str
+    build: Callable[[], Any]
+    inputs: Callable[[Any, Any], list[Any]]
+    slow: bool
+
+
+def _images(model: Any, rng: Any) -> list[Any]:
+    import numpy as np
+
+    # keras.applications expect 0..255 pixels (those with preprocessing layers rescale them inside).
+    return [rng.uniform(0.0, 255.0, size=(1, *t.shape[1:])).astype(np.float32) for t in model.inputs]
+
+
+def _floats(model: Any, rng: Any) -> list[Any]:
+    import numpy as np
+
+    return [rng.standard_normal(size=(1, *t.shape[1:])).astype(np.float32) for t in model.inputs]
+
+
+def _tokens(vocab: int, pad_tail: int = 0) -> Callable[[Any, Any], list[Any]]:
+    def make(model: Any, rng: Any) -> list[Any]:
+        import numpy as np
+
+        (tensor,) = model.inputs
+        tokens = rng.integers(1, vocab, size=(1, *tensor.shape[1:])).astype(np.int32)
+        if pad_tail:
+            tokens[:, -pad_tail:] = 0  # padding id 0, masked by Embedding(mask_zero=True)
+        return [tokens]
+
+    return make
+
+
+def small_cnn() -> Any:
+    import keras
+
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = keras.layers.Conv2D(16, 1, activation="swish")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inp, out, name="small_cnn")
+
+
+def transformer_gelu() -> Any:
+    """One Transformer encoder block: Embedding + MHA + LayerNorm + exact-GELU feed-forward."""
+    import keras
+
+    inp = keras.Input((16,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(100, 32)(inp)
+    attn = keras.layers.MultiHeadAttention(num_heads=2, key_dim=16)(x, x)
+    x = keras.layers.LayerNormalization()(x + attn)
+    ff = keras.layers.Dense(64, activation="gelu")(x)  # Keras 3 "gelu" is exact (erf), not tanh
+    ff = keras.layers.Dense(32)(ff)
+    x = keras.layers.LayerNormalization()(x + ff)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, keras.layers.Dense(3)(x), name="transformer_gelu")
+
+
+def lstm_text() -> Any:
+    """Stacked LSTM over masked embeddings (Embedding(mask_zero=True), return_sequences)."""
+    import keras
+
+    inp = keras.Input((12,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(50, 16, mask_zero=True)(inp)
+    x = keras.layers.LSTM(16, return_sequences=True)(x)
+    x = keras.layers.LSTM(16)(x)
+    return keras.Model(inp, keras.layers.Dense(4)(x), name="lstm_text")
+
+
+def gru_text() -> Any:
+    """Bidirectional GRU (return_sequences) then a GRU."""
+    import keras
+
+    inp = keras.Input((12,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(50, 16)(inp)
+    x = keras.layers.Bidirectional(keras.layers.GRU(8, return_sequences=True))(x)
+    x = keras.layers.GRU(8)(x)
+    return keras.Model(inp, keras.layers.Dense(4)(x), name="gru_text")
+
+
+def conv1d_audio() -> Any:
+    import keras
+
+    inp = keras.Input((1600, 1), name="waveform")  # 0.1 s at 16 kHz
+    x = keras.layers.Conv1D(8, 9, strides=2, activation="relu")(inp)
+    x = keras.layers.MaxPooling1D(4)(x)
+    x = keras.layers.Conv1D(16, 5, padding="same", activation="relu")(x)
+    x = keras.layers.AveragePooling1D(2)(x)
+    x = keras.layers.Conv1D(16, 3, dilation_rate=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, keras.layers.Dense(5)(x), name="conv1d_audio")
+
+
+def _application(factory: str, size: int, **kwargs: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        import keras
+
+        cls = getattr(keras.applications, factory)
+        return cls(weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None, **kwargs)
+
+    build.__name__ = factory
+    return build
+
+
+def _arch(name: str, build: Callable[[], Any], inputs: Callable[[Any, Any], list[Any]], slow: bool) -> Architecture:
+    return Architecture(name, build, inputs, slow)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        _arch("small_cnn", small_cnn, _floats, slow=False),
+        _arch("transformer_gelu", transformer_gelu, _tokens(100), slow=False),
+        _arch("lstm_text", lstm_text, _tokens(50, pad_tail=3), slow=False),
+        _arch("gru_text", gru_text, _tokens(50), slow=False),
+        _arch("conv1d_audio", conv1d_audio, _floats, slow=False),
+        _arch("mobilenet_v1", _application("MobileNet", 32, alpha=0.25), _images, slow=True),
+        _arch("mobilenet_v2", _application("MobileNetV2", 32, alpha=0.35), _images, slow=True),
+        _arch("mobilenet_v3_small", _application("MobileNetV3Small", 32, alpha=0.75), _images, slow=True),
+        _arch("mobilenet_v3_large", _application("MobileNetV3Large", 32, alpha=0.75), _images, slow=True),
+        _arch("efficientnet_b0", _application("EfficientNetB0", 32), _images, slow=True),
+        _arch("resnet50", _application("ResNet50", 32), _images, slow=True),
+        _arch("densenet121", _application("DenseNet121", 32), _images, slow=True),
+        _arch("inception_v3", _application("InceptionV3", 75), _images, slow=True),
+        _arch("nasnet_mobile", _application("NASNetMobile", 32), _images, slow=True),
+    ]
+}
+
+
+def tflite_ops(flatbuffer: bytes) -> list[str]:
+    """Sorted distinct op names in a .tflite flatbuffer (builtin names, or custom/Flex op names)."""
+    from tensorflow.lite.python import analyzer
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        analyzer.ModelAnalyzer.analyze(model_content=flatbuffer)
+    return sorted(set(re.findall(r"Op#\d+ (\w+)", out.getvalue())))
+
+
+def run_tflite(flatbuffer: bytes, feeds: list[Any]) -> list[Any]:
+    """Outputs of one LiteRT interpreter run, feeds in input order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    for detail, value in zip(interpreter.get_input_details(), feeds, strict=True):
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+def coreml_convert(saved_model: Path, *, fp32: bool = False) -> Any:
+    """``ct.convert`` of the ``serve`` endpoint of ``saved_model`` (mlprogram; fp16 compute unless fp32)."""
+    import coremltools as ct
+    import tensorflow as tf
+
+    from edgeexport.targets.coreml_tf_ops import register_missing_tf_ops
+
+    register_missing_tf_ops()
+    loaded = tf.saved_model.load(str(saved_model))  # must outlive the conversion: it owns the variables
+    function = loaded.serve.get_concrete_function()
+    precision = ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16
+    model = ct.convert([function], source="tensorflow", convert_to="mlprogram", compute_precision=precision)
+    del loaded
+    return model
+
+
+def coreml_ops(mlmodel: Any) -> list[str]:
+    """Sorted distinct MIL op types in a converted mlprogram (main function and nested blocks)."""
+    seen: set[str] = set()
+
+    def visit(block: Any) -> None:
+        for op in block.operations:
+            seen.add(op.op_type)
+            for inner in op.blocks:
+                visit(inner)
+
+    for function in mlmodel._mil_program.functions.values():
+        visit(function)
+    return sorted(seen)
+
+
+def relative_error(reference: Any, actual: Any) -> float:
+    """max |reference - actual| divided by max |reference| (1e-12 floor): error relative to output scale."""
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64)
+    diff = np.abs(ref - np.asarray(actual, dtype=np.float64)).max()
+    return float(diff / max(np.abs(ref).max(), 1e-12))
+
+
+@dataclass
+class Row:
+    name: str
+    params: int
+    notes: str
+    tflite_s: float | None = None
+    tflite_kb: float | None = None
+    tflite_rel_err: float | None = None
+    tflite_flex: bool | None = None
+    tflite_error: str = ""
+    coreml_s: float | None = None
+    coreml_ops: int | None = None
+    coreml_error: str = ""
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+def measure(arch: Architecture, workdir: Path) -> Row:
+    """Build, prepare, export and convert one architecture to both targets; errors are recorded, not raised."""
+    import keras
+    import numpy as np
+
+    from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
+
+    keras.utils.set_random_seed(SEED)
+    model = arch.build()
+    feeds = arch.inputs(model, np.random.default_rng(SEED))
+    reference = np.asarray(model(feeds if len(feeds) > 1 else feeds[0], training=False))
+    prepared, notes = prepare_for_export(model)
+    row = Row(arch.name, int(model.count_params()), "; ".join(notes))
+    saved = export_saved_model(prepared, workdir / arch.name)
+    try:
+        import tensorflow as tf
+
+        start = time.perf_counter()
+        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+        row.tflite_s = time.perf_counter() - start
+        row.tflite_kb = len(flatbuffer) / 1024
+        row.tflite_flex = any(op.startswith("Flex") or op == "CUSTOM" for op in tflite_ops(flatbuffer))
+        row.tflite_rel_err = relative_error(reference, run_tflite(flatbuffer, feeds)[0])
+    except Exception as exc:  # noqa: BLE001 - a benchmark records every failure and goes on
+        row.tflite_error = _short(exc)
+    try:
+        start = time.perf_counter()
+        mlmodel = coreml_convert(saved)
+        row.coreml_s = time.perf_counter() - start
+        row.coreml_ops = len(coreml_ops(mlmodel))
+    except Exception as exc:  # noqa: BLE001
+        row.coreml_error = _short(exc)
+    return row
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[Row]) -> None:
+    print("| model | params | TFLite s | TFLite KB | rel err | Flex | Core ML s | MIL op types | notes / errors |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---|")
+    for r in rows:
+        extra = "; ".join(x for x in (r.notes, r.tflite_error, r.coreml_error) if x)
+        flex = "-" if r.tflite_flex is None else ("YES" if r.tflite_flex else "no")
+        print(
+            f"| {r.name} | {r.params:,} | {_fmt(r.tflite_s, '.2f')} | {_fmt(r.tflite_kb, '.0f')} | "
+            f"{_fmt(r.tflite_rel_err, '.1e')} | {flex} | {_fmt(r.coreml_s, '.2f')} | "
+            f"{'-' if r.coreml_ops is None else r.coreml_ops} | {extra} |"
+        )
+
+
+def rnn_loop_vs_unroll(workdir: Path, repeats: int = 200) -> None:
+    """TFLite size and p50 latency of the RNN models as a WHILE loop (fixed batch) versus unrolled."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
+
+    print("| model | form | TFLite KB | p50 ms (1 thread) | ops |")
+    print("|---|---|---:|---:|---|")
+    for name in ("lstm_text", "gru_text"):
+        arch = ARCHITECTURES[name]
+        keras.utils.set_random_seed(SEED)
+        model = arch.build()
+        feeds = arch.inputs(model, np.random.default_rng(SEED))
+        unrolled, _ = prepare_for_export(model)
+        for form, candidate in (("WHILE loop", model), ("unrolled", unrolled)):
+            saved = export_saved_model(candidate, workdir / f"{name}_{form[:5]}")
+            flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+            interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], feeds[0])
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                interpreter.invoke()
+                times.append(time.perf_counter() - start)
+            ops = ", ".join(tflite_ops(flatbuffer))
+            print(f"| {name} | {form} | {len(flatbuffer) / 1024:.0f} | {1000 * float(np.median(times)):.3f} | {ops} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"architectures to run (default all): {', '.join(ARCHITECTURES)}")
+    parser.add_argument("--fast", action="store_true", help="only the architectures not marked slow")
+    parser.add_argument("--rnn-loop-vs-unroll", action="store_true", help="compare TFLite RNN forms instead")
+    args = parser.parse_args(argv)
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="edgeexport-arch-") as tmp:
+        if args.rnn_loop_vs_unroll:
+            rnn_loop_vs_unroll(Path(tmp))
+            return 0
+        unknown = [n for n in args.names if n not in ARCHITECTURES]
+        if unknown:
+            parser.error(f"unknown architecture(s): {', '.join(unknown)}")
+        names = args.names or [n for n, a in ARCHITECTURES.items() if not (args.fast and a.slow)]
+        rows = []
+        for name in names:
+            rows.append(measure(ARCHITECTURES[name], Path(tmp)))
+            print(f"done {name}", file=sys.stderr, flush=True)
+        print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The public Python API. The CLI is a thin skin over these functions.
+
+    >>> import edgeexport
+    >>> report = edgeexport.convert("sample_models/digits_cnn.keras", "build/digits", targets=("tflite",))
+    >>> report.status
+    'ok'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeexport.catalog.model import DeviceProfile, Preset
+from edgeexport.pipeline import Progress, make_plan, run_plan
+from edgeexport.report.jsonfile import write_json
+from edgeexport.report.model import Report
+from edgeexport.sources import open_source
+from edgeexport.types import LoadOptions, ModelSummary
+
+DEFAULT_TARGETS = ("tflite", "coreml")
+DEFAULT_PRESET = "fp32"
+
+
+def load_device(name_or_path: str) -> DeviceProfile:
+    """A shipped device profile by name (``"pixel-8"``) or a profile TOML by path."""
+    from edgeexport.catalog import load_device as _load_device
+
+    return _load_device(name_or_path)
+
+
+def load_preset(spec: str, *, extra_files: Sequence[Path] = ()) -> Preset:
+    """A preset by name, or a composition such as ``"prune-50+int8"``."""
+    from edgeexport.catalog import load_preset as _load_preset
+
+    return _load_preset(spec, extra_files=tuple(extra_files))
+
+
+def inspect(model: str | Path, *, options: LoadOptions | None = None) -> ModelSummary:
+    """Inputs/outputs, op histogram, parameters and MACs of a model file (loads its framework)."""
+    from edgeexport.sources import load
+
+    return load(open_source(model, options)).summary
+
+
+def convert(
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    preset: str = DEFAULT_PRESET,
+    device: str | DeviceProfile | None = None,
+    calibration: str | Path | None = None,
+    options: LoadOptions | None = None,
+    preset_files: Sequence[Path] = (),
+    progress: Progress | None = None,
+    write_report: bool = True,
+    **plan_options: Any,
+) -> Report:
+    """Convert ``model`` into ``out_dir`` for each target, run, verify and (with a device) simulate each artifact.
+
+    ``preset`` is a preset name, a composition (``"prune-50+int8"``) or ``"auto"`` (needs ``device``).
+    ``calibration`` is an ``.npz`` path or ``"synthetic"``. Writes ``out_dir/report.json`` unless
+    ``write_report`` is False. Raises an ``EdgeExportError`` when it cannot convert; a conversion whose
+    checks fail returns a Report whose ``status``/``exit_code`` say so.
+    """
+    source = open_source(model, options)
+    profile = load_device(device) if isinstance(device, str) else device
+    calibration_value: Path | str | None
+    if calibration is None or str(calibration) == "synthetic":
+        calibration_value = None if calibration is None else "synthetic"
+    else:
+        calibration_value = Path(calibration)
+    plan = make_plan(
+        source,
+        Path(out_dir),
+        targets=tuple(targets),
+        preset=preset,
+        device=profile,
+        calibration=calibration_value,
+        preset_files=tuple(preset_files),
+        **plan_options,
+    )
+    report = run_plan(plan, progress)
+    if write_report:
+        write_json(Path(out_dir) / "report.json", report.to_dict())
+    return report

@@ -1,0 +1,121 @@
+"""Which preset suits a device (``--preset auto``) and which preset/target/device combinations cannot work."""
+
+from __future__ import annotations
+
+from edgeexport.catalog.model import ComputeUnit, DeviceProfile, Preset
+from edgeexport.catalog.presets import load_preset
+from edgeexport.errors import UnsupportedError
+
+_ACCELERATORS = ("npu", "tpu", "dsp")
+# The nearest equivalent on the other target, offered as a suggestion when a preset has no recipe for a target.
+_EQUIVALENT = {
+    ("int8", "coreml"): "w8a8", ("int8-io", "coreml"): "w8a8", ("dynamic-int8", "coreml"): "w8",
+    ("int16x8", "coreml"): "fp16", ("w8", "tflite"): "dynamic-int8", ("w8a8", "tflite"): "int8",
+    ("palettize-6", "tflite"): "dynamic-int8", ("palettize-4", "tflite"): "dynamic-int8",
+}
+# TFLite Micro has no float16 kernels and no hybrid (dynamic-range) kernels.
+_MCU_TFLITE_REFUSED = {"fp16": "TFLite Micro has no float16 kernels", "dynamic-int8": "TFLite Micro has no "
+                       "hybrid (dynamic-range) kernels"}
+
+
+def usable_units(device: DeviceProfile, target: str) -> list[ComputeUnit]:
+    """Units a ``target`` artifact can run on (a unit with no ``targets`` serves all of the device's targets)."""
+    return [u for u in device.units if not u.targets or target in u.targets]
+
+
+def best_gops(unit: ComputeUnit, family: str = "conv") -> tuple[float, str]:
+    """The unit's highest sustained throughput for ``family`` (peak x efficiency) in GOP/s, and its dtype."""
+    rate, dtype = max((unit.peak_gops[d] * unit.efficiency_for(family), d) for d in unit.peak_gops)
+    return rate, dtype
+
+
+def _deployment_number(target: str | None) -> int:
+    return int(target[3:]) if target and target.startswith("iOS") else 0
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = True) -> tuple[Preset, str]:
+    """The preset ``--preset auto`` picks for ``device`` and ``target``, and the reason in one sentence.
+
+    Rules: fp32 on the host; int8 I/O plus channel pruning on microcontrollers; int8 when the fastest usable unit
+    is an int8 NPU/TPU/DSP; fp16 when it is a GPU or the Neural Engine; int8 on a CPU whose int8 peak is at least
+    twice its fp32 peak; fp32 otherwise. With ``calibration=False`` (no calibration data) a preset that needs it is
+    replaced by dynamic-range int8 (TFLite) or int8 weights (Core ML). Raises ``UnsupportedError`` when the device
+    cannot run the target at all."""
+    if target not in device.targets:
+        raise _target_error(device, target)
+    units = usable_units(device, target)
+    if device.device_class == "host":
+        return load_preset("fp32"), f"{device.name} is this machine: fp32 keeps results comparable with the reference"
+    if device.device_class == "mcu":
+        spec = "prune-channels-25+int8-io"
+        why = (f"{device.name} is a microcontroller with {_size(device.ram_bytes)} RAM"
+               + (f" and {_size(device.flash_bytes)} flash" if device.flash_bytes else "")
+               + ": TFLite Micro wants integer-only int8 I/O and removing 25% of channels shrinks flash and RAM")
+        return _without_calibration(load_preset(spec), spec, why, target, calibration)
+    fastest = max(units, key=lambda u: best_gops(u)[0])
+    rate, dtype = best_gops(fastest)
+    if fastest.kind in _ACCELERATORS and dtype == "int8" and target == "tflite":
+        why = f"the fastest unit of {device.name} is its int8 {fastest.kind.upper()} ({fastest.runtime}, ~{rate:.0f} GOP/s on convs)"
+        return _without_calibration(load_preset("int8"), "int8", why, target, calibration)
+    if fastest.kind in ("gpu", "ane", *_ACCELERATORS):
+        name = "Neural Engine" if fastest.kind == "ane" else fastest.kind.upper()
+        why = f"the fastest unit of {device.name} for {target} is its {name}, which runs fp16 natively"
+        return load_preset("fp16"), why
+    if "int8" in fastest.peak_gops and fastest.peak_gops["int8"] >= 2 * fastest.peak_gops.get("fp32", 0.0):
+        if target == "coreml":
+            return load_preset("w8"), f"{device.name} runs Core ML on its CPU: int8 weights halve memory traffic"
+        ratio = fastest.peak_gops["int8"] / fastest.peak_gops["fp32"]
+        why = f"the fastest unit of {device.name} for {target} is its CPU, whose int8 peak is {ratio:.0f}x its fp32 peak"
+        return _without_calibration(load_preset("int8"), "int8", why, target, calibration)
+    return load_preset("fp32"), f"{device.name} runs {target} on its CPU without a faster int8 path: fp32 is exact"
+
+
+def _without_calibration(preset: Preset, spec: str, why: str, target: str, calibration: bool) -> tuple[Preset, str]:
+    if calibration or not preset.quantization.requires_calibration:
+        return preset, why
+    fallback = "dynamic-int8" if target == "tflite" else "w8"
+    pruning = [p for p in preset.parts if load_preset(p).pruning is not None]
+    fallback_spec = "+".join([*pruning, fallback])
+    return load_preset(fallback_spec), f"{why}; no calibration data was given, so {fallback} replaces {spec}"
+
+
+def _target_error(device: DeviceProfile, target: str) -> UnsupportedError:
+    runs = ", ".join(sorted(device.targets))
+    if target == "coreml":
+        hint = "Core ML needs an Apple device, e.g. iphone-15-pro; use --target tflite for this one"
+    else:
+        hint = f"use --target {runs}"
+    return UnsupportedError(f"device {device.name} cannot run {target} artifacts (it runs {runs})", hint=hint)
+
+
+def check_compatible(preset: Preset, target: str, device: DeviceProfile | None) -> None:
+    """Raise ``UnsupportedError`` (exit 4) with the reason and a suggestion when ``preset`` cannot produce a
+    ``target`` artifact, or when ``device`` cannot run it. Returns None when the combination is fine."""
+    if target not in preset.targets:
+        quant_part = preset.parts[-1] if preset.parts else preset.name
+        equivalent = _EQUIVALENT.get((quant_part, target))
+        hint = (f"try --preset {preset.name.replace(quant_part, equivalent)}" if equivalent
+                else f"presets for {target}: run `edgeexport presets`")
+        raise UnsupportedError(f"preset {preset.name} has no {target} recipe (it targets "
+                               f"{', '.join(sorted(preset.targets))})", hint=hint)
+    if device is None:
+        return
+    if target not in device.targets:
+        raise _target_error(device, target)
+    if target == "tflite" and device.device_class == "mcu":
+        mode = preset.quantization.tflite_mode or ""
+        if mode in _MCU_TFLITE_REFUSED:
+            auto, _ = choose_preset(device, target)
+            raise UnsupportedError(f"preset {preset.name} cannot run on microcontroller {device.name}: "
+                                   f"{_MCU_TFLITE_REFUSED[mode]}", hint=f"use --preset int8-io or {auto.name}")
+    if target == "coreml" and preset.min_coreml_deployment_target:
+        need = _deployment_number(preset.min_coreml_deployment_target)
+        have = _deployment_number(device.coreml_deployment_target)
+        if have < need:
+            raise UnsupportedError(
+                f"preset {preset.name} needs Core ML deployment target {preset.min_coreml_deployment_target}+, "
+                f"{device.name} has {device.coreml_deployment_target}", hint="use --preset fp16 or w8")

@@ -1,0 +1,111 @@
+"""``edgeexport convert``: model file -> verified artifacts + report.json + a terminal summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgeexport.cli.options import (
+    config_defaults,
+    device_option,
+    input_shape_option,
+    json_option,
+    parse_input_shapes,
+    unsafe_option,
+    warn_only_option,
+)
+
+EXAMPLES = """\b
+Examples:
+  edgeexport convert sample_models/digits_cnn.keras --out build/digits
+  edgeexport convert model.keras --target tflite --preset fp16 --out out/
+  edgeexport convert saved_model_dir/ --target coreml --out out/
+  edgeexport convert model.keras --preset int8 --calibration data.npz --out out/
+  edgeexport convert model.keras --device pixel-8 --preset auto --calibration data.npz --out out/
+"""
+
+
+@click.command(epilog=EXAMPLES, context_settings={"default_map": config_defaults("convert")})
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output directory (default: build/<model name>).")
+@click.option("--target", "-t", "targets", multiple=True, type=click.Choice(["tflite", "coreml"]),
+              help="Target format; repeat for several (default: both, or what the device runs).")
+@click.option("--preset", "-p", default=None,
+              help="Preset name, a composition like prune-50+int8, or auto (needs --device). Default: fp32, "
+                   "or auto with --device. See `edgeexport presets`.")
+@device_option
+@click.option("--calibration", "-c", default=None, metavar="DATA.npz|synthetic",
+              help="Calibration samples for int8 presets (arrays keyed by input name); 'synthetic' accepts random data.")
+@click.option("--data", "verify_data", type=click.Path(path_type=Path), default=None,
+              help="Data to verify with (.npz; default: seeded random inputs).")
+@click.option("--samples", "verify_samples", type=click.IntRange(1), default=64, show_default=True,
+              help="How many samples to verify on.")
+@click.option("--no-verify", is_flag=True, help="Skip numerical verification (the artifact still runs once).")
+@click.option("--coreml-precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True,
+              help="How the MIL executor computes fp16 programs on Linux: auto rounds each op to fp16 like the GPU/ANE.")
+@click.option("--preset-file", "preset_files", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="TOML file with your own [presets.NAME] tables (repeatable).")
+@input_shape_option
+@unsafe_option
+@warn_only_option
+@json_option
+def command(
+    model: Path,
+    out_dir: Path | None,
+    targets: tuple[str, ...],
+    preset: str | None,
+    device: str | None,
+    calibration: str | None,
+    verify_data: Path | None,
+    verify_samples: int,
+    no_verify: bool,
+    coreml_precision: str,
+    preset_files: tuple[Path, ...],
+    input_shapes: tuple[str, ...],
+    unsafe_deserialization: bool,
+    warn_only: bool,
+    as_json: bool,
+) -> int:
+    """Convert MODEL (.keras, .h5, SavedModel directory, .onnx) to TFLite and Core ML.
+
+    Each artifact is written as <model>.<preset>.tflite / .mlpackage in the output directory, run once,
+    verified against the original model and, with --device, simulated on that device. A report.json
+    (versioned schema) is written next to the artifacts.
+    """
+    from rich.console import Console
+
+    from edgeexport.api import DEFAULT_TARGETS, convert
+    from edgeexport.report.jsonfile import dumps
+    from edgeexport.report.terminal import render_report
+    from edgeexport.types import LoadOptions
+
+    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes))
+    out = out_dir or Path("build") / model.name.split(".")[0]
+    chosen_preset = preset or ("auto" if device else "fp32")
+    # A pipe or CI log is not a terminal; rich would then wrap at 80 columns and cut the artifact names.
+    console = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
+    with console.status("starting", spinner="dots") as status:
+        report = convert(
+            model,
+            out,
+            targets=targets or DEFAULT_TARGETS,
+            preset=chosen_preset,
+            device=device,
+            calibration=calibration,
+            options=options,
+            preset_files=preset_files,
+            progress=lambda message: status.update(message),
+            verify=not no_verify,
+            verify_data=verify_data,
+            verify_samples=verify_samples,
+            coreml_precision=coreml_precision,
+            warn_only=warn_only,
+        )
+    if as_json:
+        sys.stdout.write(dumps(report.to_dict()))
+    else:
+        render_report(report, console)
+    return report.exit_code

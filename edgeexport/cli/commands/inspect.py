@@ -1,0 +1,47 @@
+"""``edgeexport inspect``: what a model takes and computes, before converting it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgeexport.cli.options import input_shape_option, json_option, parse_input_shapes, unsafe_option
+
+EXAMPLES = """\b
+Examples:
+  edgeexport inspect sample_models/digits_cnn.keras
+  edgeexport inspect saved_model_dir/ --json
+  edgeexport inspect model.onnx --input-shape input=1,3,224,224
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@click.argument("model", type=click.Path(path_type=Path))
+@input_shape_option
+@unsafe_option
+@json_option
+def command(model: Path, input_shapes: tuple[str, ...], unsafe_deserialization: bool, as_json: bool) -> int:
+    """Show MODEL's inputs and outputs (names, shapes, dtypes), op histogram, parameters and MACs."""
+    from rich.console import Console
+
+    from edgeexport.report.jsonfile import dumps
+    from edgeexport.report.model import plain
+    from edgeexport.sources import load, open_source
+    from edgeexport.types import LoadOptions
+
+    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes))
+    source = open_source(model, options)
+    console = Console(stderr=True, highlight=False)
+    with console.status(f"loading {source.path.name}", spinner="dots"):
+        summary = load(source).summary
+    if as_json:
+        data = {"path": str(source.path), "format": source.format, "sha256": source.sha256, "summary": plain(summary)}
+        sys.stdout.write(dumps(data))
+    else:
+        render = Console(highlight=False)
+        from edgeexport.report.terminal import render_summary
+
+        render_summary(summary, render, title=f"{source.path.name} ({source.format})")
+    return 0

@@ -1,0 +1,1 @@
+"""Reports: the typed Report and its renderers (terminal, JSON; JUnit, Markdown and HTML as they land)."""

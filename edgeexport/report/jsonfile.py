@@ -1,0 +1,29 @@
+"""Writing JSON reports atomically: a reader never sees a half-written file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def dumps(data: Any) -> str:
+    """Stable, readable JSON (sorted keys off: the report's own order is meaningful)."""
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and an atomic rename."""
+    text = dumps(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,89 @@
+"""The human summary of a report, for the terminal (rich). Rendering only: no stage runs here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgeexport.report.fmt import human_bytes
+from edgeexport.report.model import Report
+from edgeexport.types import ModelSummary
+
+_STATUS_STYLE = {"ok": "green", "verification_failed": "red", "budget_exceeded": "yellow"}
+
+
+def render_summary(summary: ModelSummary, console: Console, *, title: str) -> None:
+    """Inputs, outputs, parameters, MACs and the op histogram of a model."""
+    console.print(f"[bold]{title}[/bold]")
+    io = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("", "name", "shape", "dtype", "layout"):
+        io.add_column(column)
+    for kind, specs in (("input", summary.inputs), ("output", summary.outputs)):
+        for spec in specs:
+            dims = "x".join("N" if d is None else str(d) for d in spec.shape)
+            io.add_row(kind, spec.name, dims, spec.dtype, spec.layout or "-")
+    console.print(io)
+    console.print(f"parameters {summary.params:,}   MACs {summary.macs:,} ({summary.macs / 1e6:.2f} M)")
+    ops = ", ".join(f"{name} x{count}" for name, count in sorted(summary.ops, key=lambda kv: (-kv[1], kv[0])))
+    console.print(f"ops ({summary.op_count}): {ops}")
+
+
+def render_report(report: Report, console: Console) -> None:
+    """The artifact table and the verdict of a ``convert`` report."""
+    console.print(
+        f"[bold]{report.source.path.name}[/bold] ({report.source.format}, {report.summary.params:,} params, "
+        f"{report.summary.macs / 1e6:.2f} M MACs)" + (f" for [bold]{report.device}[/bold]" if report.device else "")
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("artifact", no_wrap=True)
+    for column in ("target", "size", "gzip", "convert s", "check", "est. latency"):
+        table.add_column(column, justify="right" if column in ("size", "gzip", "convert s") else "left")
+    for entry in report.artifacts:
+        artifact = entry.artifact
+        table.add_row(
+            artifact.path.name,
+            artifact.target,
+            human_bytes(artifact.size_bytes),
+            human_bytes(artifact.gzip_bytes),
+            f"{artifact.conversion_seconds:.1f}",
+            _check_cell(entry.verification, artifact.smoke_check),
+            _latency_cell(entry.estimates),
+        )
+    console.print(table)
+    for entry in report.artifacts:
+        if entry.preset_reason:
+            console.print(f"{entry.artifact.target}: preset {entry.artifact.preset}: {entry.preset_reason}")
+        if entry.pruning:
+            p = entry.pruning
+            console.print(
+                f"{entry.artifact.path.name}: pruning {p.method} reached {p.achieved_sparsity:.1%} sparsity "
+                f"(target {p.target_sparsity:.0%}), params {p.params_before:,} -> {p.params_after:,}"
+            )
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/dim]")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
+    style = _STATUS_STYLE.get(report.status, "red")
+    suffix = " (--warn-only: exit 0)" if report.warn_only and report.status != "ok" else ""
+    if report.out_dir is not None:
+        console.print(f"report: {report.out_dir / 'report.json'}")
+    console.print(f"[{style}]status: {report.status}[/{style}]{suffix} in {report.total_seconds:.1f} s")
+
+
+def _check_cell(verification: Any, smoke: str) -> str:
+    if verification is None:
+        return "ran once" if smoke else "-"
+    headline = getattr(verification, "headline", None)
+    text = headline() if callable(headline) else ("pass" if verification.passed else "FAIL")
+    return f"[green]{text}[/green]" if verification.passed else f"[red]{text}[/red]"
+
+
+def _latency_cell(estimates: tuple[Any, ...]) -> str:
+    cells = []
+    for estimate in estimates:
+        latency = getattr(estimate, "latency_ms", None)
+        if latency is not None:
+            cells.append(f"{latency:.2f} ms")
+    return ", ".join(cells) or "-"

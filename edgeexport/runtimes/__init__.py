@@ -1,0 +1,1 @@
+"""Runtimes that execute converted artifacts: the LiteRT interpreter, Core ML, and the numpy MIL executor."""

@@ -1,0 +1,247 @@
+"""Convolution and pooling MIL kernels, channel-first (``N, C, *spatial``) as MIL lays them out, any rank 1-3.
+
+Everything is vectorized over batch, channels and pixels: a dense or grouped convolution is an im2col
+(a strided window view copied once) followed by one batched matmul; 1x1 convolutions skip the im2col;
+depthwise convolutions and pools loop only over the kernel taps (9 for a 3x3 kernel), each tap one strided
+slice of the whole tensor.
+
+Padding (``pad_type``): ``valid`` none; ``custom`` from ``pad`` as ``[begin0, end0, begin1, end1, ...]``;
+``same`` pads so that ``out = ceil(in / stride)``, the odd pixel at the end; ``same_lower`` puts it first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    as_float,
+    int_list,
+    kernel,
+    scalar_bool,
+    scalar_float,
+    scalar_int,
+    scalar_str,
+)
+
+Pads = list[tuple[int, int]]
+
+
+def spatial_pads(
+    pad_type: str,
+    pad: Sequence[int] | None,
+    in_sizes: Sequence[int],
+    kernel_sizes: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+) -> Pads:
+    """(begin, end) padding per spatial dim for a MIL ``pad_type``."""
+    nd = len(in_sizes)
+    if pad_type == "valid":
+        return [(0, 0)] * nd
+    if pad_type == "custom":
+        p = list(pad) if pad is not None else [0] * (2 * nd)
+        return [(p[2 * i], p[2 * i + 1]) for i in range(nd)]
+    if pad_type in ("same", "same_lower"):
+        pads: Pads = []
+        for size, k, s, d in zip(in_sizes, kernel_sizes, strides, dilations):
+            out = math.ceil(size / s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            pads.append((small, large) if pad_type == "same" else (large, small))
+        return pads
+    raise ValueError(f"unknown pad_type {pad_type!r}")
+
+
+def _out_sizes(padded: Sequence[int], kernel_sizes: Sequence[int], strides: Sequence[int],
+               dilations: Sequence[int]) -> list[int]:
+    return [(p - ((k - 1) * d + 1)) // s + 1 for p, k, s, d in zip(padded, kernel_sizes, strides, dilations)]
+
+
+def _taps(xp: np.ndarray, kernel_sizes: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+          out_sizes: Sequence[int]) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """For each kernel tap, the strided view of ``xp`` (N, C, *spatial) that the tap multiplies."""
+    for tap in itertools.product(*(range(k) for k in kernel_sizes)):
+        index = (slice(None), slice(None)) + tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, s, o in zip(tap, dilations, strides, out_sizes)
+        )
+        yield tap, xp[index]
+
+
+def conv_nd(x: np.ndarray, w: np.ndarray, strides: Sequence[int], dilations: Sequence[int], pads: Pads,
+            groups: int) -> np.ndarray:
+    """Cross-correlation of ``x`` (N, C, *S) with ``w`` (C_out, C/groups, *K): MIL/PyTorch conv semantics."""
+    nd = x.ndim - 2
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(pads)) if any(p != (0, 0) for p in pads) else x
+    n, c = xp.shape[:2]
+    c_out, cg = w.shape[:2]
+    ksz = w.shape[2:]
+    out_sizes = _out_sizes(xp.shape[2:], ksz, strides, dilations)
+    og = c_out // groups
+    if groups == c and cg == 1:
+        # Depthwise (channel multiplier og): repeat each input channel og times, then one multiply-add per tap.
+        src = np.repeat(xp, og, axis=1) if og > 1 else xp
+        acc = np.zeros((n, c_out, *out_sizes), dtype=np.result_type(xp, w))
+        for tap, view in _taps(src, ksz, strides, dilations, out_sizes):
+            acc += view * w[(slice(None), 0) + tap].reshape((1, c_out) + (1,) * nd)
+        return acc
+    if all(k == 1 for k in ksz):
+        index = (slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_sizes, strides))
+        cols = xp[index].reshape(n, groups, cg, -1)
+        wm = w.reshape(groups, og, cg)
+    else:
+        extents = [(k - 1) * d + 1 for k, d in zip(ksz, dilations)]
+        win = sliding_window_view(xp, extents, axis=tuple(range(2, 2 + nd)))
+        index = (slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_sizes, strides))
+        index += tuple(slice(None, None, d) for d in dilations)
+        win = win[index]  # (N, C, *O, *K)
+        win = win.reshape((n, groups, cg) + win.shape[2:])
+        perm = (0, 1, 2) + tuple(range(3 + nd, 3 + 2 * nd)) + tuple(range(3, 3 + nd))
+        cols = win.transpose(perm).reshape(n, groups, cg * int(np.prod(ksz)), -1)
+        wm = w.reshape(groups, og, -1)
+    out = np.matmul(wm, cols)  # (N, G, og, P)
+    return out.reshape(n, c_out, *out_sizes)
+
+
+def _conv_params(a: Args, x: np.ndarray, ksz: Sequence[int]) -> tuple[list[int], list[int], Pads, int]:
+    nd = x.ndim - 2
+    strides = int_list(a.get("strides", [1] * nd))
+    dilations = int_list(a.get("dilations", [1] * nd))
+    groups = scalar_int(a.get("groups", 1))
+    pad = int_list(a["pad"]) if a.get("pad") is not None else None
+    pads = spatial_pads(scalar_str(a.get("pad_type", "valid")), pad, x.shape[2:], ksz, strides, dilations)
+    return strides, dilations, pads, groups
+
+
+def _add_bias(out: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    if bias is None:
+        return out
+    return out + np.asarray(bias).reshape((1, -1) + (1,) * (out.ndim - 2))
+
+
+@kernel("conv")
+def conv(a: Args) -> np.ndarray:
+    x, w = as_float(a["x"]), as_float(a["weight"])
+    strides, dilations, pads, groups = _conv_params(a, x, w.shape[2:])
+    return _add_bias(conv_nd(x, w, strides, dilations, pads, groups), a.get("bias"))
+
+
+@kernel("conv_transpose")
+def conv_transpose(a: Args) -> np.ndarray:
+    """Transposed conv; ``weight`` is (C_in, C_out/groups, *K) as MIL defines it."""
+    x, w = as_float(a["x"]), as_float(a["weight"])
+    nd = x.ndim - 2
+    n, c_in = x.shape[:2]
+    ksz = w.shape[2:]
+    strides = int_list(a.get("strides", [1] * nd))
+    dilations = int_list(a.get("dilations", [1] * nd))
+    groups = scalar_int(a.get("groups", 1))
+    cgi, og = c_in // groups, w.shape[1]
+    full = [(i - 1) * s + (k - 1) * d + 1 for i, s, k, d in zip(x.shape[2:], strides, ksz, dilations)]
+    acc = np.zeros((n, groups * og, *full), dtype=np.result_type(x, w))
+    xg = x.reshape(n, groups, cgi, -1)
+    wg = w.reshape(groups, cgi, og, -1)
+    for t_index, tap in enumerate(itertools.product(*(range(k) for k in ksz))):
+        contrib = np.matmul(wg[..., t_index].transpose(0, 2, 1), xg).reshape(n, groups * og, *x.shape[2:])
+        index = (slice(None), slice(None)) + tuple(
+            slice(t * d, t * d + (i - 1) * s + 1, s) for t, d, s, i in zip(tap, dilations, strides, x.shape[2:])
+        )
+        acc[index] += contrib
+    pad_type = scalar_str(a.get("pad_type", "valid"))
+    if pad_type == "custom":
+        p = int_list(a["pad"])
+        begins = [p[2 * i] for i in range(nd)]
+        sizes = [f - p[2 * i] - p[2 * i + 1] for i, f in enumerate(full)]
+    elif pad_type in ("same", "same_lower"):
+        sizes = [i * s for i, s in zip(x.shape[2:], strides)]
+        totals = [f - o for f, o in zip(full, sizes)]
+        begins = [t // 2 if pad_type == "same" else t - t // 2 for t in totals]
+    else:
+        begins, sizes = [0] * nd, list(full)
+    if a.get("output_shape") is not None:
+        sizes = int_list(a["output_shape"])[-nd:]
+    out = np.zeros((n, groups * og, *sizes), dtype=acc.dtype)
+    src = (slice(None), slice(None)) + tuple(slice(b, min(b + s, f)) for b, s, f in zip(begins, sizes, full))
+    dst = (slice(None), slice(None)) + tuple(slice(0, min(b + s, f) - b) for b, s, f in zip(begins, sizes, full))
+    out[dst] = acc[src]
+    return _add_bias(out, a.get("bias"))
+
+
+def _pool(a: Args, mode: str) -> np.ndarray:
+    x = as_float(a["x"])
+    nd = x.ndim - 2
+    ksz = int_list(a["kernel_sizes"])
+    strides = int_list(a.get("strides", [1] * nd))
+    ones = [1] * nd
+    pad = int_list(a["pad"]) if a.get("pad") is not None else None
+    pads = spatial_pads(scalar_str(a.get("pad_type", "valid")), pad, x.shape[2:], ksz, strides, ones)
+    ceil_mode = scalar_bool(a.get("ceil_mode", False))
+    out_sizes, extra = [], []
+    for size, (b, e), k, s in zip(x.shape[2:], pads, ksz, strides):
+        padded = size + b + e
+        if ceil_mode:
+            out = -(-(padded - k) // s) + 1
+            if (out - 1) * s >= size + b:  # a window may not start in the end padding
+                out -= 1
+        else:
+            out = (padded - k) // s + 1
+        out_sizes.append(out)
+        extra.append(max((out - 1) * s + k - padded, 0))
+    full_pads = [(0, 0), (0, 0)] + [(b, e + x_) for (b, e), x_ in zip(pads, extra)]
+    if mode == "max":
+        xp = np.pad(x, full_pads, constant_values=-np.inf)
+        acc = None
+        for _, view in _taps(xp, ksz, strides, ones, out_sizes):
+            acc = view.copy() if acc is None else np.maximum(acc, view, out=acc)
+        assert acc is not None
+        return acc
+    src = x * x if mode == "l2" else x
+    xp = np.pad(src, full_pads)
+    acc = np.zeros(x.shape[:2] + tuple(out_sizes), dtype=x.dtype)
+    for _, view in _taps(xp, ksz, strides, ones, out_sizes):
+        acc += view
+    if mode == "l2":
+        return np.sqrt(acc)
+    # Divisor per output pixel: the window's cells inside the input (exclude_padding) or inside input + explicit
+    # padding; the extra cells ceil_mode adds past the end never count.
+    exclude = scalar_bool(a.get("exclude_padding_from_average", False))
+    mask = np.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
+    if exclude:
+        mask = np.pad(mask, full_pads)
+    else:
+        mask = np.pad(np.pad(mask, [(0, 0), (0, 0)] + list(pads), constant_values=1),
+                      [(0, 0), (0, 0)] + [(0, x_) for x_ in extra])
+    count = np.zeros((1, 1) + tuple(out_sizes), dtype=x.dtype)
+    for _, view in _taps(mask, ksz, strides, ones, out_sizes):
+        count += view
+    return acc / np.maximum(count, 1)
+
+
+@kernel("max_pool")
+def max_pool(a: Args) -> np.ndarray:
+    return _pool(a, "max")
+
+
+@kernel("avg_pool")
+def avg_pool(a: Args) -> np.ndarray:
+    return _pool(a, "avg")
+
+
+@kernel("l2_pool")
+def l2_pool(a: Args) -> np.ndarray:
+    return _pool(a, "l2")
+
+
+@kernel("upsample_nearest_neighbor")
+def upsample_nearest_neighbor(a: Args) -> np.ndarray:
+    """Integer scale factors only (the case Keras UpSampling2D produces)."""
+    x = np.asarray(a["x"])
+    sh, sw = scalar_float(a.get("scale_factor_height", 1)), scalar_float(a.get("scale_factor_width", 1))
+    if sh != int(sh) or sw != int(sw):
+        raise ValueError("upsample_nearest_neighbor: only integer scale factors are implemented")
+    return np.repeat(np.repeat(x, int(sh), axis=-2), int(sw), axis=-1)

@@ -1,0 +1,292 @@
+"""Fit this machine's device profile (``host``) from the micro-benchmark suite and write it as TOML.
+
+Model fitted (the simulator's own roofline, see ``cost.py``), per single-op case i of family f in dtype d:
+
+    t_i - invoke = max(ops_i / (P_d x e_f), bytes_i / BW) + overhead
+
+1. ``overhead`` (per op) and ``invoke`` (per run, Python + interpreter entry, not part of the profile) from
+   two chains of 1 and 16 tiny adds: overhead = (t16 - t1) / 15.
+2. ``BW`` = the highest bytes / time over the cases (these sizes are cache resident): an upper envelope, so
+   the compute term explains every case.
+3. ``e_{f,d}`` = geometric mean over the family's cases of ops / (P_d x time) (least squares in log space).
+   P_fp32 is the theoretical peak (cores x clock x FLOP/cycle from /proc/cpuinfo), raised if an efficiency
+   would exceed 1; P_int8 = P_fp32 x the int8/fp32 throughput ratio of the conv cases. The TOML keeps the
+   fp32 efficiencies (the catalog format has one per family); the per-dtype ones go to the residuals file
+   and ``estimate.apply_calibration`` puts them back when the profile is simulated.
+The ratios measured / predicted over the suite are saved next to the TOML (``<name>.residuals.json``); their
+10th-90th percentiles are the uncertainty band ``simulate`` reports for this profile.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeexport.catalog.model import ComputeUnit, DeviceProfile
+from edgeexport.errors import OutputPathError
+from edgeexport.simulate.cost import op_time
+from edgeexport.simulate.estimate import residuals_path
+from edgeexport.simulate.microbench import SUITE, Case, build
+from edgeexport.simulate.tflite_reader import read_tflite
+
+# families the suite does not measure borrow the efficiency of a close relative
+BORROW = {"matmul": "fc", "attention": "fc", "recurrent": "fc", "norm": "elementwise", "resize": "pool",
+          "gather": "concat", "reshape": "pad"}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One suite case measured: p50 time in ms over the timed runs, and its single op's work."""
+
+    case: str
+    family: str
+    dtype: str
+    ms: float
+    ops: int
+    bytes: int
+    op_count: int
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """The fitted profile, where it was written, the measurements and the per-case ratio measured/predicted."""
+
+    profile: DeviceProfile
+    path: Path
+    measurements: tuple[Measurement, ...]
+    ratios: tuple[tuple[str, float], ...]
+    invoke_us: float
+    seconds: float
+
+
+def cpu_facts() -> dict[str, object]:
+    """Cores, clock (GHz), model name and FP32 FLOP/cycle/core of this CPU, from /proc/cpuinfo."""
+    model, mhz, flags = platform.processor() or "unknown CPU", 0.0, set()
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in ("", "unknown CPU", platform.processor()):
+                model = value.strip()
+            elif key == "cpu MHz" and not mhz:
+                mhz = float(value)
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    # two 256-bit FMA pipes (AVX2/FMA; AVX-512 on many parts is double-pumped) = 32 FP32 FLOP/cycle
+    flop_cycle = 32 if "fma" in flags else (16 if "avx" in flags else 8)
+    return {"cores": os.cpu_count() or 1, "ghz": (mhz or 2000.0) / 1000.0, "model": model,
+            "flop_cycle": flop_cycle, "vnni": "avx512_vnni" in flags or "avx_vnni" in flags}
+
+
+def _time_ms(data: bytes, threads: int, runs: int, min_seconds: float) -> float:
+    from edgeexport.simulate.bench import bench
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as handle:
+        handle.write(data)
+        path = Path(handle.name)
+    try:
+        return bench(path, threads=threads, runs=runs, warmup=5, min_seconds=min_seconds).p50_ms
+    finally:
+        path.unlink(missing_ok=True)
+
+
+_BUILT: dict[tuple[str, str], bytes] = {}
+
+
+def _quiet_build(case: Case, dtype: str) -> bytes:
+    """Build a case once per process, with the converter's progress prints kept off stdout."""
+    import contextlib
+    import io
+
+    key = (case.name, dtype)
+    if key not in _BUILT:
+        with contextlib.redirect_stdout(io.StringIO()):
+            _BUILT[key] = build(case, dtype)
+    return _BUILT[key]
+
+
+def measure(threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
+            progress: Callable[[str], None] | None = None) -> list[Measurement]:
+    """Build and time every suite case in fp32 and int8."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    out: list[Measurement] = []
+    for case in SUITE:
+        for dtype in ("fp32", "int8"):
+            data = _quiet_build(case, dtype)
+            graph = read_tflite(data)
+            ms = _time_ms(data, threads, runs, min_seconds)
+            main = max(graph.ops, key=lambda o: o.ops + o.bytes_moved)
+            out.append(Measurement(case.name, case.family, dtype, ms, main.ops,
+                                   main.read_bytes + main.write_bytes + main.weight_bytes, len(graph.ops)))
+            if progress is not None:
+                progress(f"{case.name:<28} {dtype:<5} {ms * 1e3:9.1f} us")
+    return out
+
+
+def fit(measurements: list[Measurement], facts: dict[str, object], threads: int) -> tuple[ComputeUnit, float]:
+    """Fit the CPU unit (see the module docstring); returns the unit and the per-invoke overhead in us.
+
+    The unit's ``efficiency`` holds plain family keys (fp32) and ``family@dtype`` keys for every measured
+    (family, dtype); the TOML keeps the plain keys and the residuals file the rest (see ``apply_calibration``).
+    """
+    cores = int(facts["cores"])  # type: ignore[call-overload]
+    ghz = float(facts["ghz"])  # type: ignore[arg-type]
+    per_core = ghz * int(facts["flop_cycle"])  # type: ignore[call-overload]
+    chains = {m.op_count: m.ms * 1e3 for m in measurements if m.family == "chain" and m.dtype == "fp32"}
+    overhead_us = max((chains.get(16, 0.0) - chains.get(1, 0.0)) / 15.0, 0.02)
+    invoke_us = max(chains.get(1, 0.0) - overhead_us, 0.0)
+    cases = [m for m in measurements if m.family != "chain"]
+
+    def net_s(m: Measurement) -> float:
+        return max(m.ms * 1e3 - invoke_us - overhead_us * m.op_count, 0.05) * 1e-6
+
+    # upper envelope of the achieved bytes/s: no case is predicted slower than measured for lack of bandwidth
+    bw = max(m.bytes / net_s(m) for m in cases) / 1e9
+    logs: dict[tuple[str, str], list[float]] = {}
+    for m in cases:
+        if m.ops > 0:
+            logs.setdefault((m.family, m.dtype), []).append(math.log(m.ops / (per_core * 1e9 * net_s(m))))
+    eff = {key: math.exp(statistics.fmean(v)) for key, v in logs.items()}
+    # the fp32 peak stays theoretical unless an efficiency would exceed 1; the int8 peak is set so that conv
+    # keeps one efficiency for both dtypes (conv dominates CNN time)
+    scale = max(1.0, max((v for (f, d), v in eff.items() if d == "fp32"), default=1.0))
+    int8_factor = eff.get(("conv", "int8"), 2.0 * eff.get(("conv", "fp32"), 0.5)) / eff.get(("conv", "fp32"), 0.5)
+    peak_fp32 = per_core * cores * scale
+    peak_int8 = peak_fp32 * int8_factor
+    int8_scale = max(1.0, max((v * per_core / (per_core * scale * int8_factor) for (f, d), v in eff.items() if d == "int8"), default=1.0))
+    peak_int8 *= int8_scale
+    table: dict[str, float] = {}
+    for (family, dtype), value in eff.items():
+        peak = peak_fp32 if dtype == "fp32" else peak_int8
+        table[f"{family}@{dtype}"] = min(value * per_core * cores / peak, 1.0)
+        if dtype == "fp32":
+            table[family] = table[f"{family}@{dtype}"]
+    for family, donor in BORROW.items():
+        table.setdefault(family, table.get(donor, 0.5))
+    compute = [table[f] for f in ("conv", "depthwise", "fc") if f in table]
+    table["default"] = math.exp(statistics.fmean(math.log(v) for v in compute)) if compute else 0.5
+    unit = ComputeUnit(
+        name="cpu", kind="cpu", cores=cores, clock_ghz=round(ghz, 3),
+        peak_gops={"fp32": round(peak_fp32, 2), "fp16": round(peak_fp32, 2), "int8": round(peak_int8, 2)},
+        memory_bandwidth_gbps=round(bw, 2), op_overhead_us=round(overhead_us, 3),
+        dtypes=frozenset({"fp32", "fp16", "int8"}), op_families=frozenset(),
+        efficiency={k: round(max(v, 1e-4), 5) for k, v in sorted(table.items())}, runtime="xnnpack",
+    )
+    return unit, invoke_us
+
+
+def predicted_ms(data: bytes, unit: ComputeUnit, threads: int) -> float:
+    graph = read_tflite(data)
+    return sum(op_time(op, unit, threads=threads).seconds for op in graph.ops) * 1e3
+
+
+def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
+              progress: Callable[[str], None] | None = None) -> CalibrationResult:
+    """Measure the suite with ``threads`` LiteRT threads, fit the ``host`` CPU unit, write the TOML to ``out``
+    (default: ``<user device dir>/host.toml``, which replaces the shipped placeholder) and the residuals next
+    to it. Takes about a minute here. Raises OutputPathError when ``out`` cannot be written."""
+    from edgeexport.catalog.devices import user_device_dir
+
+    started = time.perf_counter()
+    out = Path(out) if out is not None else user_device_dir() / "host.toml"
+    facts = cpu_facts()
+    measurements = measure(threads, runs, min_seconds, progress)
+    unit, invoke_us = fit(measurements, facts, threads)
+    ratios: list[tuple[str, float]] = []
+    for m in measurements:
+        if m.family == "chain":
+            continue
+        case = next(c for c in SUITE if c.name == m.case)
+        pred = predicted_ms(_quiet_build(case, m.dtype), unit, threads) + invoke_us * 1e-3
+        ratios.append((f"{m.case}/{m.dtype}", m.ms / pred))
+    name = out.stem if out.stem.replace("-", "").replace(".", "").isalnum() and out.stem.islower() else "host"
+    text = profile_toml(name, unit, facts, threads, len(measurements))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        values = sorted(r for _, r in ratios)
+        residuals_path(out).write_text(json.dumps({
+            "n": len(values), "ratio_p10": float(np.percentile(values, 10)), "ratio_p50": float(np.percentile(values, 50)),
+            "ratio_p90": float(np.percentile(values, 90)), "invoke_overhead_us": invoke_us, "threads": threads,
+            "ratios": dict(ratios), "note": "measured / predicted per single-op case of the calibration suite",
+            "efficiency_by_dtype": {k: v for k, v in unit.efficiency.items() if "@" in k},
+        }, indent=2), encoding="utf-8")
+    except OSError as err:
+        raise OutputPathError(f"cannot write the calibrated profile to {out}: {err.strerror or err}") from err
+    from edgeexport.catalog.devices import parse_device
+
+    profile = parse_device(out)
+    return CalibrationResult(profile, out, tuple(measurements), tuple(ratios), invoke_us, time.perf_counter() - started)
+
+
+def _mem_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def profile_toml(name: str, unit: ComputeUnit, facts: dict[str, object], threads: int, cases: int) -> str:
+    """The ``host`` profile in the catalog's TOML format, every number with an ``M:``/``D:`` source."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    measured = f"M: edgeexport calibrate, {cases} LiteRT micro-benchmarks, {threads} thread(s), {stamp}"
+    eff = ", ".join(f"{k} = {v}" for k, v in unit.efficiency.items() if "@" not in k)
+    peak = ", ".join(f"{k} = {v}" for k, v in sorted(unit.peak_gops.items()))
+    return f'''# Written by `edgeexport calibrate` on {stamp}; re-run it to refresh. Residuals: {name}.residuals.json
+name = "{name}"
+display_name = "This machine ({facts["model"]}, calibrated)"
+class = "host"
+os = "linux"
+os_version = "{platform.release()}"
+targets = ["tflite"]
+litert_delegates = ["xnnpack"]
+ram = {_mem_available()}
+
+[sources]
+ram = "M: MemAvailable in /proc/meminfo at calibration time"
+
+[units.cpu]
+kind = "cpu"
+detail = "{facts["model"]}, {unit.cores} cores; calibrated with {threads} LiteRT thread(s)"
+cores = {unit.cores}
+clock_ghz = {unit.clock_ghz}
+peak_gops = {{ {peak} }}
+memory_bandwidth_gbps = {unit.memory_bandwidth_gbps}
+op_overhead_us = {unit.op_overhead_us}
+dtypes = ["fp16", "fp32", "int8"]
+op_families = "all"
+efficiency = {{ {eff} }}
+runtime = "xnnpack"
+
+[units.cpu.sources]
+cores = "M: os.cpu_count()"
+clock_ghz = "M: cpu MHz in /proc/cpuinfo"
+peak_gops.fp32 = "D: cores x clock x {facts["flop_cycle"]} FP32 FLOP/cycle (from the CPU flags), raised if a fitted efficiency exceeded 1"
+peak_gops.fp16 = "D: same as fp32 (XNNPACK on x86 computes fp16 models in fp32)"
+peak_gops.int8 = "{measured}: fp32 peak x the int8/fp32 throughput ratio of the conv cases"
+memory_bandwidth_gbps = "{measured}: highest bytes/time over the cases (cache-resident sizes), an upper envelope"
+op_overhead_us = "{measured}: (chain of 16 adds - chain of 1) / 15"
+efficiency = "{measured}: geometric mean of achieved/peak per family (fp32); per-dtype values in {name}.residuals.json"
+'''
+
+
+def with_threads(profile: DeviceProfile, threads: int) -> DeviceProfile:
+    """A copy of ``profile`` whose CPU unit has ``threads`` cores (for what-if runs)."""
+    units = tuple(replace(u, cores=threads) if u.kind == "cpu" else u for u in profile.units)
+    return replace(profile, units=units)

@@ -1,0 +1,109 @@
+"""Roofline time of one op on one compute unit, and the CPU thread-scaling model.
+
+    t_op = max(ops / (peak[dtype] x efficiency[family] x threads_speedup / cores),  bytes / bandwidth)
+           + op_overhead
+
+``peak_gops`` in a profile is the whole unit (all its cores); a CPU run with ``threads`` threads gets
+``peak / cores x speedup(threads)`` where ``speedup(t) = 1 / (s + (1 - s) / t)`` is Amdahl's law with a serial
+fraction ``s`` (``CPU_SERIAL_FRACTION``), so 4 threads give about 3.1x rather than 4x. The 2.93x measured for
+4 threads on a Raspberry Pi 4 (int8, DEVICES.md section 3.6 item 5) fixes ``s`` at about 0.12. Memory bandwidth
+is shared by all threads and does not scale. Accelerators (GPU, NPU, ANE) ignore ``threads``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeexport.catalog.model import ComputeUnit
+from edgeexport.simulate.graph import Op
+
+# Serial fraction of Amdahl's law for multi-threaded CPU kernels; from 2.93x at 4 threads (RPi 4 int8,
+# DEVICES.md 3.6 item 5): 1 / (s + (1 - s) / 4) = 2.93 gives s = 0.122.
+CPU_SERIAL_FRACTION = 0.12
+
+# Throughput of a precision a unit has no peak for, as a fraction of its slowest listed peak (reference
+# kernels without SIMD). U: an assumption; such runs are flagged in the estimate's warnings.
+SOFT_FLOAT_FACTOR = 0.25
+
+# Precision a unit falls back to when it lacks the op's: GPUs and the ANE run float as fp16, integer ops on a
+# float-only unit are dequantized to its float type.
+_FALLBACK = {"fp32": ("fp32", "fp16"), "fp16": ("fp16", "fp32"), "int8": ("int8", "fp16", "fp32"),
+             "int16": ("int16", "int8", "fp16", "fp32")}
+
+# LiteRT's fused activation functions cost one extra element-wise pass when a unit cannot fuse them; the
+# per-op work already counts one op per output element for them.
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Time of one op on one unit in seconds, and which bound decided it (``compute`` or ``memory``)."""
+
+    seconds: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    dtype: str
+    bound: str
+
+
+def cpu_speedup(threads: int) -> float:
+    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread)."""
+    t = max(int(threads), 1)
+    return 1.0 / (CPU_SERIAL_FRACTION + (1.0 - CPU_SERIAL_FRACTION) / t)
+
+
+def effective_threads(unit: ComputeUnit, threads: int | None) -> int:
+    """Threads a CPU run uses: the request capped at the unit's cores; default all cores up to 4 (the
+    LiteRT benchmark_model convention, DEVICES.md section 2.1)."""
+    cores = max(int(unit.cores), 1)
+    if threads is None:
+        return min(cores, 4)
+    return max(1, min(int(threads), cores))
+
+
+def unit_dtype(unit: ComputeUnit, dtype: str, *, prefer_fp16: bool = False) -> str | None:
+    """The precision ``unit`` runs an op of ``dtype`` in, or None when it cannot run it at all."""
+    order = _FALLBACK.get(dtype, (dtype, "fp32"))
+    if prefer_fp16 and dtype in ("fp32", "fp16") and "fp16" in unit.dtypes:
+        return "fp16"
+    for candidate in order:
+        if candidate in unit.dtypes and candidate in unit.peak_gops:
+            return candidate
+    return None
+
+
+def efficiency(unit: ComputeUnit, family: str, dtype: str) -> float:
+    """Fraction of peak reached by ``family`` in ``dtype``: a ``family@dtype`` key (written by calibrate) wins
+    over the plain family key, which wins over ``default``."""
+    value = unit.efficiency.get(f"{family}@{dtype}")
+    if value is None:
+        value = unit.efficiency_for(family)
+    return min(max(float(value), 1e-4), 1.0)
+
+
+def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str | None = None) -> OpTime:
+    """Roofline time of ``op`` on ``unit``; ``dtype`` overrides the precision (see ``unit_dtype``)."""
+    run_dtype = dtype or unit_dtype(unit, op.dtype) or "fp32"
+    if run_dtype in unit.peak_gops:
+        peak = float(unit.peak_gops[run_dtype]) * 1e9
+    else:
+        # e.g. float ops on an integer-only microcontroller profile: TFLite Micro's reference float kernels
+        peak = min((float(v) for v in unit.peak_gops.values()), default=1.0) * 1e9 * SOFT_FLOAT_FACTOR
+    if unit.kind in ("cpu", "mcu"):
+        cores = max(int(unit.cores), 1)
+        peak = peak / cores * cpu_speedup(effective_threads(unit, threads))
+    eff = efficiency(unit, op.family, run_dtype)
+    work = op.ops
+    compute_s = work / (peak * eff) if work else 0.0
+    scale = _bytes_scale(op.dtype, run_dtype)
+    bandwidth = max(float(unit.memory_bandwidth_gbps), 1e-3) * 1e9
+    memory_s = (op.read_bytes + op.write_bytes) * scale / bandwidth + op.weight_bytes / bandwidth
+    overhead_s = float(unit.op_overhead_us) * 1e-6
+    bound = "compute" if compute_s >= memory_s else "memory"
+    return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
+
+
+def _bytes_scale(stored: str, run: str) -> float:
+    """Activation bytes grow or shrink when a unit computes in another precision than stored."""
+    size = {"fp32": 4, "fp16": 2, "int8": 1, "int16": 2}
+    return size.get(run, 4) / size.get(stored, 4)

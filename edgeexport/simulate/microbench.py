@@ -1,0 +1,131 @@
+"""The fixed calibration suite: single-op LiteRT models built with Keras and converted in process.
+
+Each case is one op (conv, depthwise conv, fully connected, add, pooling, mean, padding, concat, softmax,
+activation) at a shape typical of mobile CNNs, in fp32 and full-integer int8. Two chain cases (16 tiny adds)
+separate the per-op overhead from the per-invoke overhead. TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    """One micro-benchmark: ``family`` it calibrates, a short ``name``, and the builder arguments."""
+
+    family: str
+    name: str
+    kind: str
+    args: tuple[Any, ...]
+
+
+# (family, kind, args): shapes are (H, W, C) at batch 1
+SUITE: tuple[Case, ...] = tuple(
+    Case(family, f"{kind}-" + "x".join(str(a) for a in args), kind, args)
+    for family, kind, args in (
+        ("conv", "conv", (56, 16, 32, 3, 1)),
+        ("conv", "conv", (28, 32, 64, 3, 1)),
+        ("conv", "conv", (28, 64, 64, 1, 1)),
+        ("conv", "conv", (14, 128, 128, 1, 1)),
+        ("conv", "conv", (28, 64, 128, 3, 2)),
+        ("conv", "conv", (7, 256, 256, 1, 1)),
+        ("conv", "conv", (96, 3, 16, 3, 2)),
+        ("conv", "conv", (14, 96, 24, 1, 1)),
+        ("depthwise", "dwconv", (56, 32, 3, 1)),
+        ("depthwise", "dwconv", (28, 96, 3, 1)),
+        ("depthwise", "dwconv", (28, 144, 3, 2)),
+        ("depthwise", "dwconv", (7, 512, 3, 1)),
+        ("depthwise", "dwconv", (14, 240, 5, 1)),
+        ("fc", "dense", (256, 256)),
+        ("fc", "dense", (1024, 256)),
+        ("fc", "dense", (1280, 100)),
+        ("elementwise", "add", (56, 56, 32)),
+        ("elementwise", "add", (28, 28, 64)),
+        ("elementwise", "add", (14, 14, 96)),
+        ("activation", "sigmoid", (28, 28, 64)),
+        ("pool", "maxpool", (56, 56, 32, 2)),
+        ("pool", "avgpool", (28, 28, 64, 3)),
+        ("reduce", "mean", (7, 7, 256)),
+        ("reduce", "mean", (14, 14, 128)),
+        ("pad", "pad", (56, 56, 32)),
+        ("concat", "concat", (28, 28, 64)),
+        ("softmax", "softmax", (1000,)),
+        ("chain", "chain", (1,)),
+        ("chain", "chain", (16,)),
+    )
+)
+
+
+def _layers(kind: str, args: tuple[Any, ...]) -> tuple[list[tuple[int, ...]], Callable[[list[Any]], Any]]:
+    import keras
+
+    L = keras.layers
+    if kind == "conv":
+        h, cin, cout, k, s = args
+        return [(h, h, cin)], lambda x: L.Conv2D(cout, k, strides=s, padding="same")(x[0])
+    if kind == "dwconv":
+        h, c, k, s = args
+        return [(h, h, c)], lambda x: L.DepthwiseConv2D(k, strides=s, padding="same")(x[0])
+    if kind == "dense":
+        cin, cout = args
+        return [(cin,)], lambda x: L.Dense(cout)(x[0])
+    if kind == "add":
+        return [tuple(args), tuple(args)], lambda x: L.Add()([x[0], x[1]])
+    if kind == "sigmoid":
+        return [tuple(args)], lambda x: L.Activation("sigmoid")(x[0])
+    if kind == "maxpool":
+        h, w, c, k = args
+        return [(h, w, c)], lambda x: L.MaxPooling2D(k)(x[0])
+    if kind == "avgpool":
+        h, w, c, k = args
+        return [(h, w, c)], lambda x: L.AveragePooling2D(k, strides=1, padding="same")(x[0])
+    if kind == "mean":
+        return [tuple(args)], lambda x: L.GlobalAveragePooling2D()(x[0])
+    if kind == "pad":
+        return [tuple(args)], lambda x: L.ZeroPadding2D(1)(x[0])
+    if kind == "concat":
+        return [tuple(args), tuple(args)], lambda x: L.Concatenate()([x[0], x[1]])
+    if kind == "softmax":
+        return [tuple(args)], lambda x: L.Softmax()(x[0])
+    if kind == "chain":
+        (n,) = args
+
+        def chain(x: list[Any]) -> Any:
+            y = x[0]
+            for _ in range(n):
+                y = L.Add()([y, x[1]])
+            return y
+
+        return [(4, 4, 8), (4, 4, 8)], chain
+    raise ValueError(f"unknown micro-benchmark kind {kind!r}")
+
+
+def build(case: Case, dtype: str, seed: int = 0) -> bytes:
+    """Convert ``case`` to a ``.tflite`` (``dtype`` ``fp32`` or ``int8`` with int8 I/O); returns its bytes."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    shapes, body = _layers(case.kind, case.args)
+    inputs = [keras.Input(shape, batch_size=1) for shape in shapes]
+    model = keras.Model(inputs, body(inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if dtype == "int8":
+        rng = np.random.default_rng(seed)
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for _ in range(4):
+                yield [rng.standard_normal((1, *s)).astype(np.float32) for s in shapes]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    data: bytes = converter.convert()
+    return data

@@ -1,0 +1,86 @@
+"""Source formats: find a model on disk (no framework import), then load it into a ``LoadedModel``.
+
+``open_source`` only looks at the path and hashes it; ``load`` imports the framework the format needs. Each
+format is one module registered by name in ``LOADERS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeexport.errors import ModelFormatError
+from edgeexport.types import LoadOptions, SourceModel
+
+if TYPE_CHECKING:
+    from edgeexport.sources.base import LoadedModel
+
+EXPECTED = "a Keras 3 .keras file, a legacy Keras .h5 file, a TensorFlow SavedModel directory or an .onnx file"
+
+# format -> module under edgeexport.sources that defines ``load(source) -> LoadedModel``
+LOADERS: dict[str, str] = {
+    "keras": "keras",
+    "h5": "keras",
+    "savedmodel": "savedmodel",
+    "onnx": "onnx",
+}
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def detect_format(path: Path) -> str:
+    """Name the format of ``path`` from its suffix and first bytes; raise ModelFormatError if it is not a model."""
+    if not path.exists():
+        raise ModelFormatError(f"model not found: {path}", hint=f"expected {EXPECTED}")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            return "savedmodel"
+        raise ModelFormatError(
+            f"{path} is a directory but not a TensorFlow SavedModel (no saved_model.pb in it)", hint=f"expected {EXPECTED}"
+        )
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ModelFormatError(f"model file is empty: {path}", hint=f"expected {EXPECTED}")
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ModelFormatError(f"{path} is not a Keras 3 .keras archive (not a zip file; corrupt or truncated?)")
+        return "keras"
+    if suffix in (".h5", ".hdf5"):
+        if head != _HDF5_MAGIC:
+            raise ModelFormatError(f"{path} is not an HDF5 file (corrupt or truncated legacy Keras .h5?)")
+        return "h5"
+    if suffix == ".onnx":
+        return "onnx"
+    raise ModelFormatError(f"unknown model format: {path.name}", hint=f"expected {EXPECTED}")
+
+
+def hash_path(path: Path) -> str:
+    """SHA-256 of a file, or of every file under a directory (relative path and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def open_source(path: str | Path, options: LoadOptions | None = None) -> SourceModel:
+    """Find the model at ``path`` and identify its format without importing any framework."""
+    resolved = Path(path)
+    fmt = detect_format(resolved)
+    return SourceModel(path=resolved, format=fmt, sha256=hash_path(resolved), options=options or LoadOptions())
+
+
+def load(source: SourceModel) -> LoadedModel:
+    """Load the model with its own framework (imports TensorFlow or onnxruntime)."""
+    module = importlib.import_module(f"edgeexport.sources.{LOADERS[source.format]}")
+    loaded: LoadedModel = module.load(source)
+    return loaded

@@ -1,0 +1,113 @@
+"""The loaded-model contract every source format implements.
+
+A ``LoadedModel`` is the source model opened by its own framework. It offers three things the other stages
+need: a summary, a reference runner (``run``) and an export to a fixed-shape TensorFlow SavedModel with a
+single ``serve`` endpoint, which is what both converters consume.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeexport.errors import DataError
+from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    """A SavedModel directory with one ``serve`` endpoint whose inputs have fully fixed shapes.
+
+    ``input_names``/``output_names`` are the names the endpoint uses, in the model's order; ``notes`` says
+    what had to change to export (e.g. RNNs unrolled for a fixed batch of 1).
+    """
+
+    directory: Path
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What pruning did: achieved sparsity of the pruned tensors (0..1), parameters before and after."""
+
+    method: str
+    target_sparsity: float
+    achieved_sparsity: float
+    params_before: int
+    params_after: int
+    layers_pruned: int
+    layers_skipped: tuple[str, ...] = ()
+
+
+class LoadedModel(ABC):
+    """A source model opened by its framework. Subclasses live in the format modules."""
+
+    source: SourceModel
+
+    @property
+    @abstractmethod
+    def summary(self) -> ModelSummary:
+        """Inputs, outputs, op histogram, parameters and MACs."""
+
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the reference model on a batch; feeds and results are keyed by tensor name."""
+
+    @abstractmethod
+    def export_saved_model(self, directory: Path) -> ExportedGraph:
+        """Write a fixed-shape SavedModel (batch 1) with one ``serve`` endpoint into ``directory``."""
+
+    def pruned(self, pruning: Any) -> tuple[LoadedModel, PruneReport]:
+        """Return a copy of this model with ``pruning`` (an ``edgeexport.catalog.model.Pruning``) applied."""
+        from edgeexport.errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"pruning is not supported for {self.source.format} sources yet",
+            hint="convert without a prune-* preset, or start from the Keras model",
+        )
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate user data against the inputs: names, trailing shape, finite values; cast to the input dtype."""
+        return check_feeds(self.summary.inputs, feeds)
+
+
+def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], *, what: str = "data") -> dict[str, np.ndarray]:
+    """Match ``feeds`` to ``specs`` (a single unnamed array is accepted for a single-input model).
+
+    Raises DataError (exit 3) naming the input for a missing input, a wrong rank or shape, a dtype that cannot
+    be cast safely, or NaN/inf values.
+    """
+    arrays = dict(feeds)
+    if len(specs) == 1 and len(arrays) == 1 and specs[0].name not in arrays:
+        arrays = {specs[0].name: next(iter(arrays.values()))}
+    checked: dict[str, np.ndarray] = {}
+    batch: int | None = None
+    for spec in specs:
+        if spec.name not in arrays:
+            raise DataError(f"{what} has no array for input '{spec.name}'", hint=f"arrays found: {', '.join(sorted(arrays)) or 'none'}")
+        array = np.asarray(arrays[spec.name])
+        expected = spec.shape[1:]
+        if array.ndim == len(spec.shape) - 1:
+            array = array[None]
+        if array.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(expected, array.shape[1:])):
+            dims = "x".join("N" if d is None else str(d) for d in (None, *expected))
+            raise DataError(f"{what} for input '{spec.name}' has shape {array.shape}, expected {dims}")
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise DataError(f"{what} for input '{spec.name}' contains NaN or infinite values")
+        target = np.dtype(spec.dtype)
+        if target.kind in "iu" and array.dtype.kind == "f":
+            raise DataError(f"{what} for input '{spec.name}' is {array.dtype}, but the model takes {spec.dtype} (token ids?)")
+        if target.kind == "f" and array.dtype.kind not in "fiub":
+            raise DataError(f"{what} for input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}")
+        if batch is not None and array.shape[0] != batch:
+            raise DataError(f"{what} inputs have different sample counts ({batch} vs {array.shape[0]} for '{spec.name}')")
+        batch = array.shape[0]
+        checked[spec.name] = array.astype(target, copy=False)
+    return checked

@@ -1,0 +1,188 @@
+"""Keras 3 sources (``.keras`` and legacy ``.h5``): load in safe mode, summarize, run, export.
+
+Safe mode stays on unless the user passes ``--unsafe-deserialization``: a Lambda layer holds Python bytecode,
+and loading it would run code from the file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeexport.errors import ModelFormatError, UnsafeModelError
+from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
+from edgeexport.sources.tfgraph import captured_output, count_macs, frozen_graph_def, quiet_tensorflow
+from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+
+_UNSAFE_MARKERS = ("safe_mode", "arbitrary code")
+
+
+def load(source: SourceModel) -> KerasModel:
+    """Open a ``.keras`` or ``.h5`` file with Keras in safe mode (unless the source options turn it off)."""
+    quiet_tensorflow()
+    import keras
+
+    try:
+        with captured_output():
+            model = keras.saving.load_model(
+                str(source.path), compile=False, safe_mode=not source.options.unsafe_deserialization
+            )
+    except ValueError as err:
+        text = str(err)
+        if any(marker in text for marker in _UNSAFE_MARKERS):
+            raise UnsafeModelError(
+                f"{source.path.name} contains a Lambda layer (Python code); Keras safe mode refused to load it",
+                hint="if you trust this file, pass --unsafe-deserialization to load it knowingly",
+            ) from err
+        raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(text)}") from err
+    except Exception as err:  # noqa: BLE001 - any loader failure on a user file is bad input, not a bug
+        raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(str(err))}") from err
+    if not isinstance(model, keras.Model):
+        raise ModelFormatError(f"{source.path.name} holds a {type(model).__name__}, not a Keras model")
+    return KerasModel(source, model)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return line[:300]
+
+
+class KerasModel(LoadedModel):
+    """A Keras model with the names edgeexport uses for its inputs (input layer names) and outputs
+    (the names of the layers that produce them)."""
+
+    def __init__(self, source: SourceModel, model: Any, *, notes: tuple[str, ...] = ()) -> None:
+        self.source = source
+        self.model = model
+        self.notes = notes
+        self.input_names = tuple(_tensor_layer_name(t) for t in model.inputs)
+        self.output_names = _unique(tuple(_tensor_layer_name(t) for t in model.outputs))
+
+    @cached_property
+    def summary(self) -> ModelSummary:
+        ops = Counter(type(layer).__name__ for layer in self.model.layers if type(layer).__name__ != "InputLayer")
+        graph_def = frozen_graph_def(self._concrete_function())
+        return ModelSummary(
+            inputs=self._input_specs(),
+            outputs=tuple(
+                TensorSpec(name=name, shape=(None, *tuple(t.shape)[1:]), dtype=str(t.dtype))
+                for name, t in zip(self.output_names, self.model.outputs)
+            ),
+            ops=tuple(sorted(ops.items())),
+            params=int(self.model.count_params()),
+            macs=count_macs(graph_def),
+        )
+
+    def _input_specs(self) -> tuple[TensorSpec, ...]:
+        specs = []
+        for name, tensor in zip(self.input_names, self.model.inputs):
+            shape = tuple(tensor.shape)
+            fixed = self.source.options.shape_for(name)
+            if fixed is not None:
+                shape = fixed
+            specs.append(
+                TensorSpec(name=name, shape=shape, dtype=str(tensor.dtype), layout=_layout(shape),
+                           value_range=self._value_range(tensor))
+            )
+        return tuple(specs)
+
+    def _value_range(self, tensor: Any) -> tuple[float, float] | None:
+        """Token ids must stay inside the vocabulary of the Embedding layer that reads them."""
+        import keras
+
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.Embedding):
+                for node in layer._inbound_nodes:
+                    if any(t is tensor for t in node.input_tensors):
+                        return (0.0, float(layer.input_dim - 1))
+        return None
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = self.check_feeds(feeds)
+        ordered = [arrays[name] for name in self.input_names]
+        outputs = self.model(ordered if len(ordered) > 1 else ordered[0], training=False)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        return {name: np.asarray(out) for name, out in zip(self.output_names, outputs)}
+
+    def _signature(self, batch: int = 1) -> list[Any]:
+        tf = quiet_tensorflow()
+        signature = []
+        for spec in self._input_specs():
+            shape = (batch, *spec.shape[1:])
+            if any(d is None for d in shape):
+                from edgeexport.errors import BadInputError
+
+                raise BadInputError(
+                    f"input '{spec.name}' has a dynamic dimension {spec.describe()}",
+                    hint=f"fix it with --input-shape {spec.name}=" + ",".join("1" if d is None else str(d) for d in spec.shape),
+                )
+            signature.append(tf.TensorSpec(shape, tf.as_dtype(spec.dtype), name=spec.name))
+        return signature
+
+    def _concrete_function(self) -> Any:
+        tf = quiet_tensorflow()
+        model = self.model
+        return tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False)).get_concrete_function(
+            *self._signature()
+        )
+
+    def export_saved_model(self, directory: Path) -> ExportedGraph:
+        tf = quiet_tensorflow()
+        import keras
+
+        from edgeexport.targets.keras_compat import prepare_for_export
+
+        model, changes = prepare_for_export(self.model)
+        names = self.output_names
+
+        def serve(*xs: Any) -> dict[str, Any]:
+            outs = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+            outs = outs if isinstance(outs, list | tuple) else [outs]
+            return {name: tf.identity(out, name=name) for name, out in zip(names, outs)}
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", serve, input_signature=self._signature())
+        with captured_output():
+            archive.write_out(str(directory), verbose=False)
+        return ExportedGraph(directory, self.input_names, names, tuple(changes) + self.notes)
+
+    def pruned(self, pruning: Any) -> tuple[LoadedModel, PruneReport]:
+        from edgeexport.compress.keras_pruning import prune_keras_model
+
+        model, stats = prune_keras_model(self.model, pruning)
+        report = PruneReport(
+            method=pruning.method,
+            target_sparsity=pruning.sparsity,
+            achieved_sparsity=stats.achieved_sparsity,
+            params_before=stats.params_before,
+            params_after=stats.params_after,
+            layers_pruned=stats.layers_pruned,
+            layers_skipped=tuple(stats.layers_skipped),
+        )
+        return KerasModel(self.source, model, notes=self.notes), report
+
+
+def _tensor_layer_name(tensor: Any) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    return str(history.operation.name) if history is not None else str(tensor.name)
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    seen: Counter[str] = Counter()
+    result = []
+    for name in names:
+        seen[name] += 1
+        result.append(name if seen[name] == 1 else f"{name}_{seen[name] - 1}")
+    return tuple(result)
+
+
+def _layout(shape: tuple[int | None, ...]) -> str | None:
+    # Keras is channels-last by default; only 4-D image tensors have a layout a converter may permute.
+    return "NHWC" if len(shape) == 4 else None

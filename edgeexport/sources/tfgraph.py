@@ -1,0 +1,103 @@
+"""TensorFlow graph helpers shared by the Keras and SavedModel sources: quiet imports, MAC counting, op lists.
+
+Everything here imports TensorFlow, so only source and target modules call it, inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+# Graph bookkeeping ops that say nothing about what a model computes.
+_NOISE_OPS = frozenset({"Const", "Identity", "NoOp", "Placeholder", "IdentityN", "StatefulPartitionedCall",
+                        "PartitionedCall", "ReadVariableOp", "VarHandleOp", "AssignVariableOp"})
+
+
+def quiet_tensorflow() -> Any:
+    """Import TensorFlow with its C++ and Python logging turned down; returns the ``tensorflow`` module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders sums: fixed order keeps outputs reproducible
+    with warnings.catch_warnings(), native_stderr_silenced():
+        warnings.simplefilter("ignore")
+        import tensorflow as tf
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return tf
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file while C++ libraries initialise (TensorFlow's absl and CUDA
+    probes write there before any log level applies); replay it if the block raises, so failures stay visible."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[io.StringIO]:
+    """Capture what converters print to stdout/stderr at the Python level (their progress bars, notices)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield buffer
+
+
+def frozen_graph_def(concrete_function: Any) -> Any:
+    """The GraphDef of ``concrete_function`` with variables folded into constants."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(concrete_function).graph.as_graph_def()
+
+
+def count_macs(graph_def: Any) -> int:
+    """Multiply-accumulates of one inference: TensorFlow's registered FLOP statistics divided by 2.
+
+    Counts convolutions and matrix products exactly; elementwise ops add their (small) element counts.
+    Returns 0 when the profiler cannot count the graph.
+    """
+    tf = quiet_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        try:
+            with captured_output():
+                profile = tf.compat.v1.profiler.profile(graph, options=options)
+        except Exception:  # noqa: BLE001 - a statistic we cannot compute is reported as 0, not a failure
+            return 0
+    return int(profile.total_float_ops // 2)
+
+
+def op_histogram(graph_def: Any) -> tuple[tuple[str, int], ...]:
+    """Count the graph's ops by type (including inside functions), without bookkeeping ops."""
+    counts: Counter[str] = Counter(node.op for node in graph_def.node if node.op not in _NOISE_OPS)
+    for function in graph_def.library.function:
+        counts.update(node.op for node in function.node_def if node.op not in _NOISE_OPS)
+    return tuple(sorted(counts.items()))
+
+
+def numpy_dtype(tf_dtype: Any) -> str:
+    """The numpy dtype name of a TensorFlow dtype (``tf.float32`` -> ``"float32"``)."""
+    return str(tf_dtype.as_numpy_dtype().dtype) if hasattr(tf_dtype.as_numpy_dtype(), "dtype") else tf_dtype.name

@@ -1,0 +1,187 @@
+"""Core ML target: an ML Program (``.mlpackage``) from the fixed-shape SavedModel's ``serve`` function.
+
+coremltools cannot convert a Keras 3 model object or a multi-function SavedModel directly (TOOLCHAIN.md), so
+we hand it the single concrete function. Precision is the ML Program's compute precision; weight
+compression (``w8``, ``palettize-4/6``, sparse storage after pruning) uses ``coremltools.optimize.coreml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeexport.catalog.model import Preset
+from edgeexport.errors import ConversionError, UnsupportedError, UnsupportedOpError
+from edgeexport.sources.base import ExportedGraph
+from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+
+DEFAULT_DEPLOYMENT_TARGET = "iOS16"  # the oldest target with fp16 ML Programs and palettized weights
+_NOT_IMPLEMENTED = "not implemented"
+
+
+def import_coremltools() -> Any:
+    """Import coremltools with its version-compatibility chatter silenced (it warns on every import)."""
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with captured_output():
+        import coremltools as ct
+    return ct
+
+
+def convert(
+    exported: ExportedGraph,
+    preset: Preset,
+    out_path: Path,
+    *,
+    deployment_target: str | None = None,
+    calibration: Mapping[str, np.ndarray] | None = None,
+    sparse: bool = False,
+) -> list[str]:
+    """Convert ``exported`` with ``preset`` and save the package at ``out_path``; return warnings.
+
+    ``deployment_target`` is an iOS version name (``"iOS16"``, default ``DEFAULT_DEPLOYMENT_TARGET``);
+    ``sparse`` stores already-pruned weights in sparse form. Raises UnsupportedOpError for TF ops the Core ML
+    converter lacks and ConversionError for other converter failures.
+    """
+    tf = quiet_tensorflow()
+    ct = import_coremltools()
+    from edgeexport.targets.coreml_tf_ops import register_missing_tf_ops
+
+    register_missing_tf_ops()
+    warnings: list[str] = []
+    precision = preset.quantization.coreml_precision or "fp16"
+    target_name = deployment_target or DEFAULT_DEPLOYMENT_TARGET
+    try:
+        target = getattr(ct.target, target_name)
+    except AttributeError as err:
+        raise UnsupportedError(f"unknown Core ML deployment target {target_name}", hint="use iOS15 .. iOS18") from err
+    with captured_output():
+        loaded = tf.saved_model.load(str(exported.directory))
+        function = loaded.signatures["serve"]
+    inputs = [
+        ct.TensorType(name=name, shape=tuple(spec.shape), dtype=spec.dtype.as_numpy_dtype)
+        for name, spec in zip(exported.input_names, _input_specs(function, exported.input_names))
+    ]
+    try:
+        with captured_output():
+            model = ct.convert(
+                [function],
+                source="tensorflow",
+                convert_to="mlprogram",
+                inputs=inputs,
+                compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                minimum_deployment_target=target,
+            )
+    except NotImplementedError as err:
+        raise _unsupported(err) from err
+    except Exception as err:  # noqa: BLE001 - every converter failure becomes one ConversionError, chained
+        if _NOT_IMPLEMENTED in str(err):
+            raise _unsupported(err) from err
+        raise ConversionError(f"Core ML conversion ({preset.name}) failed: {_first_line(err)}") from err
+    model = _compress(ct, model, preset, sparse, warnings)
+    model = _rename_outputs(ct, model, exported.output_names)
+    model.short_description = f"edgeexport {preset.name}"
+    with captured_output():
+        model.save(str(out_path))
+    make_deterministic(out_path)
+    return warnings
+
+
+def make_deterministic(package: Path) -> None:
+    """Rewrite the two parts of a saved ``.mlpackage`` that differ between identical conversions.
+
+    coremltools names the package items with random UUIDs and serializes protobuf maps in hash order; we
+    derive each identifier from the item's path (UUID5) and re-serialize the spec deterministically, so the
+    same inputs give byte-identical packages. The content Core ML reads is unchanged.
+    """
+    from coremltools.proto import Model_pb2
+
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    renames = {
+        old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgeexport:{entry['path']}"))
+        for old, entry in manifest.get("itemInfoEntries", {}).items()
+    }
+    manifest["itemInfoEntries"] = {
+        renames[old]: entry for old, entry in sorted(manifest["itemInfoEntries"].items(), key=lambda kv: renames[kv[0]])
+    }
+    if manifest.get("rootModelIdentifier") in renames:
+        manifest["rootModelIdentifier"] = renames[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+    for spec_path in package.rglob("*.mlmodel"):
+        spec = Model_pb2.Model()
+        spec.ParseFromString(spec_path.read_bytes())
+        spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+
+
+def _input_specs(function: Any, names: tuple[str, ...]) -> list[Any]:
+    kwargs = function.structured_input_signature[1]
+    return [kwargs[name] for name in names]
+
+
+def _rename_outputs(ct: Any, model: Any, names: tuple[str, ...]) -> Any:
+    """Core ML names outputs after TF graph nodes; give them the model's output names, in order."""
+    spec = model.get_spec()
+    changed = False
+    for output, new in zip(list(spec.description.output), names):
+        if output.name != new:
+            ct.utils.rename_feature(spec, output.name, new, rename_inputs=False)
+            changed = True
+    if not changed:
+        return model
+    return ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
+
+
+def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[str]) -> Any:
+    from coremltools.optimize import coreml as cto
+
+    weights = preset.quantization.coreml_weights
+    with captured_output():
+        if sparse:
+            # Pruning zeroed the source weights; storing them sparse is what makes the package smaller.
+            config = cto.OptimizationConfig(global_config=cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.3))
+            model = cto.prune_weights(model, config=config)
+        if weights == "w8":
+            config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+            model = cto.linear_quantize_weights(model, config=config)
+        elif weights in ("palettize-4", "palettize-6"):
+            nbits = int(weights.split("-")[1])
+            config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=nbits, mode="kmeans"))
+            model = cto.palettize_weights(model, config=config)
+        elif weights == "w8a8":
+            raise UnsupportedError("preset w8a8 (activation quantization) is not available in this build yet")
+    return model
+
+
+def _unsupported(err: Exception) -> Exception:
+    text = str(err)
+    ops = sorted(set(part.split("'")[1] for part in text.split("TF op")[1:] if "'" in part))
+    if ops:
+        return UnsupportedOpError({op: 1 for op in ops}, where="the Core ML converter (TensorFlow frontend)")
+    return ConversionError(f"Core ML conversion failed: {_first_line(err)}")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:400]
+
+
+def package_size(path: Path) -> int:
+    """Bytes on disk of a file or of every file in a package directory."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def remove(path: Path) -> None:
+    """Delete a file or package directory, if present."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()

@@ -1,0 +1,56 @@
+"""Shared fixtures: the sample models, an in-process CLI runner, and artifacts converted once per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_models"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """Exit code and captured streams of one in-process ``edgeexport`` run."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``edgeexport ARGS...`` in this process (TensorFlow is imported once per session, not per call)."""
+    from edgeexport.cli.main import main
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def digits_data() -> dict[str, object]:
+    import numpy as np
+
+    with np.load(SAMPLES / "digits.npz") as archive:
+        return {key: archive[key] for key in archive.files}
