@@ -225,6 +225,7 @@ def _convert_one(
         warnings=tuple(warnings),
         sparsity=prune_report.achieved_sparsity if prune_report else None,
         smoke_check=smoke,
+        permutations=exported.permutations,
     )
 
 

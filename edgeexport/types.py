@@ -102,6 +102,19 @@ class SourceModel:
 
 
 @dataclass(frozen=True)
+class Permutation:
+    """How a tensor's axes differ between the source model and the artifact: ``artifact = reference.transpose(axes)``.
+
+    ``kind`` is ``"input"`` or ``"output"``; ``tensor`` is the source model's tensor name. Example: an ONNX
+    NCHW image input fed to an NHWC TFLite artifact has ``axes=(0, 2, 3, 1)``.
+    """
+
+    kind: str
+    tensor: str
+    axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One converted model file (or ``.mlpackage`` directory) in the output directory.
 
@@ -123,3 +136,4 @@ class Artifact:
     warnings: tuple[str, ...] = ()
     sparsity: float | None = None
     smoke_check: str = ""
+    permutations: tuple[Permutation, ...] = ()

@@ -328,7 +328,17 @@ def load_preset(spec: str, *, extra_files: Sequence[Path] = ()) -> Preset:
 def list_presets(*, extra_files: Sequence[Path] = ()) -> list[Preset]:
     """Every shipped preset, then user presets from ``extra_files``, in file order."""
     entries = _registry(extra_files)
-    return [_build(entry, entries)[0] for entry in entries.values()]
+    presets = [_build(entry, entries)[0] for entry in entries.values()]
+
+    def group(preset: Preset) -> int:
+        # Both-target quantization first, then TFLite-only, Core ML-only, pruning; user presets last.
+        if preset.source != "builtin":
+            return 4
+        if preset.pruning is not None:
+            return 3
+        return 0 if len(preset.targets) == 2 else (1 if "tflite" in preset.targets else 2)
+
+    return sorted(presets, key=group)
 
 
 def presets_from_pyproject(path: Path) -> list[Path]:

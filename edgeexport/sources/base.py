@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.errors import DataError
-from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+from edgeexport.types import ModelSummary, Permutation, SourceModel, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,15 @@ class ExportedGraph:
     """A SavedModel directory with one ``serve`` endpoint whose inputs have fully fixed shapes.
 
     ``input_names``/``output_names`` are the names the endpoint uses, in the model's order; ``notes`` says
-    what had to change to export (e.g. RNNs unrolled for a fixed batch of 1).
+    what had to change to export (e.g. RNNs unrolled for a fixed batch of 1); ``permutations`` records every
+    axis permutation between the source model's tensors and the endpoint's (ONNX NCHW -> NHWC).
     """
 
     directory: Path
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    permutations: tuple[Permutation, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -265,16 +265,18 @@ def _check_decompression_against_coremltools(package: Path) -> int:
     spec = mlmodel.get_spec()
     prog = load(spec, specification_version=spec.specificationVersion, file_weights_dir=mlmodel.weights_dir)
     checked = 0
+    decompressed: dict[str, Any] = {}  # joint compression chains constexpr ops: feed coremltools' results on
     for op in prog.functions["main"].operations:
         if not op.op_type.startswith("constexpr_"):
             continue
-        args = {k: v.val for k, v in op.inputs.items()}
+        args = {k: decompressed[v.name] if v.name in decompressed else v.val for k, v in op.inputs.items()}
         ours = kernels()[op.op_type](args)
         ours_t = ours if isinstance(ours, tuple) else (ours,)
         # decompress() wants every parameter, optional ones (offset, vector_axis) as None when absent.
         params = inspect.signature(type(op).decompress).parameters
         ref = type(op).decompress(**{name: args.get(name) for name in params})
         ref_t = ref if isinstance(ref, tuple) else (ref,)
+        decompressed.update({out.name: value for out, value in zip(op.outputs, ref_t)})
         for mine, theirs in zip(ours_t, ref_t):
             np.testing.assert_allclose(np.asarray(mine, np.float32), np.asarray(theirs, np.float32),
                                        rtol=1e-3, atol=1e-6, err_msg=op.name)
