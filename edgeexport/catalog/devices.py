@@ -285,11 +285,6 @@ def parse_device(path: Path) -> DeviceProfile:
 
 def _resolve_sources(reader: _Reader, given: dict[str, str]) -> dict[str, str]:
     """Every number gets the most specific source whose key is its path or a parent of it."""
-    known = set(reader.fields) | set(reader.numbers)
-    for key in given:
-        if key not in known:
-            raise reader.fail(key if key.startswith("units.") else f"sources.{key}",
-                              "source given for a field that does not exist")
     resolved = dict(given)
     for number in reader.numbers:
         parts = number.split(".")
@@ -301,6 +296,11 @@ def _resolve_sources(reader: _Reader, given: dict[str, str]) -> dict[str, str]:
         else:
             where = "[units." + parts[1] + ".sources]" if parts[0] == "units" else "[sources]"
             raise reader.fail(number, f"no source for this number (add one under {where})")
+    known = set(reader.fields) | set(reader.numbers)
+    for key in given:
+        if key not in known:
+            raise reader.fail(key if key.startswith("units.") else f"sources.{key}",
+                              "source given for a field that does not exist")
     return resolved
 
 

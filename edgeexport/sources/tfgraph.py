@@ -23,8 +23,7 @@ def quiet_tensorflow() -> Any:
     """Import TensorFlow with its C++ and Python logging turned down; returns the ``tensorflow`` module."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders sums: fixed order keeps outputs reproducible
-    with warnings.catch_warnings(), native_stderr_silenced():
-        warnings.simplefilter("ignore")
+    with captured_output():
         import tensorflow as tf
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -32,35 +31,40 @@ def quiet_tensorflow() -> Any:
 
 
 @contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to a temporary file while C++ libraries initialise (TensorFlow's absl and CUDA
-    probes write there before any log level applies); replay it if the block raises, so failures stay visible."""
+def captured_output() -> Iterator[io.StringIO]:
+    """Capture what converters and runtimes print, at both levels: Python's sys.stdout/sys.stderr and the
+    process's file descriptors 1 and 2 (TensorFlow, LiteRT and absl write there from C++, before any log level
+    applies). If the block raises, everything captured is replayed on stderr so failures stay diagnosable."""
     import sys
     import tempfile
 
+    buffer = io.StringIO()
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
         try:
-            yield
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield buffer
         except BaseException:
-            os.dup2(saved, 2)
+            _restore(saved)
             sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
+            sys.stderr.write(sink.read().decode(errors="replace") + buffer.getvalue())
             raise
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            _restore(saved)
+        sink.seek(0)
+        buffer.write(sink.read().decode(errors="replace"))
 
 
-@contextlib.contextmanager
-def captured_output() -> Iterator[io.StringIO]:
-    """Capture what converters print to stdout/stderr at the Python level (their progress bars, notices)."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield buffer
+def _restore(saved: dict[int, int]) -> None:
+    for fd, copy in list(saved.items()):
+        os.dup2(copy, fd)
+        os.close(copy)
+        del saved[fd]
 
 
 def frozen_graph_def(concrete_function: Any) -> Any:

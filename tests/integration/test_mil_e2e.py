@@ -5,7 +5,7 @@ Every architecture the brief lists is converted for real (fp32 and fp16 programs
 ``coremltools.optimize.coreml``. Bounds (cosine similarity of the flattened outputs, float64):
 
 * fp32 programs: cosine >= 0.999 (measured: >= 0.999999 on every architecture here).
-* fp16 programs: cosine >= FP16_MIN_COSINE; see benchmarks/RESULTS_mil.md for the measured values.
+* fp16 programs: cosine >= FP16_MIN_COSINE = 0.9999 (measured >= 0.9999998); see benchmarks/RESULTS_mil.md.
 * compressed programs: checked two ways. Each decompression kernel must equal coremltools' own
   ``decompress`` of the same op (to fp16 rounding), and the end output must stay near Keras' (bounds per
   compression below, measured on these seeds; pruning half the weights moves outputs the most).
@@ -29,10 +29,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from edgeexport.runtimes.mil import load_program  # noqa: E402
 
 FP32_MIN_COSINE = 0.999
-FP16_MIN_COSINE = 0.995
-# Compressed vs the uncompressed Keras model (fp16 programs), measured minimum minus a margin.
-COMPRESSED_MIN_COSINE = {"w8": 0.995, "pal4": 0.95, "prune50": 0.6, "int4_block": 0.95, "pal4_grouped": 0.95,
-                         "prune50_pal4": 0.6, "prune50_w8": 0.6}
+# Measured minimum over the nine architectures here: 0.9999998 (ResNet50); the bound leaves a margin.
+FP16_MIN_COSINE = 0.9999
+# Compressed (fp16) programs vs the uncompressed Keras model. Measured on these seeds (small CNN / MobileNetV2):
+# w8 0.999994 / 0.999994, pal4 0.9959 / 0.9982, prune50 0.9625 / 0.9977, int4 per-block 0.9992, pal4 grouped
+# 0.9994, prune50+pal4 0.9648, prune50+w8 0.9626. Removing half the weights of a 10-class head moves its
+# logits the most; the exact check of each decompression against coremltools' own is the strict part.
+COMPRESSED_MIN_COSINE = {"w8": 0.999, "pal4": 0.99, "prune50": 0.9, "int4_block": 0.995, "pal4_grouped": 0.995,
+                         "prune50_pal4": 0.9, "prune50_w8": 0.9}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,237 @@
+"""Common Keras 3 architectures convert to TFLite (numerically equal, builtin ops only) and to Core ML.
+
+Pipeline under test (edgeexport.targets.keras_compat + coreml_tf_ops): prepare_for_export ->
+export_saved_model (one fixed-shape ``serve`` endpoint, batch 1) -> TFLiteConverter.from_saved_model and
+coremltools.convert of the endpoint's concrete function. The model builders live in
+benchmarks/architectures.py so the benchmark and the tests convert the same models.
+
+Core ML cannot run on Linux: its numbers are checked only when edgeexport.runtimes.mil (a numpy MIL
+executor) is importable; otherwise the test checks that conversion succeeds and what the program holds.
+Unmarked tests are the fast subset (about 25 s here); `-m slow` adds keras.applications models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[2]
+# Relative to the largest |output| of the Keras model, for float32 on both sides.
+TFLITE_REL_TOL = 1e-4
+# Core ML numerics (fp32 compute) through the numpy MIL executor, when it exists.
+COREML_FP32_REL_TOL = 1e-3
+
+
+def _load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("edgeexport_bench_architectures", REPO / "benchmarks/architectures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+FAST = [name for name, arch in bench.ARCHITECTURES.items() if not arch.slow]
+SLOW = [name for name, arch in bench.ARCHITECTURES.items() if arch.slow]
+PARAMS = [pytest.param(n, id=n) for n in FAST] + [pytest.param(n, id=n, marks=pytest.mark.slow) for n in SLOW]
+
+# MIL ops each converted program must contain: the part of the model most likely to be mistranslated.
+EXPECTED_MIL_OPS: dict[str, set[str]] = {
+    "small_cnn": {"conv", "max_pool", "relu", "relu6", "silu", "softmax"},
+    "transformer_gelu": {"erf", "softmax", "gather", "matmul", "rsqrt"},
+    "lstm_text": {"sigmoid", "tanh", "select"},  # select: the Embedding mask keeps the state at padded steps
+    "gru_text": {"sigmoid", "tanh", "reverse"},  # reverse: the backward half of the Bidirectional GRU
+    "conv1d_audio": {"conv", "max_pool", "avg_pool", "reduce_mean"},
+}
+
+
+class Converted:
+    """One architecture taken through the pipeline once and shared by the tests of that architecture."""
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
+
+        self.arch = bench.ARCHITECTURES[name]
+        self.model = self.arch.model()
+        self.feeds = self.arch.inputs(self.model, np.random.default_rng(bench.SEED), 1)
+        self.reference = np.asarray(self.model(self.feeds if len(self.feeds) > 1 else self.feeds[0], training=False))
+        self.prepared, self.notes = prepare_for_export(self.model)
+        self.saved_model = export_saved_model(self.prepared, workdir / name)
+        self._tflite: bytes | None = None
+        self._coreml: Any = None
+
+    @property
+    def tflite(self) -> bytes:
+        if self._tflite is None:
+            import tensorflow as tf
+
+            self._tflite = tf.lite.TFLiteConverter.from_saved_model(str(self.saved_model)).convert()
+        return self._tflite
+
+    @property
+    def coreml(self) -> Any:
+        if self._coreml is None:
+            self._coreml = bench.coreml_convert(self.saved_model)
+        return self._coreml
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    cache: dict[str, Converted] = {}
+    root = tmp_path_factory.mktemp("architectures")
+
+    def get(name: str) -> Converted:
+        if name not in cache:
+            cache[name] = Converted(name, root)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_tflite_matches_keras_with_builtin_ops(name: str, converted: Any) -> None:
+    case = converted(name)
+    ops = bench.tflite_ops(case.tflite)
+    assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], f"non-builtin ops: {ops}"
+    assert "WHILE" not in ops, "RNNs should reach TFLite unrolled by prepare_for_export"
+    (output,) = bench.run_tflite(case.tflite, case.feeds)
+    assert output.shape == case.reference.shape
+    assert np.isfinite(case.reference).all() and np.abs(case.reference).max() > 1e-3, "degenerate reference"
+    assert bench.relative_error(case.reference, output) < TFLITE_REL_TOL
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_coreml_converts(name: str, converted: Any) -> None:
+    case = converted(name)
+    ops = set(bench.coreml_ops(case.coreml))
+    assert not ops & {"while_loop", "list_read", "list_write"}, f"loop ops left in the program: {sorted(ops)}"
+    missing = EXPECTED_MIL_OPS.get(name, {"conv"}) - ops
+    assert not missing, f"expected MIL ops {sorted(missing)} not in {sorted(ops)}"
+    spec = case.coreml.get_spec()
+    assert [i.name for i in spec.description.input] == [s.name for s in _signature(case.prepared)]
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_coreml_numerics_with_mil_executor(name: str, converted: Any, tmp_path: Path) -> None:
+    mil = pytest.importorskip("edgeexport.runtimes.mil")
+    case = converted(name)
+    model = bench.coreml_convert(case.saved_model, fp32=True)
+    path = tmp_path / f"{name}.mlpackage"
+    model.save(str(path))
+    feeds = {s.name: f for s, f in zip(_signature(case.prepared), case.feeds, strict=True)}
+    outputs = mil.load_program(path).run(feeds)
+    values = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
+    assert bench.relative_error(case.reference, np.asarray(values[0]).reshape(case.reference.shape)) < COREML_FP32_REL_TOL
+
+
+def _signature(model: Any) -> list[Any]:
+    from edgeexport.targets.keras_compat import fixed_input_signature
+
+    return fixed_input_signature(model)
+
+
+def test_rnn_models_are_unrolled_and_equal_before_export(converted: Any) -> None:
+    """The unrolled clone computes what the original computes, masking included, and says what it changed."""
+    for name, layers in (("lstm_text", 2), ("gru_text", 2)):
+        case = converted(name)
+        assert len(case.notes) == 1 and case.notes[0].startswith(f"unrolled {layers} recurrent layers")
+        assert case.prepared is not case.model
+        feeds = case.feeds[0]
+        np.testing.assert_allclose(np.asarray(case.prepared(feeds)), case.reference, rtol=0, atol=1e-6)
+
+
+def test_masked_steps_change_nothing(converted: Any) -> None:
+    """Tokens after the padding are ignored by the TFLite model too (the mask survived unrolling)."""
+    case = converted("lstm_text")
+    padded = case.feeds[0].copy()
+    assert (padded[:, -3:] == 0).all()
+    (first,) = bench.run_tflite(case.tflite, [padded])
+    shorter = padded.copy()
+    shorter[:, -4] = 0  # one more padded step changes the output, so the mask is really consulted
+    (second,) = bench.run_tflite(case.tflite, [shorter])
+    assert bench.relative_error(first, case.reference) < TFLITE_REL_TOL
+    assert np.abs(first - second).max() > 1e-4
+
+
+def test_models_without_rnn_are_returned_unchanged(converted: Any) -> None:
+    case = converted("small_cnn")
+    assert case.prepared is case.model and case.notes == []
+
+
+def test_fixed_signature_names_shapes_and_dtypes() -> None:
+    import keras
+
+    from edgeexport.targets.keras_compat import fixed_input_signature
+
+    tokens = keras.Input((16,), dtype="int32", name="tokens")
+    image = keras.Input((8, 8, 3), name="image pixels")  # a space is not valid in a signature name
+    x = keras.layers.Concatenate()([keras.layers.Flatten()(image), keras.ops.cast(tokens, "float32")])
+    model = keras.Model([tokens, image], keras.layers.Dense(2)(x))
+    specs = fixed_input_signature(model, batch=2)
+    assert [(s.name, tuple(s.shape), s.dtype.name) for s in specs] == [
+        ("tokens", (2, 16), "int32"),
+        ("image_pixels", (2, 8, 8, 3), "float32"),
+    ]
+
+
+def test_unknown_dimension_is_bad_input_naming_the_input() -> None:
+    import keras
+
+    from edgeexport.errors import BadInputError
+    from edgeexport.targets.keras_compat import fixed_input_signature
+
+    inp = keras.Input((None, 8), name="frames")
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling1D()(inp))
+    with pytest.raises(BadInputError, match="'frames'.*unknown dimension"):
+        fixed_input_signature(model)
+
+
+def test_rnn_with_unknown_steps_is_unsupported() -> None:
+    import keras
+
+    from edgeexport.errors import UnsupportedError
+    from edgeexport.targets.keras_compat import prepare_for_export
+
+    inp = keras.Input((None, 4), name="frames")
+    model = keras.Model(inp, keras.layers.GRU(3)(inp))
+    with pytest.raises(UnsupportedError, match="unknown number of time steps"):
+        prepare_for_export(model)
+
+
+def test_multi_input_model_exports_and_converts(tmp_path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    from edgeexport.targets.keras_compat import export_saved_model
+
+    keras.utils.set_random_seed(3)
+    a = keras.Input((6,), name="a")
+    b = keras.Input((4,), name="b")
+    model = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Concatenate()([a, keras.layers.Dense(6)(b)])))
+    saved = export_saved_model(model, tmp_path / "two_inputs")
+    flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((1, 6), dtype=np.float32), rng.standard_normal((1, 4), dtype=np.float32)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    by_name = {d["name"]: d["index"] for d in interpreter.get_input_details()}
+    assert set(by_name) == {"serve_a:0", "serve_b:0"} or {"a", "b"} <= {n.split(":")[0].split("_")[-1] for n in by_name}
+    for name, index in by_name.items():
+        interpreter.set_tensor(index, xa if name.split(":")[0].endswith("a") else xb)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert bench.relative_error(np.asarray(model([xa, xb])), got) < TFLITE_REL_TOL
+    mlmodel = bench.coreml_convert(saved)
+    assert [i.name for i in mlmodel.get_spec().description.input] == ["a", "b"]
