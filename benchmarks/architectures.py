@@ -146,7 +146,7 @@ def lstm_text() -> Any:
     """Stacked LSTM over masked embeddings (Embedding(mask_zero=True), return_sequences)."""
     import keras
 
-    inp = keras.Input((12,), dtype="int32", name="tokens")
+    inp = keras.Input((8,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(50, 16, mask_zero=True)(inp)
     x = keras.layers.LSTM(16, return_sequences=True)(x)
     x = keras.layers.LSTM(16)(x)
@@ -157,7 +157,7 @@ def gru_text() -> Any:
     """Bidirectional GRU (return_sequences) then a GRU."""
     import keras
 
-    inp = keras.Input((12,), dtype="int32", name="tokens")
+    inp = keras.Input((8,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(50, 16)(inp)
     x = keras.layers.Bidirectional(keras.layers.GRU(8, return_sequences=True))(x)
     x = keras.layers.GRU(8)(x)
@@ -223,16 +223,24 @@ def tflite_ops(flatbuffer: bytes) -> list[str]:
     return sorted(set(re.findall(r"Op#\d+ (\w+)", out.getvalue())))
 
 
-def run_tflite(flatbuffer: bytes, feeds: list[Any]) -> list[Any]:
-    """Outputs of one LiteRT interpreter run, feeds in input order."""
+def run_tflite(flatbuffer: bytes, feeds: dict[str, Any]) -> list[Any]:
+    """Outputs (ordered by output name) of one run of the ``serving_default`` signature, fed by input name.
+
+    Feeding by name matters: the converter does not keep the model's input order (a model with inputs
+    ``a, b`` came out with tensor 0 = ``b``).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
-    interpreter.allocate_tensors()
-    for detail, value in zip(interpreter.get_input_details(), feeds, strict=True):
-        interpreter.set_tensor(detail["index"], value)
-    interpreter.invoke()
-    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+    outputs = interpreter.get_signature_runner("serving_default")(**feeds)
+    return [outputs[name] for name in sorted(outputs)]
+
+
+def named_feeds(model: Any, feeds: list[Any]) -> dict[str, Any]:
+    """``feeds`` (in ``model.inputs`` order) keyed by the names of the exported signature."""
+    from edgeexport.targets.keras_compat import fixed_input_signature
+
+    return {spec.name: value for spec, value in zip(fixed_input_signature(model), feeds, strict=True)}
 
 
 def coreml_convert(saved_model: Path, *, fp32: bool = False) -> Any:
@@ -315,7 +323,7 @@ def measure(arch: Architecture, workdir: Path) -> Row:
         row.tflite_s = time.perf_counter() - start
         row.tflite_kb = len(flatbuffer) / 1024
         row.tflite_flex = any(op.startswith("Flex") or op == "CUSTOM" for op in tflite_ops(flatbuffer))
-        row.tflite_rel_err = relative_error(reference, run_tflite(flatbuffer, feeds)[0])
+        row.tflite_rel_err = relative_error(reference, run_tflite(flatbuffer, named_feeds(model, feeds))[0])
     except Exception as exc:  # noqa: BLE001 - a benchmark records every failure and goes on
         row.tflite_error = _short(exc)
     try:
@@ -366,6 +374,7 @@ def rnn_loop_vs_unroll(workdir: Path, repeats: int = 200) -> None:
             interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
             interpreter.allocate_tensors()
             interpreter.set_tensor(interpreter.get_input_details()[0]["index"], feeds[0])
+            interpreter.invoke()  # warm-up: first run allocates
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()

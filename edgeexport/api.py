@@ -56,6 +56,9 @@ def convert(
     preset_files: Sequence[Path] = (),
     progress: Progress | None = None,
     write_report: bool = True,
+    bundle: bool = False,
+    labels: str | Path | None = None,
+    preprocess: str | Path | None = None,
     **plan_options: Any,
 ) -> Report:
     """Convert ``model`` into ``out_dir`` for each target, run, verify and (with a device) simulate each artifact.
@@ -65,6 +68,7 @@ def convert(
     ``write_report`` is False. Raises an ``EdgeExportError`` when it cannot convert; a conversion whose
     checks fail returns a Report whose ``status``/``exit_code`` say so.
     """
+    bundle_inputs = _bundle_inputs(labels, preprocess) if bundle else None
     source = open_source(model, options)
     profile = load_device(device) if isinstance(device, str) else device
     calibration_value: Path | str | None
@@ -85,4 +89,18 @@ def convert(
     report = run_plan(plan, progress)
     if write_report:
         write_json(Path(out_dir) / "report.json", report.to_dict())
+        from edgeexport.report.html import write_html
+
+        write_html(Path(out_dir) / "report.html", report.to_dict())
+    if bundle_inputs is not None:
+        from edgeexport.bundle import write_bundles
+
+        write_bundles(Path(out_dir), report.to_dict(), preprocessing=bundle_inputs[0], info=bundle_inputs[1])
     return report
+
+
+def _bundle_inputs(labels: str | Path | None, preprocess: str | Path | None) -> tuple[Any, Any]:
+    """Preprocessing and labels, read before converting so a bad file fails fast (exit 3)."""
+    from edgeexport.bundle import ModelInfo, parse_preprocessing, read_labels
+
+    return parse_preprocessing(preprocess), ModelInfo(labels=read_labels(Path(labels)) if labels else None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgeexport.catalog.model import DeviceProfile, Preset
+from edgeexport.catalog.model import DeviceProfile, Preset, Tolerance
 from edgeexport.errors import ConversionError, DataError, EdgeExportError, OutputPathError, UnsupportedError
 from edgeexport.report.model import ArtifactReport, Report
 from edgeexport.sources import load as load_source
@@ -92,7 +92,7 @@ def make_plan(
         if preset == "auto":
             if device is None:
                 raise UnsupportedError("--preset auto needs --device to choose for", hint="add --device NAME or name a preset")
-            chosen, reason = choose_preset(device, target)
+            chosen, reason = choose_preset(device, target, calibration=calibration is not None)
         else:
             chosen, reason = load_preset(preset, extra_files=preset_files), ""
         check_compatible(chosen, target, device)
@@ -140,6 +140,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     calibration = _calibration(plan, summary.inputs, warnings)
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))
     entries: list[ArtifactReport] = []
+    tolerances: dict[Path, Tolerance] = {}
     try:
         exports: dict[str, tuple[Any, PruneReport | None, LoadedModel]] = {}
         for item in plan.items:
@@ -157,10 +158,11 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
             say(f"converting to {item.target} ({item.preset.name})")
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
             entries.append(ArtifactReport(artifact, item.reason, prune_report))
+            tolerances[artifact.path] = item.preset.tolerance
         notes = tuple(sorted({note for exported, _, _ in exports.values() for note in exported.notes}))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    entries = [_later_stages(plan, entry, model, say) for entry in entries]
+    entries = [_later_stages(plan, entry, model, tolerances[entry.artifact.path], say) for entry in entries]
     return Report(
         source=plan.source,
         summary=summary,
@@ -202,8 +204,8 @@ def _convert_one(
         "calibration": calibration.arrays if calibration else None,
         "sparse": prune_report is not None and item.preset.pruning is not None and item.preset.pruning.method != "channels",
     }
-    if item.target == "coreml" and plan.device is not None and plan.device.coreml_deployment_target:
-        kwargs["deployment_target"] = plan.device.coreml_deployment_target
+    if item.target == "coreml":
+        kwargs["deployment_target"] = _deployment_target(plan.device, item.preset)
     warnings = target_module.convert(exported, item.preset, staged, **kwargs)
     seconds = time.perf_counter() - started
     say(f"running the {item.target} artifact once")
@@ -227,6 +229,12 @@ def _convert_one(
         smoke_check=smoke,
         permutations=exported.permutations,
     )
+
+
+def _deployment_target(device: DeviceProfile | None, preset: Preset) -> str | None:
+    """The newer of the device's Core ML deployment target and the preset's minimum (e.g. iOS16 to palettize)."""
+    wanted = [t for t in (device.coreml_deployment_target if device else None, preset.min_coreml_deployment_target) if t]
+    return max(wanted, key=lambda name: int(name.removeprefix("iOS"))) if wanted else None
 
 
 def _smoke_run(path: Path, target: str, plan: Plan) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], str]:
@@ -259,7 +267,9 @@ def open_runner(path: Path, target: str, *, precision: str = "auto") -> Any:
     return CoremlRunner(path, precision=precision)
 
 
-def _later_stages(plan: Plan, entry: ArtifactReport, model: LoadedModel, say: Progress) -> ArtifactReport:
+def _later_stages(
+    plan: Plan, entry: ArtifactReport, model: LoadedModel, tolerance: Tolerance, say: Progress
+) -> ArtifactReport:
     """Verification against the reference and the latency estimate for the device, when those stages exist."""
     verification = None
     if plan.verify and _module_available("edgeexport.verify.stage"):
@@ -267,7 +277,8 @@ def _later_stages(plan: Plan, entry: ArtifactReport, model: LoadedModel, say: Pr
         from edgeexport.verify.stage import verify_artifact
 
         verification = verify_artifact(entry.artifact, model, data=plan.verify_data, samples=plan.verify_samples,
-                                       preset=entry.artifact.preset, precision=plan.coreml_precision)
+                                       preset=entry.artifact.preset, precision=plan.coreml_precision,
+                                       tolerance=tolerance)
     estimates: tuple[Any, ...] = ()
     if plan.device is not None and _module_available("edgeexport.simulate.api"):
         say(f"simulating {entry.artifact.path.name} on {plan.device.name}")

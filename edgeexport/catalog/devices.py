@@ -2,7 +2,7 @@
 
 File layout (one device per file, ``data/devices/<name>.toml``)::
 
-    name = "pixel-8"                      # must equal the file stem
+    name = "pixel-8"                      # must equal the file stem when looked up by name
     display_name = "Google Pixel 8"
     class = "phone"                       # phone | tablet | sbc | mcu | host
     os = "android"                        # android | ios | linux | none

@@ -55,11 +55,12 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
         why = (f"{device.name} is a microcontroller with {_size(device.ram_bytes)} RAM"
                + (f" and {_size(device.flash_bytes)} flash" if device.flash_bytes else "")
                + ": TFLite Micro wants integer-only int8 I/O and removing 25% of channels shrinks flash and RAM")
-        return _without_calibration(load_preset(spec), spec, why, target, calibration)
+        return _without_calibration(load_preset(spec), spec, why, target, calibration, fallback="fp32")
     fastest = max(units, key=lambda u: best_gops(u)[0])
     rate, dtype = best_gops(fastest)
     if fastest.kind in _ACCELERATORS and dtype == "int8" and target == "tflite":
-        why = f"the fastest unit of {device.name} is its int8 {fastest.kind.upper()} ({fastest.runtime}, ~{rate:.0f} GOP/s on convs)"
+        why = (f"the fastest unit of {device.name} is its int8 {fastest.kind.upper()} "
+               f"({fastest.runtime}, ~{rate:.0f} GOP/s on convs)")
         return _without_calibration(load_preset("int8"), "int8", why, target, calibration)
     if fastest.kind in ("gpu", "ane", *_ACCELERATORS):
         name = "Neural Engine" if fastest.kind == "ane" else fastest.kind.upper()
@@ -69,15 +70,18 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
         if target == "coreml":
             return load_preset("w8"), f"{device.name} runs Core ML on its CPU: int8 weights halve memory traffic"
         ratio = fastest.peak_gops["int8"] / fastest.peak_gops["fp32"]
-        why = f"the fastest unit of {device.name} for {target} is its CPU, whose int8 peak is {ratio:.0f}x its fp32 peak"
+        why = (f"the fastest unit of {device.name} for {target} is its CPU, "
+               f"whose int8 peak is {ratio:.0f}x its fp32 peak")
         return _without_calibration(load_preset("int8"), "int8", why, target, calibration)
     return load_preset("fp32"), f"{device.name} runs {target} on its CPU without a faster int8 path: fp32 is exact"
 
 
-def _without_calibration(preset: Preset, spec: str, why: str, target: str, calibration: bool) -> tuple[Preset, str]:
+def _without_calibration(preset: Preset, spec: str, why: str, target: str, calibration: bool,
+                         fallback: str | None = None) -> tuple[Preset, str]:
     if calibration or not preset.quantization.requires_calibration:
         return preset, why
-    fallback = "dynamic-int8" if target == "tflite" else "w8"
+    # Microcontrollers pass fallback="fp32": TFLite Micro has no hybrid kernels, so dynamic-int8 would not run.
+    fallback = fallback or ("dynamic-int8" if target == "tflite" else "w8")
     pruning = [p for p in preset.parts if load_preset(p).pruning is not None]
     fallback_spec = "+".join([*pruning, fallback])
     return load_preset(fallback_spec), f"{why}; no calibration data was given, so {fallback} replaces {spec}"
@@ -96,7 +100,7 @@ def check_compatible(preset: Preset, target: str, device: DeviceProfile | None) 
     """Raise ``UnsupportedError`` (exit 4) with the reason and a suggestion when ``preset`` cannot produce a
     ``target`` artifact, or when ``device`` cannot run it. Returns None when the combination is fine."""
     if target not in preset.targets:
-        quant_part = preset.parts[-1] if preset.parts else preset.name
+        quant_part = next((p for p in preset.parts if (p, target) in _EQUIVALENT), preset.name)
         equivalent = _EQUIVALENT.get((quant_part, target))
         hint = (f"try --preset {preset.name.replace(quant_part, equivalent)}" if equivalent
                 else f"presets for {target}: run `edgeexport presets`")

@@ -149,7 +149,9 @@ def _number(origin: Path, where: str, table: Mapping[str, Any], key: str, *, low
     value = table.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low or (high is not None and value > high):
+    out_of_range = not isinstance(value, bool) and isinstance(value, int | float) and (
+        value < low or (high is not None and value > high))
+    if isinstance(value, bool) or not isinstance(value, int | float) or out_of_range:
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise _fail(origin, f"{where}.{key}", f"expected a number {bound}, got {value!r}")
     return float(value)

@@ -80,3 +80,21 @@ def parse_input_shapes(values: tuple[str, ...]) -> tuple[tuple[str, tuple[int, .
             raise click.BadParameter(f"'{value}' is not NAME=D0,D1,... with positive integers", param_hint="--input-shape")
         parsed.append((name, shape))
     return tuple(parsed)
+
+
+def project_preset_files(cwd: Path | None = None) -> tuple[Path, ...]:
+    """Preset files the project in the working directory declares: ./edgeexport.toml when it has ``[presets]``,
+    and ./pyproject.toml's ``[tool.edgeexport.presets]`` / ``preset_files``."""
+    from edgeexport.catalog import presets_from_pyproject
+
+    here = cwd or Path.cwd()
+    files: list[Path] = []
+    local = here / "edgeexport.toml"
+    if local.is_file():
+        try:
+            if "presets" in tomllib.loads(local.read_text()):
+                files.append(local)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ProfileError(f"cannot parse {local.name}: {err}") from err
+    files.extend(presets_from_pyproject(here / "pyproject.toml"))
+    return tuple(files)

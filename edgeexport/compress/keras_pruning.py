@@ -33,13 +33,15 @@ _PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D")
 _CHANNEL_PRODUCERS = ("Conv1D", "Conv2D", "Conv3D", "Dense")
 # Layers whose output channel c depends only on input channel c and that have no per-channel weights to slice.
 _PASS_THROUGH = (
-    "ReLU", "Activation", "LeakyReLU", "ELU", "Softmax", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "ReLU", "Activation", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
     "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
     "UpSampling1D", "UpSampling2D", "Cropping1D", "Cropping2D", "GaussianNoise", "GaussianDropout", "Identity",
 )
 _STEM_MAX_CHANNELS = 4
+# Activations that mix channels (the output at channel c depends on every channel), so they are not pass-through.
+_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 
 
 def _kind(layer: Any) -> str:
@@ -66,11 +68,23 @@ def _graph(model: Any) -> tuple[dict[str, list[Any]], set[int], set[int]]:
             producers[id(tensor)] = layer
     consumers: dict[str, list[Any]] = {layer.name: [] for layer in model.layers}
     for layer in model.layers:
-        for tensor in _as_list(layer.input):
+        for tensor in _inputs(layer):
             producer = producers.get(id(tensor))
             if producer is not None and producer is not layer:
                 consumers[producer.name].append(layer)
     return consumers, {id(t) for t in model.inputs}, {id(t) for t in model.outputs}
+
+
+def _inputs(layer: Any) -> list[Any]:
+    """The layer's input tensors; [] for a layer called more than once (shared), which Keras cannot answer."""
+    try:
+        return _as_list(layer.input)
+    except (AttributeError, ValueError):
+        return []
+
+
+def _shared(layer: Any) -> bool:
+    return len(getattr(layer, "_inbound_nodes", [])) > 1
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -79,11 +93,27 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def kernel_macs(model: Any) -> int:
+    """Multiply-accumulates of the model's Conv/Dense/DepthwiseConv layers for one sample: each output position
+    (all output dims but batch and channels) costs one kernel's worth of MACs. 0 if a spatial dim is dynamic."""
+    total = 0
+    for layer in model.layers:
+        if _kind(layer) not in _PRUNABLE or not layer.get_weights():
+            continue
+        positions = 1
+        for dim in tuple(layer.output.shape)[1:-1]:
+            if dim is None:
+                return 0
+            positions *= int(dim)
+        total += positions * int(layer.get_weights()[0].size)
+    return total
+
+
 def _stem_reason(layer: Any, input_ids: set[int], min_weights: int) -> str | None:
     kernel = layer.get_weights()[0]
     if kernel.size < min_weights:
         return f"kernel has {kernel.size} weights (< {min_weights})"
-    inputs = _as_list(layer.input)
+    inputs = _inputs(layer)
     if any(id(t) in input_ids for t in inputs) and kernel.shape[-2] <= _STEM_MAX_CHANNELS:
         return f"stem layer reading the model input ({kernel.shape[-2]} channels) is kept dense"
     return None
@@ -99,11 +129,16 @@ def prune_keras_model(model: Any, pruning: Pruning, *, scope: str = "per-tensor"
         return _prune_channels(model, pruning, min_weights)
     if pruning.method not in ("magnitude", "n:m"):
         raise UnsupportedError(f"unknown pruning method {pruning.method!r}")
+    import keras
+
     clone = _clone(model)
     _, input_ids, _ = _graph(clone)
     params_before = int(model.count_params())
     chosen, skipped = [], []
     for layer in clone.layers:
+        if isinstance(layer, keras.Model):
+            skipped.append((layer.name, "nested model: its layers are not pruned"))
+            continue
         if _kind(layer) not in _PRUNABLE or not layer.get_weights():
             continue
         reason = _stem_reason(layer, input_ids, min_weights)
@@ -133,11 +168,13 @@ def prune_keras_model(model: Any, pruning: Pruning, *, scope: str = "per-tensor"
         method=pruning.method, target_sparsity=pruning.sparsity, achieved_sparsity=sparsity(pruned),
         params_before=params_before, params_after=int(clone.count_params()),
         layers_pruned=tuple(layer.name for layer in chosen), layers_skipped=tuple(skipped),
+        macs_before=kernel_macs(model), macs_after=kernel_macs(clone),
     )
     return clone, stats
 
 
-def _channel_path_problem(start: Any, consumers: dict[str, list[Any]], output_ids: set[int]) -> tuple[str | None, list[Any], list[Any]]:
+def _channel_path_problem(start: Any, consumers: dict[str, list[Any]],
+                          output_ids: set[int]) -> tuple[str | None, list[Any], list[Any]]:
     """Follow ``start``'s output through channel-wise layers. Returns (problem or None, channel-wise layers on the
     way that hold per-channel weights, terminal Conv/Dense layers whose input axis must be sliced)."""
     sliced, terminals = [], []
@@ -146,13 +183,20 @@ def _channel_path_problem(start: Any, consumers: dict[str, list[Any]], output_id
         layer = frontier.pop()
         if any(id(t) in output_ids for t in _as_list(layer.output)):
             return f"output reaches the model output through {layer.name}", [], []
+        if _shared(layer):
+            return f"layer {layer.name} is shared (called more than once)", [], []
         for nxt in consumers.get(layer.name, []):
             if nxt.name in seen:
                 continue
             seen.add(nxt.name)
             kind = _kind(nxt)
+            if _shared(nxt):
+                return f"output reaches shared layer {nxt.name}", [], []
+            activation = getattr(getattr(nxt, "activation", None), "__name__", "")
             if kind in _CHANNEL_PRODUCERS:
                 terminals.append(nxt)
+            elif kind == "Activation" and activation in _MIXING_ACTIVATIONS:
+                return f"output reaches {activation} layer {nxt.name}, which mixes channels", [], []
             elif kind in _PASS_THROUGH:
                 frontier.append(nxt)
             elif kind == "BatchNormalization" and nxt.axis in (-1, len(nxt.input.shape) - 1):
@@ -222,6 +266,7 @@ def _prune_channels(model: Any, pruning: Pruning, min_weights: int) -> tuple[Any
         achieved_sparsity=removed / total if total else 0.0,
         params_before=int(model.count_params()), params_after=int(rebuilt.count_params()),
         layers_pruned=tuple(out_keep), layers_skipped=tuple(skipped), channels_removed=removed,
+        macs_before=kernel_macs(model), macs_after=kernel_macs(rebuilt),
     )
     return rebuilt, stats
 

@@ -18,7 +18,9 @@ class PruneStats:
 
     ``achieved_sparsity`` is the fraction of zero weights in the tensors that were pruned (0..1; for channel
     pruning it is the fraction of output channels removed from the pruned layers). ``params_before`` and
-    ``params_after`` count all parameters of the model. ``layers_skipped`` pairs a layer name with the reason.
+    ``params_after`` count all parameters of the model; ``macs_before``/``macs_after`` count the multiply-
+    accumulates of its Conv/Dense/DepthwiseConv layers for one sample (0 when a shape is dynamic).
+    ``layers_skipped`` pairs a layer name with the reason.
     """
 
     method: str
@@ -29,6 +31,8 @@ class PruneStats:
     layers_pruned: tuple[str, ...]
     layers_skipped: tuple[tuple[str, str], ...] = ()
     channels_removed: int = 0
+    macs_before: int = 0
+    macs_after: int = 0
 
     @property
     def params_removed_fraction(self) -> float:

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from edgeexport.errors import EdgeExportError
+
 # Graph bookkeeping ops that say nothing about what a model computes.
 _NOISE_OPS = frozenset({"Const", "Identity", "NoOp", "Placeholder", "IdentityN", "StatefulPartitionedCall",
                         "PartitionedCall", "ReadVariableOp", "VarHandleOp", "AssignVariableOp"})
@@ -34,7 +36,8 @@ def quiet_tensorflow() -> Any:
 def captured_output() -> Iterator[io.StringIO]:
     """Capture what converters and runtimes print, at both levels: Python's sys.stdout/sys.stderr and the
     process's file descriptors 1 and 2 (TensorFlow, LiteRT and absl write there from C++, before any log level
-    applies). If the block raises, everything captured is replayed on stderr so failures stay diagnosable."""
+    applies). If the block raises an unexpected exception, everything captured is replayed on stderr so the
+    failure stays diagnosable."""
     import sys
     import tempfile
 
@@ -49,6 +52,8 @@ def captured_output() -> Iterator[io.StringIO]:
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 yield buffer
+        except EdgeExportError:
+            raise  # a deliberate, explained failure: the converter's chatter would only bury the message
         except BaseException:
             _restore(saved)
             sink.seek(0)

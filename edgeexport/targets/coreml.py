@@ -21,6 +21,7 @@ from edgeexport.catalog.model import Preset
 from edgeexport.errors import ConversionError, UnsupportedError, UnsupportedOpError
 from edgeexport.sources.base import ExportedGraph
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+from edgeexport.targets.overrides import matching_names, mil_op_types
 
 DEFAULT_DEPLOYMENT_TARGET = "iOS16"  # the oldest target with fp16 ML Programs and palettized weights
 _NOT_IMPLEMENTED = "not implemented"
@@ -75,7 +76,7 @@ def convert(
                 source="tensorflow",
                 convert_to="mlprogram",
                 inputs=inputs,
-                compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                compute_precision=_compute_precision(ct, precision, preset),
                 minimum_deployment_target=target,
             )
     except NotImplementedError as err:
@@ -120,6 +121,21 @@ def make_deterministic(package: Path) -> None:
         spec_path.write_bytes(spec.SerializeToString(deterministic=True))
 
 
+def _compute_precision(ct: Any, precision: str, preset: Preset) -> Any:
+    """fp16 everywhere, except ops of layers the preset's overrides keep in fp32."""
+    if precision != "fp16":
+        return ct.precision.FLOAT32
+    kept = [o for o in preset.overrides if o.keep == "fp32"]
+    if not kept:
+        return ct.precision.FLOAT16
+    op_types = set(mil_op_types(kept))
+
+    def in_fp16(op: Any) -> bool:
+        return op.op_type not in op_types and not matching_names(kept, [op.name])
+
+    return ct.transform.FP16ComputePrecision(op_selector=in_fp16)
+
+
 def _input_specs(function: Any, names: tuple[str, ...]) -> list[Any]:
     kwargs = function.structured_input_signature[1]
     return [kwargs[name] for name in names]
@@ -142,21 +158,33 @@ def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[
     from coremltools.optimize import coreml as cto
 
     weights = preset.quantization.coreml_weights
+    op_names, op_types = _uncompressed_ops(model, preset)
     with captured_output():
         if sparse:
             # Pruning zeroed the source weights; storing them sparse is what makes the package smaller.
             config = cto.OptimizationConfig(global_config=cto.OpThresholdPrunerConfig(threshold=1e-12, minimum_sparsity_percentile=0.3))
             model = cto.prune_weights(model, config=config)
         if weights == "w8":
-            config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+            config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"),
+                                            op_type_configs=op_types, op_name_configs=op_names)
             model = cto.linear_quantize_weights(model, config=config)
         elif weights in ("palettize-4", "palettize-6"):
             nbits = int(weights.split("-")[1])
-            config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=nbits, mode="kmeans"))
+            config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(nbits=nbits, mode="kmeans"),
+                                            op_type_configs=op_types, op_name_configs=op_names)
             model = cto.palettize_weights(model, config=config)
         elif weights == "w8a8":
             raise UnsupportedError("preset w8a8 (activation quantization) is not available in this build yet")
     return model
+
+
+def _uncompressed_ops(model: Any, preset: Preset) -> tuple[dict[str, None], dict[str, None]]:
+    """Op names and op types whose weights the preset's overrides keep uncompressed (config value None)."""
+    if not preset.overrides or model._mil_program is None:
+        return {}, {}
+    names = [op.name for op in model._mil_program.functions["main"].operations]
+    return ({name: None for name in matching_names(preset.overrides, names)},
+            {op_type: None for op_type in mil_op_types(preset.overrides)})
 
 
 def _unsupported(err: Exception) -> Exception:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Preset
-from edgeexport.errors import ConversionError, UnsupportedOpError
+from edgeexport.errors import BadInputError, ConversionError, EdgeExportError, UnsupportedOpError
 from edgeexport.sources.base import ExportedGraph
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+from edgeexport.targets.overrides import matching_names, tflite_op_types
 
 CALIBRATED_MODES = frozenset({"int8", "int8-io", "int16x8"})
 _FLEX_PATTERN = re.compile(r"(?:Flex ops|ops are not supported|not supported by the TFLite)[^:]*:\s*(.+)", re.I)
@@ -65,13 +66,86 @@ def convert(
             converter.inference_output_type = tf.int8
     else:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    warnings: list[str] = []
     try:
         with captured_output():
             flatbuffer = converter.convert()
+            if preset.overrides and mode in CALIBRATED_MODES and calibration is not None:
+                flatbuffer = _keep_in_float(tf, converter, flatbuffer, preset, exported, calibration, warnings)
+    except EdgeExportError:
+        raise
     except Exception as err:  # noqa: BLE001 - every converter failure becomes one ConversionError, chained
         raise _conversion_error(err, preset.name) from err
+    if preset.overrides and mode not in CALIBRATED_MODES:
+        warnings.append(f"layer overrides need a calibrated mode (int8, int8-io, int16x8); ignored for {mode}")
     out_path.write_bytes(flatbuffer)
-    return []
+    return warnings
+
+
+def _keep_in_float(
+    tf: Any,
+    converter: Any,
+    flatbuffer: bytes,
+    preset: Preset,
+    exported: ExportedGraph,
+    calibration: Mapping[str, np.ndarray],
+    warnings: list[str],
+) -> bytes:
+    """Re-quantize with the override's layers left in float (TFLite's selective quantization)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    node_names = [
+        interpreter._get_tensor_details(index, 0)["name"]
+        for op in interpreter._get_ops_details()
+        for index in op["outputs"]
+    ]
+    nodes = matching_names(preset.overrides, node_names)
+    op_types = tflite_op_types(preset.overrides)
+    named = [o.name for o in preset.overrides if o.name]
+    if named and not nodes:
+        raise BadInputError(
+            f"preset {preset.name}: no layer matches override name(s) {', '.join(named)}",
+            hint="names are layer names as `edgeexport inspect` and the localization report show them",
+        )
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, denylisted_ops=op_types)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=_representative_dataset(exported, calibration), debug_options=options
+    )
+    warnings.append(f"kept {len(nodes)} layer(s) and op type(s) {op_types or 'none'} in float as the preset overrides ask")
+    result: bytes = debugger.get_nondebug_quantized_model()
+    if (preset.quantization.tflite_mode or "") == "int8-io":
+        result = _int8_interface(result, preset.name)
+    return result
+
+
+_TFLITE_INT8 = 9  # TensorType.INT8 in the TFLite schema
+
+
+def _has_int8_interface(flatbuffer: bytes) -> bool:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    details = interpreter.get_input_details() + interpreter.get_output_details()
+    return all(np.dtype(d["dtype"]) == np.int8 for d in details)
+
+
+def _int8_interface(flatbuffer: bytes, preset: str) -> bytes:
+    """The quantization debugger ignores int8 I/O; put the int8 interface back (QUANTIZE/DEQUANTIZE at the edges)."""
+    import tempfile
+
+    from tensorflow.lite.tools.optimize.python import _pywrap_modify_model_interface as interface
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "float_io.tflite", Path(tmp) / "int8_io.tflite"
+        source.write_bytes(flatbuffer)
+        status = interface.modify_model_interface(str(source), str(target), _TFLITE_INT8, _TFLITE_INT8)
+        if status != 0 or not target.is_file() or not _has_int8_interface(target.read_bytes()):
+            raise ConversionError(
+                f"preset {preset}: cannot give the model int8 inputs/outputs with these overrides",
+                hint="an override that keeps the first or last layer in float needs float I/O: use int8, not int8-io",
+            )
+        return target.read_bytes()
 
 
 def _representative_dataset(

@@ -154,3 +154,17 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_device(str(bad))
     with pytest.raises(ProfileError, match="not found"):
         load_device(str(tmp_path / "absent.toml"))
+
+
+def test_writer_round_trips_every_shipped_profile(tmp_path: Path, devices: list[DeviceProfile]) -> None:
+    from dataclasses import replace
+
+    from edgeexport.catalog.writer import device_to_toml
+
+    for device in devices:
+        path = tmp_path / f"{device.name}.toml"
+        path.write_text(device_to_toml(device, header="written by a test"))
+        again = parse_device(path)
+        # Parent-key sources ("units.gpu.efficiency") are written per number, so compare per number.
+        assert replace(again, path=None, sources={}) == replace(device, path=None, sources={}), device.name
+        assert all(again.sources[p] == device.sources[p] for p in _number_paths(device)), device.name

@@ -38,9 +38,11 @@ def test_every_shipped_preset_loads_and_resolves() -> None:
     assert presets["fp32"].targets == presets["fp16"].targets == frozenset({"tflite", "coreml"})
     assert presets["fp32"].tolerance.cosine_min == pytest.approx(0.9999)
     assert presets["fp16"].tolerance.cosine_min == pytest.approx(0.999)
-    assert presets["int8"].quantization.requires_calibration and not presets["dynamic-int8"].quantization.requires_calibration
-    assert presets["w8a8"].quantization.requires_calibration and presets["w8a8"].min_coreml_deployment_target == "iOS17"
-    assert presets["prune-2:4"].pruning is not None and (presets["prune-2:4"].pruning.n, presets["prune-2:4"].pruning.m) == (2, 4)
+    assert presets["int8"].quantization.requires_calibration
+    assert not presets["dynamic-int8"].quantization.requires_calibration
+    w8a8, two_four = presets["w8a8"], presets["prune-2:4"]
+    assert w8a8.quantization.requires_calibration and w8a8.min_coreml_deployment_target == "iOS17"
+    assert two_four.pruning is not None and (two_four.pruning.n, two_four.pruning.m) == (2, 4)
     # pruning changes the function: judged by top-1 / accuracy only
     assert presets["prune-50"].tolerance.cosine_min is None and presets["prune-50"].tolerance.top1_agreement_min
 
@@ -149,15 +151,17 @@ def test_auto_differs_between_npu_neural_engine_and_mcu() -> None:
 def test_auto_without_calibration_data_falls_back() -> None:
     preset, why = choose_preset(load_device("pixel-8"), "tflite", calibration=False)
     assert preset.name == "dynamic-int8" and "calibration" in why
-    mcu, _ = choose_preset(load_device("nrf52840"), "tflite", calibration=False)
-    assert mcu.pruning is not None and not mcu.quantization.requires_calibration
+    mcu, why = choose_preset(load_device("nrf52840"), "tflite", calibration=False)
+    assert mcu.pruning is not None and mcu.quantization.tflite_mode == "fp32" and "fp32 replaces" in why
 
 
 def test_auto_result_is_always_compatible() -> None:
     for device in list_devices():
         for target in device.targets:
-            preset, _ = choose_preset(device, target)
-            check_compatible(preset, target, device)
+            for calibration in (True, False):
+                preset, _ = choose_preset(device, target, calibration=calibration)
+                check_compatible(preset, target, device)
+                assert calibration or not preset.quantization.requires_calibration
 
 
 @pytest.mark.parametrize(
@@ -167,6 +171,7 @@ def test_auto_result_is_always_compatible() -> None:
         ("dynamic-int8", "tflite", "esp32-s3", "hybrid", "int8-io"),
         ("int8-io", "coreml", "iphone-15-pro", "no coreml recipe", "w8a8"),
         ("prune-50+int8", "coreml", None, "no coreml recipe", "prune-50+w8a8"),
+        ("int8+prune-2:4", "coreml", None, "no coreml recipe", "w8a8+prune-2:4"),
         ("palettize-4", "tflite", "pixel-8", "no tflite recipe", "dynamic-int8"),
         ("fp16", "coreml", "pixel-8", "cannot run coreml", "Apple device"),
         ("fp32", "coreml", "raspberry-pi-5", "cannot run coreml", "--target tflite"),

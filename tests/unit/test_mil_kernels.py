@@ -387,3 +387,21 @@ def test_sparse_compressed_pairs() -> None:
                                            "lut": np.array([5.0, 6.0], np.float32).reshape(1, 1, 2, 1)})
     np.testing.assert_array_equal(m2, mask)
     np.testing.assert_array_equal(v2, [5, 6, 6, 5])
+
+
+# --- fp16 rounding ------------------------------------------------------------------------------------------
+
+
+def test_round_to_fp16_is_bit_identical_to_numpy_half_cast() -> None:
+    from edgeexport.runtimes.mil.precision import round_to_fp16
+
+    bits = np.random.default_rng(3).integers(0, 2**32, size=400_000, dtype=np.uint64).astype(np.uint32)
+    ties = ((np.arange(2**16, dtype=np.uint32) << 13) | 0x1000)  # exactly half-way between two fp16 values
+    specials = np.array([0.0, -0.0, 65504.0, 65519.99, 65520.0, -70000.0, 2.0**-24, 2.0**-25, 3 * 2.0**-26,
+                         np.inf, -np.inf, np.nan, 1e-40], dtype=np.float32)
+    x = np.concatenate([bits.view(np.float32), ties.view(np.float32), specials])
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = x.astype(np.float16).astype(np.float32)
+        got = round_to_fp16(x)
+    same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), x[~same][:5]

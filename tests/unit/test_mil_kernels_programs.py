@@ -193,3 +193,30 @@ def test_unreadable_packages_are_model_format_errors(tmp_path: Path) -> None:
         load_program(broken)
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "\n" not in info.value.one_line()
+
+
+def test_unsupported_parameter_variant_is_exit_4_not_a_crash() -> None:
+    from edgeexport.errors import UnsupportedError
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 2, 2))])
+    def prog(t):
+        return mb.upsample_nearest_neighbor(x=t, scale_factor_height=1.5, scale_factor_width=2.0)
+
+    program = MilProgram(prog)
+    assert program.unsupported_ops() == {}
+    with pytest.raises(UnsupportedError, match="integer scale") as info:
+        program.run({program.inputs[0].name: np.ones((1, 1, 2, 2), np.float32)})
+    assert info.value.exit_code == EXIT_UNSUPPORTED
+
+
+def test_control_flow_is_reported_unsupported() -> None:
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2,))])
+    def prog(t):
+        pred = mb.greater(x=mb.reduce_sum(x=t), y=0.0)
+        return mb.cond(pred=pred, _true_fn=lambda: mb.relu(x=t), _false_fn=lambda: mb.sigmoid(x=t))
+
+    program = MilProgram(prog)
+    assert program.unsupported_ops() == {"cond": 1}
+    assert program.op_histogram()["sigmoid"] == 1
+    with pytest.raises(UnsupportedOpError, match="cond"):
+        program.run({program.inputs[0].name: np.ones(2, np.float32)})

@@ -9,6 +9,7 @@ import click
 
 from edgeexport.cli.options import (
     config_defaults,
+    project_preset_files,
     device_option,
     input_shape_option,
     json_option,
@@ -48,6 +49,12 @@ Examples:
               help="How the MIL executor computes fp16 programs on Linux: auto rounds each op to fp16 like the GPU/ANE.")
 @click.option("--preset-file", "preset_files", multiple=True, type=click.Path(path_type=Path, exists=True),
               help="TOML file with your own [presets.NAME] tables (repeatable).")
+@click.option("--bundle", "bundle", is_flag=True,
+              help="Also write app bundles (artifact + manifest.json) under OUT/bundle/<target>/.")
+@click.option("--labels", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Class labels for the bundle manifest, one per line.")
+@click.option("--preprocess", default=None, metavar="KEY=VALUE,...|FILE.toml",
+              help="Input preprocessing for the bundle manifest, e.g. scale=0.0625 (default: none).")
 @input_shape_option
 @unsafe_option
 @warn_only_option
@@ -64,6 +71,9 @@ def command(
     no_verify: bool,
     coreml_precision: str,
     preset_files: tuple[Path, ...],
+    bundle: bool,
+    labels: Path | None,
+    preprocess: str | None,
     input_shapes: tuple[str, ...],
     unsafe_deserialization: bool,
     warn_only: bool,
@@ -96,16 +106,20 @@ def command(
             device=device,
             calibration=calibration,
             options=options,
-            preset_files=preset_files,
+            preset_files=preset_files + project_preset_files(),
             progress=lambda message: status.update(message),
             verify=not no_verify,
             verify_data=verify_data,
             verify_samples=verify_samples,
             coreml_precision=coreml_precision,
             warn_only=warn_only,
+            bundle=bundle,
+            labels=labels,
+            preprocess=preprocess,
         )
     if as_json:
         sys.stdout.write(dumps(report.to_dict()))
     else:
         render_report(report, console)
+        console.print(f"html: {out / 'report.html'}" + (f"\nbundles: {out / 'bundle'}" if bundle else ""))
     return report.exit_code

@@ -70,7 +70,8 @@ def command(spec: str | None, preset_files: tuple[str, ...], as_json: bool) -> N
         click.echo(f"  targets      {', '.join(data['targets'])}")
         q = preset.quantization
         click.echo(f"  tflite       {q.tflite_mode or '-'}")
-        click.echo(f"  coreml       {q.coreml_precision or '-'}" + (f" + {q.coreml_weights}" if q.coreml_weights else ""))
+        weights = f" + {q.coreml_weights}" if q.coreml_weights else ""
+        click.echo(f"  coreml       {q.coreml_precision or '-'}{weights}")
         click.echo(f"  calibration  {'required' if q.requires_calibration else 'not needed'}")
         if preset.pruning is not None:
             p = preset.pruning
@@ -90,7 +91,8 @@ def command(spec: str | None, preset_files: tuple[str, ...], as_json: bool) -> N
     header = ["name", "targets", "what it does", "tolerance"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
     desc_width = 70
-    click.echo(f"{header[0].ljust(widths[0])}  {header[1].ljust(widths[1])}  {header[2].ljust(desc_width)}  {header[3]}")
+    click.echo(f"{header[0].ljust(widths[0])}  {header[1].ljust(widths[1])}  "
+               f"{header[2].ljust(desc_width)}  {header[3]}")
     for name, targets, desc, tol in rows:
         short = desc if len(desc) <= desc_width else desc[: desc_width - 3] + "..."
         click.echo(f"{name.ljust(widths[0])}  {targets.ljust(widths[1])}  {short.ljust(desc_width)}  {tol}")

@@ -130,7 +130,7 @@ def gelu(a: Args) -> np.ndarray:
         return (0.5 * x * (1.0 + np.tanh(inner))).astype(x.dtype)
     if mode == "SIGMOID_APPROXIMATION":
         return x * _sigmoid(1.702 * x)
-    raise ValueError(f"gelu mode {mode!r} is not one of EXACT, TANH_APPROXIMATION, SIGMOID_APPROXIMATION")
+    raise NotImplementedError(f"gelu mode {mode!r} is not one of EXACT, TANH_APPROXIMATION, SIGMOID_APPROXIMATION")
 
 
 @kernel("softmax")

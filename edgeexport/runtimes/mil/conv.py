@@ -55,7 +55,7 @@ def spatial_pads(
             small, large = total // 2, total - total // 2
             pads.append((small, large) if pad_type == "same" else (large, small))
         return pads
-    raise ValueError(f"unknown pad_type {pad_type!r}")
+    raise NotImplementedError(f"pad_type {pad_type!r}")
 
 
 def _out_sizes(padded: Sequence[int], kernel_sizes: Sequence[int], strides: Sequence[int],
@@ -243,5 +243,5 @@ def upsample_nearest_neighbor(a: Args) -> np.ndarray:
     x = np.asarray(a["x"])
     sh, sw = scalar_float(a.get("scale_factor_height", 1)), scalar_float(a.get("scale_factor_width", 1))
     if sh != int(sh) or sw != int(sw):
-        raise ValueError("upsample_nearest_neighbor: only integer scale factors are implemented")
+        raise NotImplementedError("only integer scale factors are implemented")
     return np.repeat(np.repeat(x, int(sh), axis=-2), int(sw), axis=-1)

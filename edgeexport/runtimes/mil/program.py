@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.errors import DataError, ModelFormatError, UnsupportedError, UnsupportedOpError
+from edgeexport.runtimes.mil.precision import round_to_fp16
 from edgeexport.runtimes.mil.registry import kernels
 from edgeexport.types import TensorSpec
 
@@ -97,7 +98,6 @@ class MilProgram:
         self._consts: dict[str, Any] = {}
         self._steps: list[_Step] = []
         self._histogram: Counter[str] = Counter()
-        self._nested: Counter[str] = Counter()
         for op in func.operations:
             self._add_op(op)
         self._last_use = self._compute_last_use()
@@ -110,8 +110,8 @@ class MilProgram:
     def _add_op(self, op: Any) -> None:
         self._histogram[op.op_type] += 1
         if op.blocks:
-            # Control flow (cond, while_loop) carries nested blocks; the executor runs straight-line programs.
-            self._nested[op.op_type] += 1
+            # Control flow (cond, while_loop) carries nested blocks; the executor runs straight-line programs,
+            # so those ops have no kernel and are reported as unsupported, with the ops inside them counted.
             for block in op.blocks:
                 for inner in block.operations:
                     self._histogram[inner.op_type] += 1
@@ -150,7 +150,6 @@ class MilProgram:
         missing = Counter(
             {t: n for t, n in self._histogram.items() if t not in registry and t not in _BUILTIN_OPS}
         )
-        missing.update(self._nested)
         return dict(sorted(missing.items()))
 
     # --- running -------------------------------------------------------------------------------------------
@@ -163,7 +162,7 @@ class MilProgram:
         if dtype == np.float16:
             if precision == "fp32":
                 return arr.astype(np.float32, copy=False)
-            return arr.astype(np.float16).astype(np.float32)
+            return round_to_fp16(arr)
         return arr.astype(dtype, copy=False)
 
     def _constants(self, precision: str) -> dict[str, Any]:
@@ -188,6 +187,9 @@ class MilProgram:
             args[param] = env[ref] if isinstance(ref, str) else [env[r] for r in ref]
         try:
             result = fn(args)
+        except NotImplementedError as exc:
+            # A kernel that exists but not for this parameter variant (e.g. a fractional upsample factor).
+            raise UnsupportedError(f"Core ML program {self.source}: op {step.name!r} ({step.op_type}): {exc}") from exc
         except Exception as exc:
             raise RuntimeError(f"MIL kernel {step.op_type!r} failed on op {step.name!r}: {exc}") from exc
         results = result if isinstance(result, tuple) else (result,)

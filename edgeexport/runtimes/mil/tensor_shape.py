@@ -112,7 +112,7 @@ def pad(a: Args) -> np.ndarray:
         return np.pad(x, widths, mode="reflect")
     if mode == "replicate":
         return np.pad(x, widths, mode="edge")
-    raise ValueError(f"pad mode {mode!r} is not one of constant, reflect, replicate")
+    raise NotImplementedError(f"pad mode {mode!r} is not one of constant, reflect, replicate")
 
 
 @kernel("cast")

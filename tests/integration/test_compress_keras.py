@@ -83,6 +83,9 @@ def test_channel_pruning_really_shrinks_and_runs(cnn: "keras.Model", batch: np.n
     assert pruned.get_layer("fc").units == 12 and pruned.get_layer("head").units == 10
     assert stats.params_after == pruned.count_params() < 0.75 * stats.params_before
     assert stats.channels_removed == 2 + 4 + 4 + 4
+    # stem 10x10x(3*3*3*8) + c2 8x8x(3*3*8*16) + dw 6x6x(3*3*16) + pw 6x6x(16*16) + fc 16*16 + head 16*10
+    assert stats.macs_before == 21600 + 73728 + 5184 + 9216 + 256 + 160
+    assert stats.macs_after == 16200 + 41472 + 3888 + 5184 + 144 + 120
     out = pruned(batch)
     assert out.shape == cnn(batch).shape and np.isfinite(np.asarray(out)).all()
 
@@ -128,8 +131,11 @@ def test_unsafe_layers_are_left_intact() -> None:
     added = L.Add(name="add")([a, b])
     c = L.Conv2D(8, 3, name="c")(added)
     out = L.Dense(3, name="out")(L.Flatten(name="flat")(c))
-    model = keras.Model(inp, out)
+    d = L.Dense(16, name="d")(L.GlobalAveragePooling2D()(c))
+    out2 = L.Dense(3, name="out2")(L.Activation("softmax", name="sm")(d))
+    model = keras.Model(inp, [out, out2])
     pruned, stats = prune_keras_model(model, Pruning(method="channels", sparsity=0.25))
     reasons = dict(stats.layers_skipped)
     assert "Add" in reasons["a"] and "Add" in reasons["b"] and "Flatten" in reasons["c"]
+    assert "mixes channels" in reasons["d"]
     assert stats.layers_pruned == () and stats.params_after == stats.params_before

@@ -1,0 +1,15 @@
+"""App bundles: the artifact with its metadata embedded where the format allows, and a ``manifest.json``
+validated against ``edgeexport/schemas/manifest.schema.json``.
+
+    >>> from edgeexport.bundle import write_bundles, parse_preprocessing, ModelInfo
+    >>> write_bundles(Path("build/digits"), preprocessing=parse_preprocessing("scale=0.0625"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest, parse_preprocessing, read_labels
+from edgeexport.bundle.schema_check import load_schema, validate
+from edgeexport.bundle.writer import BundleResult, read_report, write_bundles
+
+__all__ = ["BundleResult", "ModelInfo", "Preprocessing", "build_manifest", "load_schema", "parse_preprocessing",
+           "read_labels", "read_report", "validate", "write_bundles"]

@@ -1,0 +1,262 @@
+"""Building ``manifest.json``: what an app needs to load, feed and read one artifact (schema 1.0).
+
+Everything comes from ``report.json`` (the artifact's tensors, preset, device, verification and simulated
+latency) plus what only the user knows: preprocessing, class labels, the model's version, author and licence.
+Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeexport import __version__
+from edgeexport.errors import DataError
+
+MANIFEST_SCHEMA_VERSION = "1.0"
+CHANNEL_ORDERS = ("none", "gray", "rgb", "bgr")
+_DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an app turns raw values into model input: ``x = (raw * scale - mean[c]) / std[c]``.
+
+    ``scale`` defaults to 1.0, ``mean`` to ``(0.0,)`` and ``std`` to ``(1.0,)`` (one value for all channels, or
+    one per channel in ``channel_order``). ``source`` is ``"user"`` when given, ``"default"`` for the identity,
+    so a manifest never claims a preprocessing nobody stated.
+    """
+
+    scale: float = 1.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    channel_order: str = "none"
+    source: str = "default"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == 1.0 and all(m == 0.0 for m in self.mean) and all(s == 1.0 for s in self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "identity" if self.is_identity else "affine",
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channel_order": self.channel_order,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the user says about the model; ``version`` None means: derive it from the source's sha256."""
+
+    version: str | None = None
+    description: str = ""
+    author: str = ""
+    license: str = ""
+    labels: tuple[str, ...] | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_preprocessing(spec: str | Path | None) -> Preprocessing:
+    """``None`` -> identity; ``"scale=0.0625"`` or ``"scale=1/255,mean=0.485:0.456:0.406,std=...,channel_order=rgb"``;
+    or a TOML file path with those keys (top level or in a ``[preprocessing]`` table). Bad specs raise DataError."""
+    if spec is None or str(spec).strip() in ("", "none", "identity"):
+        return Preprocessing()
+    path = Path(spec)
+    if str(spec).endswith(".toml") or path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise DataError(f"cannot read preprocessing file {path}: {err}") from err
+        table = data.get("preprocessing", data)
+        if not isinstance(table, dict):
+            raise DataError(f"{path}: [preprocessing] must be a table")
+        return _from_mapping(table, where=str(path))
+    pairs: dict[str, Any] = {}
+    for part in str(spec).split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise DataError(f"preprocessing item {part.strip()!r} is not KEY=VALUE",
+                            hint="e.g. --preprocess scale=0.0625 or scale=1/255,mean=0.5,std=0.5")
+        values = value.split(":")
+        pairs[key.strip()] = values if len(values) > 1 or key.strip() in ("mean", "std") else value.strip()
+    return _from_mapping(pairs, where="--preprocess")
+
+
+def _from_mapping(table: Mapping[str, Any], *, where: str) -> Preprocessing:
+    unknown = sorted(set(table) - {"scale", "mean", "std", "channel_order"})
+    if unknown:
+        raise DataError(f"{where}: unknown preprocessing key(s) {', '.join(unknown)}",
+                        hint="keys: scale, mean, std, channel_order")
+    scale = _number(table.get("scale", 1.0), "scale", where)
+    mean = tuple(_number(v, "mean", where) for v in _as_list(table.get("mean", [0.0])))
+    std = tuple(_number(v, "std", where) for v in _as_list(table.get("std", [1.0])))
+    if any(s <= 0 for s in std):
+        raise DataError(f"{where}: std must be > 0, got {list(std)}")
+    order = str(table.get("channel_order", "none")).lower()
+    if order not in CHANNEL_ORDERS:
+        raise DataError(f"{where}: channel_order {order!r} is not one of {', '.join(CHANNEL_ORDERS)}")
+    if len(mean) != len(std) and 1 not in (len(mean), len(std)):
+        raise DataError(f"{where}: mean has {len(mean)} values and std {len(std)}; give one or one per channel")
+    return Preprocessing(scale, mean, std, order, "user")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    """A finite float from a number or a string such as ``0.0625`` or ``1/255``."""
+    try:
+        if isinstance(value, str) and "/" in value:
+            top, bottom = value.split("/", 1)
+            number = float(top) / float(bottom)
+        else:
+            number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError) as err:
+        raise DataError(f"{where}: {key} value {value!r} is not a number") from err
+    if not math.isfinite(number):
+        raise DataError(f"{where}: {key} must be finite, got {value!r}")
+    return number
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """Class labels, one per line (blank lines at the end ignored); DataError if unreadable or empty."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read labels file {path}: {err}") from err
+    while lines and not lines[-1].strip():
+        lines.pop()
+    labels = tuple(line.strip() for line in lines)
+    if not labels:
+        raise DataError(f"labels file {path} is empty")
+    return labels
+
+
+def file_entries(artifact: Path) -> list[dict[str, Any]]:
+    """One ``{path, sha256, size_bytes}`` per file of the artifact (a package lists its files, POSIX paths)."""
+    if artifact.is_dir():
+        files = sorted(p for p in artifact.rglob("*") if p.is_file())
+        names = [f"{artifact.name}/{p.relative_to(artifact).as_posix()}" for p in files]
+    else:
+        files, names = [artifact], [artifact.name]
+    return [{"path": name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size_bytes": p.stat().st_size}
+            for name, p in zip(names, files, strict=True)]
+
+
+def artifact_sha256(artifact: Path) -> str:
+    """The same hash the pipeline records: the file, or every file of a package in sorted order with its path."""
+    if not artifact.is_dir():
+        return hashlib.sha256(artifact.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for file in sorted(p for p in artifact.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(artifact)).encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def tensor_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A report.json tensor (TensorSpec as a dict) as the manifest's tensor: quantization kept, range dropped."""
+    quant = spec.get("quantization")
+    dtype = str(spec.get("dtype", "float32"))
+    if dtype not in _DTYPES:
+        raise DataError(f"tensor {spec.get('name')!r} has dtype {dtype}, which the manifest schema does not list")
+    return {
+        "name": str(spec["name"]),
+        "shape": [None if d is None else int(d) for d in spec.get("shape", [])],
+        "dtype": dtype,
+        "layout": spec.get("layout"),
+        "quantization": None if not quant else {"scale": float(quant["scale"]), "zero_point": int(quant["zero_point"])},
+    }
+
+
+def verification_entry(verification: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The verification summary: ``passed`` and the scalar facts at the top of the stage's dict (metrics
+    nested per output stay in report.json). None when verification did not run."""
+    if not verification:
+        return None
+    passed = verification.get("passed")
+    summary = {str(k): v for k, v in verification.items()
+               if k != "passed" and (v is None or isinstance(v, str | bool | int | float))
+               and not (isinstance(v, float) and not math.isfinite(v))}
+    return {"passed": passed if isinstance(passed, bool) else None, "summary": summary}
+
+
+def latency_entries(estimates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Simulated latency per device from the report's estimates (LatencyEstimate.to_dict()); entries without
+    a device or a p50 are skipped."""
+    entries = []
+    for estimate in estimates:
+        p50 = estimate.get("p50_ms")
+        if not isinstance(p50, int | float) or not estimate.get("device"):
+            continue
+        entries.append({
+            "device": str(estimate["device"]),
+            "p50_ms": float(p50),
+            "low_ms": _optional_float(estimate.get("low_ms")),
+            "high_ms": _optional_float(estimate.get("high_ms")),
+            "unit": None if estimate.get("path") is None else str(estimate["path"]),
+        })
+    return entries
+
+
+def _optional_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def build_manifest(
+    report: Mapping[str, Any],
+    artifact: Mapping[str, Any],
+    bundled: Path,
+    *,
+    preprocessing: Preprocessing,
+    info: ModelInfo,
+    embedded: Sequence[str] = (),
+    not_embedded: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """The manifest for one artifact entry of ``report`` (report.json as a dict), whose bundled copy is
+    ``bundled`` (hashed here, after any metadata was embedded into it)."""
+    source = report.get("source", {})
+    source_sha = str(source.get("sha256", ""))
+    name = Path(str(source.get("path", "model"))).name.split(".")[0] or "model"
+    return {
+        "schema": "edgeexport.manifest",
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "generator": {"name": "edgeexport", "version": __version__},
+        "model": {
+            "name": name,
+            "version": info.version or (source_sha[:12] if source_sha else "0"),
+            "description": info.description,
+            "author": info.author,
+            "license": info.license,
+            "source_format": str(source.get("format", "keras")),
+            "source_sha256": source_sha,
+        },
+        "target": artifact["target"],
+        "preset": str(artifact.get("preset", "")),
+        "device": artifact.get("device") or report.get("device"),
+        "artifact": {
+            "path": bundled.name,
+            "format": "mlpackage" if bundled.is_dir() else "tflite",
+            "size_bytes": sum(f["size_bytes"] for f in file_entries(bundled)),
+            "sha256": artifact_sha256(bundled),
+            "files": file_entries(bundled),
+        },
+        "inputs": [tensor_entry(t) for t in artifact.get("inputs", [])],
+        "outputs": [tensor_entry(t) for t in artifact.get("outputs", [])],
+        "preprocessing": preprocessing.to_dict(),
+        "labels": list(info.labels) if info.labels is not None else None,
+        "verification": verification_entry(artifact.get("verification")),
+        "simulated_latency": latency_entries(artifact.get("estimates") or []),
+        "embedded": list(embedded),
+        "not_embedded": [{"what": what, "why": why} for what, why in not_embedded],
+    }

@@ -1,0 +1,120 @@
+"""Writing app bundles: per artifact, a folder with a copy of the artifact (metadata embedded) and manifest.json.
+
+``out_dir/bundle/<target>/`` when each target has one artifact, ``out_dir/bundle/<target>-<preset>/`` otherwise.
+A bundle is staged in a temporary folder and renamed into place, so a failure leaves the old one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest
+from edgeexport.bundle.schema_check import validate
+from edgeexport.errors import ConversionError, DataError
+from edgeexport.report.jsonfile import write_json
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """One written bundle: its folder, the artifact copy inside it and the manifest as written."""
+
+    directory: Path
+    artifact: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+def read_report(out_dir: Path) -> dict[str, Any]:
+    """``out_dir/report.json`` as a dict; DataError when missing or not a report."""
+    path = out_dir / "report.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise DataError(f"no report.json in {out_dir}", hint="run `edgeexport convert ... --out DIR` first") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read {path}: {err}") from err
+    if not isinstance(report, dict) or not isinstance(report.get("artifacts"), list):
+        raise DataError(f"{path} is not an edgeexport report (no artifacts list)")
+    return report
+
+
+def write_bundles(
+    out_dir: Path,
+    report: Mapping[str, Any] | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    info: ModelInfo | None = None,
+    embed: bool = True,
+) -> list[BundleResult]:
+    """Write one bundle per artifact of ``report`` (default: read ``out_dir/report.json``) under ``out_dir/bundle``.
+
+    ``embed`` False copies artifacts unchanged (the manifest then lists everything as not embedded).
+    Raises DataError for a missing artifact and ConversionError if a manifest would not match its schema.
+    """
+    report = read_report(out_dir) if report is None else report
+    preprocessing = preprocessing or Preprocessing()
+    info = info or ModelInfo()
+    artifacts = [a for a in report["artifacts"] if isinstance(a, dict)]
+    per_target = Counter(a.get("target") for a in artifacts)
+    results = []
+    for artifact in artifacts:
+        folder = str(artifact["target"])
+        if per_target[artifact["target"]] > 1:
+            folder += "-" + str(artifact.get("preset", "")).replace(":", "-").replace("+", "-")
+        results.append(_write_one(out_dir, out_dir / "bundle" / folder, report, artifact, preprocessing, info, embed))
+    return results
+
+
+def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artifact: Mapping[str, Any],
+               preprocessing: Preprocessing, info: ModelInfo, embed: bool) -> BundleResult:
+    source = Path(str(artifact["path"]))
+    source = source if source.is_absolute() else out_dir / source
+    if not source.exists():
+        raise DataError(f"artifact {source} named in report.json is missing")
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target_dir.parent))
+    try:
+        copy = staging / source.name
+        if source.is_dir():
+            shutil.copytree(source, copy)
+        else:
+            shutil.copyfile(source, copy)
+        draft = build_manifest(report, artifact, copy, preprocessing=preprocessing, info=info)
+        embedded: list[str] = []
+        missing: list[tuple[str, str]] = []
+        if embed:
+            embedded, missing = _embed(copy, artifact["target"], draft)
+        else:
+            missing = [(f"{artifact['target']}.metadata", "bundling ran with embedding turned off")]
+        manifest = build_manifest(report, artifact, copy, preprocessing=preprocessing, info=info,
+                                  embedded=embedded, not_embedded=missing)
+        errors = validate(manifest)
+        if errors:
+            raise ConversionError(f"the manifest for {source.name} does not match its schema: {'; '.join(errors[:5])}")
+        write_json(staging / MANIFEST_NAME, manifest)
+        if target_dir.exists():
+            shutil.rmtree(target_dir)
+        os.replace(staging, target_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BundleResult(target_dir, target_dir / source.name, target_dir / MANIFEST_NAME, manifest)
+
+
+def _embed(copy: Path, target: str, manifest: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+    from edgeexport.bundle.embed import embed_coreml, embed_tflite
+
+    if target == "coreml":
+        return embed_coreml(copy, manifest)
+    if target == "tflite":
+        return embed_tflite(copy, manifest)
+    return [], [(f"{target}.metadata", f"no metadata writer for target {target}")]

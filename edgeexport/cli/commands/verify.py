@@ -1,0 +1,174 @@
+"""``edgeexport verify``: check an artifact against its reference model, or against a golden file.
+
+Exit codes: 0 pass, 5 failed (one line names the worst metric and output), 4 not verifiable on this platform
+(an op the MIL executor cannot run), 3 bad data or files; ``--warn-only`` turns 5 and 4 into 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgeexport.cli.options import config_defaults, warn_only_option
+
+EXAMPLES = """\b
+Examples:
+  edgeexport verify build/digits/digits_cnn.int8.tflite --reference sample_models/digits_cnn.keras \\
+      --data sample_models/digits.npz --junit verify.xml
+  edgeexport verify out/model.fp16.tflite --reference model.keras --data data.npz --save-golden golden.npz
+  edgeexport verify out/model.fp16.tflite --golden golden.npz
+  edgeexport verify out/model.int8.tflite --reference model.keras --data data.npz --localize
+"""
+
+
+@click.command(epilog=EXAMPLES, context_settings={"default_map": config_defaults("verify")})
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--reference", "-r", type=click.Path(path_type=Path), default=None,
+              help="The source model the artifact was converted from (.keras, .h5, SavedModel, .onnx).")
+@click.option("--golden", "-g", type=click.Path(path_type=Path), default=None,
+              help="Check against a golden file instead (no reference framework is loaded).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Inputs (.npz keyed by input name; the 'test' split is used). Default: seeded random inputs.")
+@click.option("--samples", type=click.IntRange(1), default=256, show_default=True, help="How many samples to compare.")
+@click.option("--tolerance", "tolerance_preset", default=None, metavar="PRESET",
+              help="Use this preset's tolerance (default: the preset in the artifact's file name, else fp32).")
+@click.option("--atol", type=float, default=None, help="Maximum absolute error (output units).")
+@click.option("--cosine", type=float, default=None, help="Minimum cosine similarity (0..1).")
+@click.option("--sqnr", type=float, default=None, help="Minimum SQNR in dB.")
+@click.option("--top1", type=float, default=None, help="Minimum top-1 agreement (0..1, classifiers).")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path), default=None,
+              help="Write a JUnit XML file (one test case per output x check).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@click.option("--save-golden", type=click.Path(path_type=Path), default=None,
+              help="Save the inputs and reference outputs as a golden file for later --golden runs.")
+@click.option("--localize", is_flag=True,
+              help="Find the first layer where a TFLite artifact departs from a Keras reference (also run on failure).")
+@click.option("--coreml-precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True,
+              help="How the MIL executor computes fp16 Core ML programs (auto rounds each op to fp16).")
+@click.option("--coreml-runtime", type=click.Choice(["auto", "mil", "coreml"]), default="auto", show_default=True,
+              help="Engine for Core ML artifacts: Core ML on macOS, the numpy MIL executor elsewhere.")
+@warn_only_option
+def command(
+    artifact: Path,
+    reference: Path | None,
+    golden: Path | None,
+    data: Path | None,
+    samples: int,
+    tolerance_preset: str | None,
+    atol: float | None,
+    cosine: float | None,
+    sqnr: float | None,
+    top1: float | None,
+    junit_path: Path | None,
+    json_path: Path | None,
+    save_golden: Path | None,
+    localize: bool,
+    coreml_precision: str,
+    coreml_runtime: str,
+    warn_only: bool,
+) -> int:
+    """Run ARTIFACT (.tflite or .mlpackage) and its reference on the same inputs and check the difference.
+
+    Either --reference MODEL (with --data) or --golden FILE. Exit 0 pass, 5 fail, 4 not verifiable here,
+    3 bad data; --warn-only always exits 0 after reporting.
+    """
+    from edgeexport.catalog.model import Tolerance
+    from edgeexport.verify.stage import artifact_from_path, verify_artifact, verify_golden
+
+    if (reference is None) == (golden is None):
+        raise click.UsageError("give exactly one of --reference MODEL or --golden FILE")
+    if golden is not None and (save_golden or localize):
+        raise click.UsageError("--save-golden and --localize need --reference, not --golden")
+    limits = {"max_abs": atol, "cosine_min": cosine, "sqnr_db_min": sqnr, "top1_agreement_min": top1}
+    tolerance: Tolerance | None = None
+    if any(v is not None for v in limits.values()):
+        if tolerance_preset:
+            raise click.UsageError("--tolerance PRESET and explicit limits (--atol/--cosine/--sqnr/--top1) exclude each other")
+        tolerance = Tolerance(**limits)
+    elif tolerance_preset:
+        from edgeexport.catalog import load_preset
+
+        tolerance = load_preset(tolerance_preset).tolerance  # unknown name: exit 3 with the known names
+
+    art = artifact_from_path(artifact)
+    model: Any = None
+    if golden is not None:
+        result = verify_golden(art, golden, samples=samples, tolerance=tolerance, precision=coreml_precision,
+                               runtime=coreml_runtime)
+    else:
+        from edgeexport.sources import load, open_source
+
+        assert reference is not None
+        model = load(open_source(reference))
+        result = verify_artifact(art, model, data=data, samples=samples, preset=art.preset, precision=coreml_precision,
+                                 tolerance=tolerance, runtime=coreml_runtime, golden=save_golden)
+        if tolerance is not None:
+            result = _with_source(result, f"preset {tolerance_preset}" if tolerance_preset else "command line")
+
+    _echo_result(result)
+    localization = None
+    if model is not None and (localize or result.status == "fail") and art.target == "tflite":
+        localization = _localize(art.path, model, data, result, explicit=localize)
+    if json_path is not None:
+        from edgeexport.report.jsonfile import write_json
+
+        payload = result.to_dict()
+        if localization is not None:
+            payload["localization"] = localization.to_dict()
+        write_json(json_path, payload)
+    if junit_path is not None:
+        from edgeexport.verify.junit import verification_cases, write_junit
+
+        write_junit(junit_path, f"edgeexport verify {art.path.name}", verification_cases(result))
+    if save_golden is not None:
+        click.echo(f"golden: {save_golden}")
+    return 0 if warn_only else result.exit_code
+
+
+def _with_source(result: Any, source: str) -> Any:
+    from dataclasses import replace
+
+    return replace(result, tolerance_source=source)
+
+
+def _echo_result(result: Any) -> None:
+    for comparison in result.outputs:
+        m = comparison.metrics
+        if m is None:
+            click.echo(f"  {comparison.name}: {comparison.error}")
+            continue
+        parts = [f"cos {m.cosine:.6f}", f"sqnr {m.sqnr_db:.1f} dB", f"max_abs {m.max_abs:.3g}", f"rmse {m.rmse:.3g}"]
+        if m.classifier is not None:
+            parts.append(f"top1 {m.classifier.top1_agreement:.4f}")
+            if m.classifier.accuracy_drop_points is not None:
+                parts.append(f"acc {m.classifier.reference_accuracy:.2%} -> {m.classifier.artifact_accuracy:.2%}")
+        shown = comparison.name if comparison.matched_by == "name" else f"{comparison.name}~{comparison.artifact_name}"
+        click.echo(f"  {shown}: " + ", ".join(parts))
+    for guess in result.guesses:
+        click.echo(f"  note: {guess}")
+    where = (f"{result.samples} samples from {result.data_origin}; tolerance {result.tolerance_source}; "
+             f"ran with {result.runtime}")
+    if result.status == "pass":
+        click.echo(f"PASS {result.artifact} vs {result.reference} ({where})")
+    elif result.status == "fail":
+        click.echo(f"FAIL {result.artifact} vs {result.reference}: {result.failure_line()} ({where})")
+    else:
+        click.echo(f"NOT VERIFIED {result.artifact}: {result.reason} (this is not a pass)")
+
+
+def _localize(path: Path, model: Any, data: Path | None, result: Any, *, explicit: bool) -> Any:
+    from edgeexport.errors import UnsupportedError
+    from edgeexport.verify.localize import localize_tflite
+
+    try:
+        found = localize_tflite(path, model, data=data, tolerance=result.tolerance)
+    except UnsupportedError as err:
+        if explicit:
+            raise
+        click.echo(f"  (no layer localization: {err.one_line()})")
+        return None
+    for line in found.lines():
+        click.echo(f"  {line}")
+    return found

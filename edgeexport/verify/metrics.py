@@ -1,0 +1,133 @@
+"""Error metrics between a reference output and an artifact's output (numpy only, no framework import).
+
+All arrays have the samples on axis 0. Errors are in the output's own units; cosine similarity is computed per
+sample (flattened) and averaged, with the worst sample kept too; SQNR is over the whole batch in dB:
+``10 * log10(sum(ref**2) / sum((ref - out)**2))`` (``inf`` when the outputs are identical).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Relative error divides by |ref| + this fraction of max|ref|: near-zero reference values (softmax tails)
+# would otherwise turn a 1e-9 absolute error into an unbounded relative one.
+RELATIVE_FLOOR = 1e-3
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class ClassifierMetrics:
+    """Agreement of class scores (2-D outputs, >= 2 classes).
+
+    ``top1_agreement``: fraction (0..1) of samples whose arg-max matches; ``top5_overlap``: mean fraction of
+    the reference's top-5 classes found in the artifact's top-5 (None with 5 classes or fewer). With labels:
+    ``reference_accuracy``/``artifact_accuracy`` as fractions and ``accuracy_drop_points`` in points (0-100;
+    positive when the artifact is worse).
+    """
+
+    classes: int
+    top1_agreement: float
+    top5_overlap: float | None = None
+    reference_accuracy: float | None = None
+    artifact_accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    """Every metric for one output. Units: output units for the absolute errors, dB for SQNR."""
+
+    samples: int
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+    rmse: float
+    cosine: float
+    cosine_worst: float
+    sqnr_db: float
+    classifier: ClassifierMetrics | None = None
+
+    def value(self, metric: str) -> float | None:
+        """A metric by its tolerance name: max_abs, mean_abs, cosine, sqnr_db, top1_agreement, accuracy_drop."""
+        if metric == "top1_agreement":
+            return self.classifier.top1_agreement if self.classifier else None
+        if metric == "accuracy_drop":
+            return self.classifier.accuracy_drop_points if self.classifier else None
+        value = getattr(self, metric, None)
+        return None if value is None else float(value)
+
+
+def cosine_per_sample(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample's flattened values; 1.0 when both are all zeros, 0.0 when one is."""
+    ref = reference.reshape(len(reference), -1).astype(np.float64)
+    out = actual.reshape(len(actual), -1).astype(np.float64)
+    dot = np.sum(ref * out, axis=1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    both_zero = (np.linalg.norm(ref, axis=1) == 0) & (np.linalg.norm(out, axis=1) == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
+    return np.where(both_zero, 1.0, np.clip(cos, -1.0, 1.0))
+
+
+def sqnr_db(reference: np.ndarray, actual: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB over all values; inf when identical, -inf for a zero signal."""
+    ref = reference.astype(np.float64)
+    noise = float(np.sum((ref - actual.astype(np.float64)) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def looks_like_classifier(shape: tuple[int, ...]) -> bool:
+    """Class scores: a 2-D (samples, classes) output with at least 2 classes."""
+    return len(shape) == 2 and shape[1] >= 2
+
+
+def classifier_metrics(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None = None) -> ClassifierMetrics:
+    """Top-1 agreement, top-5 overlap and, with integer ``labels`` (one per sample), accuracies and their delta."""
+    classes = int(reference.shape[1])
+    ref_top1 = np.argmax(reference, axis=1)
+    out_top1 = np.argmax(actual, axis=1)
+    top1 = float(np.mean(ref_top1 == out_top1))
+    top5 = None
+    if classes > TOP_K:
+        ref_top = np.argsort(-reference, axis=1)[:, :TOP_K]
+        out_top = np.argsort(-actual, axis=1)[:, :TOP_K]
+        top5 = float(np.mean([len(set(r) & set(o)) / TOP_K for r, o in zip(ref_top, out_top)]))
+    ref_acc = out_acc = drop = None
+    if labels is not None and len(labels) == len(reference) and labels.size and int(labels.max()) < classes:
+        ref_acc = float(np.mean(ref_top1 == labels))
+        out_acc = float(np.mean(out_top1 == labels))
+        drop = round((ref_acc - out_acc) * 100.0, 6)
+    return ClassifierMetrics(classes, top1, top5, ref_acc, out_acc, drop)
+
+
+def compute(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None = None) -> OutputMetrics:
+    """All metrics of ``actual`` against ``reference`` (same shape, samples first)."""
+    if reference.shape != actual.shape:
+        raise ValueError(f"shapes differ: reference {reference.shape}, artifact {actual.shape}")
+    ref = reference.astype(np.float64)
+    out = actual.astype(np.float64)
+    diff = np.abs(ref - out)
+    if diff.size == 0:
+        raise ValueError("empty output")
+    floor = RELATIVE_FLOOR * float(np.max(np.abs(ref))) or 1e-12
+    cos = cosine_per_sample(ref, out)
+    classifier = classifier_metrics(ref, out, labels) if looks_like_classifier(ref.shape) else None
+    return OutputMetrics(
+        samples=int(ref.shape[0]) if ref.ndim else 1,
+        max_abs=float(diff.max()),
+        mean_abs=float(diff.mean()),
+        max_rel=float(np.max(diff / (np.abs(ref) + floor))),
+        rmse=float(np.sqrt(np.mean(diff**2))),
+        cosine=float(np.mean(cos)),
+        cosine_worst=float(np.min(cos)),
+        sqnr_db=sqnr_db(ref, out),
+        classifier=classifier,
+    )
