@@ -160,6 +160,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)} (a smoke run)")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/RESULTS_sim.md")
     parser.add_argument("--no-published", action="store_true", help="skip the published-row comparisons")
+    parser.add_argument("--only", default="", help="comma-separated architecture names (implies --no-write)")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -179,6 +180,9 @@ def main() -> int:
     rows: list[tuple[str, str, float, float, float, str]] = []
     failures: list[str] = []
     names = QUICK if args.quick else tuple(ARCHITECTURES)
+    if args.only:
+        names = tuple(n for n in args.only.split(",") if n in ARCHITECTURES)
+        args.no_write = True
     for name in names:
         keras.utils.set_random_seed(0)
         model = _fixed_batch(ARCHITECTURES[name]())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -33,6 +32,16 @@ from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 Progress = Callable[[str], None]
 SYNTHETIC = "synthetic"
 SYNTHETIC_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits an artifact must meet on the device: p50 latency in ms, size and peak memory in bytes (None: unchecked).
+    The device profile's RAM and flash are always budgets too."""
+
+    max_latency_ms: float | None = None
+    max_size_bytes: int | None = None
+    max_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,9 @@ class Plan:
     verify_samples: int = 64
     coreml_precision: str = "auto"
     warn_only: bool = False
+    check_budgets: bool = False
+    budgets: Budgets = Budgets()
+    tolerance_overrides: tuple[tuple[str, float], ...] = ()
 
 
 def make_plan(
@@ -158,7 +170,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
             say(f"converting to {item.target} ({item.preset.name})")
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
             entries.append(ArtifactReport(artifact, item.reason, prune_report))
-            tolerances[artifact.path] = item.preset.tolerance
+            tolerances[artifact.path] = replace(item.preset.tolerance, **dict(plan.tolerance_overrides))
         notes = tuple(sorted({note for exported, _, _ in exports.values() for note in exported.notes}))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -272,7 +284,7 @@ def _later_stages(
 ) -> ArtifactReport:
     """Verification against the reference and the latency estimate for the device, when those stages exist."""
     verification = None
-    if plan.verify and _module_available("edgeexport.verify.stage"):
+    if plan.verify:
         say(f"verifying {entry.artifact.path.name}")
         from edgeexport.verify.stage import verify_artifact
 
@@ -280,16 +292,29 @@ def _later_stages(
                                        preset=entry.artifact.preset, precision=plan.coreml_precision,
                                        tolerance=tolerance)
     estimates: tuple[Any, ...] = ()
-    if plan.device is not None and _module_available("edgeexport.simulate.api"):
+    over: tuple[str, ...] = ()
+    if plan.device is not None:
         say(f"simulating {entry.artifact.path.name} on {plan.device.name}")
-        from edgeexport.simulate.api import simulate
+        from edgeexport.simulate import simulate
 
-        estimates = (simulate(entry.artifact.path, plan.device),)
-    return replace(entry, verification=verification, estimates=estimates)
+        estimate = simulate(entry.artifact.path, plan.device)
+        estimates = (estimate,)
+        over = budget_failures(estimate, plan.budgets)
+    if not plan.check_budgets:
+        over = ()
+    return replace(entry, verification=verification, estimates=estimates, budget_failures=over)
 
 
-def _module_available(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+def budget_failures(estimate: Any, budgets: Budgets) -> tuple[str, ...]:
+    """Sentences for every budget ``estimate`` breaks: the device's RAM/flash, and the user's latency/size/memory."""
+    failures = list(estimate.budget.messages) if not estimate.budget.ok else []
+    if budgets.max_latency_ms is not None and estimate.p50_ms > budgets.max_latency_ms:
+        failures.append(f"latency {estimate.p50_ms:.2f} ms on {estimate.device} > budget {budgets.max_latency_ms:g} ms")
+    if budgets.max_size_bytes is not None and estimate.size_bytes > budgets.max_size_bytes:
+        failures.append(f"size {estimate.size_bytes:,} B > budget {budgets.max_size_bytes:,} B")
+    if budgets.max_memory_bytes is not None and estimate.peak_memory_bytes > budgets.max_memory_bytes:
+        failures.append(f"peak memory {estimate.peak_memory_bytes:,} B > budget {budgets.max_memory_bytes:,} B")
+    return tuple(failures)
 
 
 def _replace(staged: Path, final: Path) -> None:

@@ -60,9 +60,11 @@ class Graph:
     def conv(self, x: str, cin: int, cout: int, k: int, *, stride: int = 1, group: int = 1, bn: bool = True) -> str:
         w = self.random(f"w{self.count}", (cout, cin // group, k, k), fan_in=cin // group * k * k)
         pad = k // 2
-        y = self.op("Conv", [x, w], kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4, group=group)
         if not bn:
-            return self.op("Add", [y, self.weight(f"b{self.count}", np.zeros((cout, 1, 1), np.float32))])
+            # the bias goes into the Conv (as torch exports it): onnx2tf 2.6.9 fails on Conv + Add of a (C,1,1) constant
+            b = self.weight(f"b{self.count}", (0.1 * self.rng.normal(size=cout)).astype(np.float32))
+            return self.op("Conv", [x, w, b], kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4, group=group)
+        y = self.op("Conv", [x, w], kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4, group=group)
         stats = [
             (1.0 + 0.1 * self.rng.normal(size=cout)).astype(np.float32),
             (0.1 * self.rng.normal(size=cout)).astype(np.float32),

@@ -31,19 +31,24 @@ class StageResult(Protocol):
 
 @dataclass(frozen=True)
 class ArtifactReport:
-    """One produced artifact with why its preset was chosen and what the later stages said of it."""
+    """One produced artifact with why its preset was chosen and what the later stages said of it.
+
+    ``estimates`` are simulated runs on the device (objects with ``to_dict()``); ``budget_failures`` lists the
+    budgets they broke when budgets are enforced (``--check-budgets``), one sentence each.
+    """
 
     artifact: Artifact
     preset_reason: str = ""
     pruning: PruneReport | None = None
     verification: StageResult | None = None
-    estimates: tuple[StageResult, ...] = ()
+    estimates: tuple[Any, ...] = ()
+    budget_failures: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
         if self.verification is not None and not self.verification.passed:
             return "verification_failed"
-        if any(not e.passed for e in self.estimates):
+        if self.budget_failures:
             return "budget_exceeded"
         return "ok"
 
@@ -109,6 +114,7 @@ class Report:
         data["pruning"] = plain(entry.pruning) if entry.pruning else None
         data["verification"] = entry.verification.to_dict() if entry.verification else None
         data["estimates"] = [e.to_dict() for e in entry.estimates]
+        data["budget_failures"] = list(entry.budget_failures)
         return data
 
     def _relative(self, path: Path) -> str:

@@ -61,6 +61,8 @@ def render_report(report: Report, console: Console) -> None:
                 f"{entry.artifact.path.name}: pruning {p.method} reached {p.achieved_sparsity:.1%} sparsity "
                 f"(target {p.target_sparsity:.0%}), params {p.params_before:,} -> {p.params_after:,}"
             )
+        for failure in entry.budget_failures:
+            console.print(f"[yellow]{entry.artifact.path.name}: over budget: {failure}[/yellow]")
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
     for warning in report.warnings:
@@ -83,7 +85,5 @@ def _check_cell(verification: Any, smoke: str) -> str:
 def _latency_cell(estimates: tuple[Any, ...]) -> str:
     cells = []
     for estimate in estimates:
-        latency = getattr(estimate, "latency_ms", None)
-        if latency is not None:
-            cells.append(f"{latency:.2f} ms")
+        cells.append(f"{estimate.p50_ms:.2f} ms on {estimate.device}")
     return ", ".join(cells) or "-"

@@ -6,14 +6,14 @@ Model fitted (the simulator's own roofline, see ``cost.py``), per single-op case
 
 1. ``overhead`` (per op) and ``invoke`` (per run, Python + interpreter entry, not part of the profile) from
    two chains of 1 and 16 tiny adds: overhead = (t16 - t1) / 15.
-2. ``BW`` = the highest bytes / time over the cases (these sizes are cache resident): an upper envelope, so
-   the compute term explains every case.
+2. ``BW`` (DRAM) = weight bytes / time of the ``stream`` case, a 64 MB dense layer that cannot stay cached.
+   The other cases are cache resident (``MemoryModel``: no DRAM traffic), so the compute term explains them.
 3. ``e_{f,d}`` = geometric mean over the family's cases of ops / (P_d x time) (least squares in log space).
    P_fp32 is the theoretical peak (cores x clock x FLOP/cycle from /proc/cpuinfo), raised if an efficiency
    would exceed 1; P_int8 = P_fp32 x the int8/fp32 throughput ratio of the conv cases. The TOML keeps the
    fp32 efficiencies (the catalog format has one per family); the per-dtype ones go to the residuals file
    and ``estimate.apply_calibration`` puts them back when the profile is simulated.
-The ratios measured / predicted over the suite are saved next to the TOML (``<name>.residuals.json``); their
+The last-level cache size (sysfs) and the ratios measured / predicted over the suite are saved next to the TOML (``<name>.residuals.json``); their
 10th-90th percentiles are the uncertainty band ``simulate`` reports for this profile.
 """
 
@@ -27,20 +27,20 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeexport.catalog.model import ComputeUnit, DeviceProfile
 from edgeexport.errors import OutputPathError
-from edgeexport.simulate.cost import op_time
+from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, MemoryModel, op_time
 from edgeexport.simulate.estimate import residuals_path
 from edgeexport.simulate.microbench import SUITE, Case, build
 from edgeexport.simulate.tflite_reader import read_tflite
 
 # families the suite does not measure borrow the efficiency of a close relative
-BORROW = {"matmul": "fc", "attention": "fc", "recurrent": "fc", "norm": "elementwise", "resize": "pool",
+BORROW = {"matmul": "conv", "attention": "conv", "recurrent": "fc", "norm": "elementwise", "resize": "pool",
           "gather": "concat", "reshape": "pad"}
 
 
@@ -124,7 +124,7 @@ def measure(threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     out: list[Measurement] = []
     for case in SUITE:
-        for dtype in ("fp32", "int8"):
+        for dtype in ("fp32",) if case.family == "stream" else ("fp32", "int8"):
             data = _quiet_build(case, dtype)
             graph = read_tflite(data)
             ms = _time_ms(data, threads, runs, min_seconds)
@@ -148,13 +148,16 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
     chains = {m.op_count: m.ms * 1e3 for m in measurements if m.family == "chain" and m.dtype == "fp32"}
     overhead_us = max((chains.get(16, 0.0) - chains.get(1, 0.0)) / 15.0, 0.02)
     invoke_us = max(chains.get(1, 0.0) - overhead_us, 0.0)
-    cases = [m for m in measurements if m.family != "chain"]
+    cases = [m for m in measurements if m.family not in ("chain", "stream")]
 
     def net_s(m: Measurement) -> float:
         return max(m.ms * 1e3 - invoke_us - overhead_us * m.op_count, 0.05) * 1e-6
 
-    # upper envelope of the achieved bytes/s: no case is predicted slower than measured for lack of bandwidth
-    bw = max(m.bytes / net_s(m) for m in cases) / 1e9
+    streams = [m for m in measurements if m.family == "stream"]
+    if streams:
+        bw = statistics.median(m.bytes / net_s(m) for m in streams) / 1e9
+    else:  # no DRAM case: the upper envelope of achieved bytes/s, so that no case is memory-bound
+        bw = max(m.bytes / net_s(m) for m in cases) / 1e9
     logs: dict[tuple[str, str], list[float]] = {}
     for m in cases:
         if m.ops > 0:
@@ -188,9 +191,26 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
     return unit, invoke_us
 
 
-def predicted_ms(data: bytes, unit: ComputeUnit, threads: int) -> float:
+def cache_bytes() -> int:
+    """Size of this CPU's last-level cache from sysfs (DEFAULT_CACHE_BYTES when unknown)."""
+    best = 0
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            text = (index / "size").read_text(encoding="ascii").strip()
+            kind = (index / "type").read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if kind == "Instruction" or not text:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+        best = max(best, int(text.rstrip("KMG")) * scale)
+    return best or DEFAULT_CACHE_BYTES
+
+
+def predicted_ms(data: bytes, unit: ComputeUnit, threads: int, cache: int) -> float:
     graph = read_tflite(data)
-    return sum(op_time(op, unit, threads=threads).seconds for op in graph.ops) * 1e3
+    memory = MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= cache)
+    return sum(op_time(op, unit, threads=threads, memory=memory).seconds for op in graph.ops) * 1e3
 
 
 def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
@@ -205,12 +225,13 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
     facts = cpu_facts()
     measurements = measure(threads, runs, min_seconds, progress)
     unit, invoke_us = fit(measurements, facts, threads)
+    cache = cache_bytes()
     ratios: list[tuple[str, float]] = []
     for m in measurements:
-        if m.family == "chain":
+        if m.family in ("chain", "stream"):
             continue
         case = next(c for c in SUITE if c.name == m.case)
-        pred = predicted_ms(_quiet_build(case, m.dtype), unit, threads) + invoke_us * 1e-3
+        pred = predicted_ms(_quiet_build(case, m.dtype), unit, threads, cache) + invoke_us * 1e-3
         ratios.append((f"{m.case}/{m.dtype}", m.ms / pred))
     name = out.stem if out.stem.replace("-", "").replace(".", "").isalnum() and out.stem.islower() else "host"
     text = profile_toml(name, unit, facts, threads, len(measurements))
@@ -223,6 +244,7 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
             "ratio_p90": float(np.percentile(values, 90)), "invoke_overhead_us": invoke_us, "threads": threads,
             "ratios": dict(ratios), "note": "measured / predicted per single-op case of the calibration suite",
             "efficiency_by_dtype": {k: v for k, v in unit.efficiency.items() if "@" in k},
+            "cache_bytes": cache,
         }, indent=2), encoding="utf-8")
     except OSError as err:
         raise OutputPathError(f"cannot write the calibrated profile to {out}: {err.strerror or err}") from err
@@ -250,10 +272,10 @@ def profile_toml(name: str, unit: ComputeUnit, facts: dict[str, object], threads
     peak = ", ".join(f"{k} = {v}" for k, v in sorted(unit.peak_gops.items()))
     return f'''# Written by `edgeexport calibrate` on {stamp}; re-run it to refresh. Residuals: {name}.residuals.json
 name = "{name}"
-display_name = "This machine ({facts["model"]}, calibrated)"
+display_name = {json.dumps(f"This machine ({facts['model']}, calibrated)")}
 class = "host"
 os = "linux"
-os_version = "{platform.release()}"
+os_version = {json.dumps(platform.release())}
 targets = ["tflite"]
 litert_delegates = ["xnnpack"]
 ram = {_mem_available()}
@@ -263,7 +285,7 @@ ram = "M: MemAvailable in /proc/meminfo at calibration time"
 
 [units.cpu]
 kind = "cpu"
-detail = "{facts["model"]}, {unit.cores} cores; calibrated with {threads} LiteRT thread(s)"
+detail = {json.dumps(f"{facts['model']}, {unit.cores} cores; calibrated with {threads} LiteRT thread(s)")}
 cores = {unit.cores}
 clock_ghz = {unit.clock_ghz}
 peak_gops = {{ {peak} }}
@@ -280,13 +302,7 @@ clock_ghz = "M: cpu MHz in /proc/cpuinfo"
 peak_gops.fp32 = "D: cores x clock x {facts["flop_cycle"]} FP32 FLOP/cycle (from the CPU flags), raised if a fitted efficiency exceeded 1"
 peak_gops.fp16 = "D: same as fp32 (XNNPACK on x86 computes fp16 models in fp32)"
 peak_gops.int8 = "{measured}: fp32 peak x the int8/fp32 throughput ratio of the conv cases"
-memory_bandwidth_gbps = "{measured}: highest bytes/time over the cases (cache-resident sizes), an upper envelope"
+memory_bandwidth_gbps = "{measured}: DRAM streaming, weight bytes / time of a 64 MB fp32 dense layer"
 op_overhead_us = "{measured}: (chain of 16 adds - chain of 1) / 15"
 efficiency = "{measured}: geometric mean of achieved/peak per family (fp32); per-dtype values in {name}.residuals.json"
 '''
-
-
-def with_threads(profile: DeviceProfile, threads: int) -> DeviceProfile:
-    """A copy of ``profile`` whose CPU unit has ``threads`` cores (for what-if runs)."""
-    units = tuple(replace(u, cores=threads) if u.kind == "cpu" else u for u in profile.units)
-    return replace(profile, units=units)

@@ -1,7 +1,10 @@
 """Roofline time of one op on one compute unit, and the CPU thread-scaling model.
 
-    t_op = max(ops / (peak[dtype] x efficiency[family] x threads_speedup / cores),  bytes / bandwidth)
+    t_op = max(ops / (peak[dtype] x efficiency[family] x threads_speedup / cores),  DRAM bytes / bandwidth)
            + op_overhead
+
+DRAM bytes (``MemoryModel``): an op's activations when they do not fit in the cache, and its weights unless
+the whole model's weights fit in the cache. Cache-resident traffic is folded into the fitted efficiencies.
 
 ``peak_gops`` in a profile is the whole unit (all its cores); a CPU run with ``threads`` threads gets
 ``peak / cores x speedup(threads)`` where ``speedup(t) = 1 / (s + (1 - s) / t)`` is Amdahl's law with a serial
@@ -32,6 +35,21 @@ _FALLBACK = {"fp32": ("fp32", "fp16"), "fp16": ("fp16", "fp32"), "int8": ("int8"
 
 # LiteRT's fused activation functions cost one extra element-wise pass when a unit cannot fuse them; the
 # per-op work already counts one op per output element for them.
+
+
+# Bytes of on-chip cache a working set may occupy and still not touch DRAM, when the profile does not say
+# (U: a phone SoC's shared L2/L3 or system cache is 2-8 MB; 2 MiB keeps the estimate conservative).
+DEFAULT_CACHE_BYTES = 2 * 2**20
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Which bytes go to DRAM at the unit's ``memory_bandwidth_gbps``: an op's activations when they exceed
+    ``cache_bytes`` (read + written), and its weights unless the whole model's weights fit in the cache
+    (``weights_resident``: then they stay cached across runs)."""
+
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    weights_resident: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,8 +99,11 @@ def efficiency(unit: ComputeUnit, family: str, dtype: str) -> float:
     return min(max(float(value), 1e-4), 1.0)
 
 
-def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str | None = None) -> OpTime:
-    """Roofline time of ``op`` on ``unit``; ``dtype`` overrides the precision (see ``unit_dtype``)."""
+def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str | None = None,
+            memory: MemoryModel | None = None) -> OpTime:
+    """Roofline time of ``op`` on ``unit``; ``dtype`` overrides the precision (see ``unit_dtype``); ``memory``
+    says which bytes reach DRAM (default: ``MemoryModel()``)."""
+    memory = memory or MemoryModel()
     run_dtype = dtype or unit_dtype(unit, op.dtype) or "fp32"
     if run_dtype in unit.peak_gops:
         peak = float(unit.peak_gops[run_dtype]) * 1e9
@@ -97,7 +118,9 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     compute_s = work / (peak * eff) if work else 0.0
     scale = _bytes_scale(op.dtype, run_dtype)
     bandwidth = max(float(unit.memory_bandwidth_gbps), 1e-3) * 1e9
-    memory_s = (op.read_bytes + op.write_bytes) * scale / bandwidth + op.weight_bytes / bandwidth
+    activations = (op.read_bytes + op.write_bytes) * scale
+    dram = (activations if activations > memory.cache_bytes else 0.0) + (0 if memory.weights_resident else op.weight_bytes)
+    memory_s = dram / bandwidth
     overhead_s = float(unit.op_overhead_us) * 1e-6
     bound = "compute" if compute_s >= memory_s else "memory"
     return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile
+from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, MemoryModel
 from edgeexport.simulate.graph import OpGraph, read_graph
 from edgeexport.simulate.memory import peak_activation_bytes
 from edgeexport.simulate.placement import Partition, Placement, available_paths, place
@@ -114,7 +115,8 @@ def simulate(
 
             raise UnsupportedError(f"{device.name} has no {delegate!r} path for LiteRT", hint=f"available: {', '.join(paths)}")
         paths = [delegate] + [p for p in paths if p != delegate]
-    placements = [place(graph, device, p, threads=threads) for p in paths]
+    memory = memory_model(graph, device)
+    placements = [place(graph, device, p, threads=threads, memory=memory) for p in paths]
     chosen = placements[0] if delegate != "auto" else min(placements, key=lambda pl: pl.total_ms)
     return _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
 
@@ -167,6 +169,16 @@ def _estimate(
         band_source=band_source,
         warnings=graph.warnings + _precision_warnings(device, chosen),
     )
+
+
+def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
+    """The cache size is the one ``calibrate`` measured (last-level cache, saved with the residuals), else
+    DEFAULT_CACHE_BYTES; a microcontroller has no cache in front of its SRAM/flash (every byte counts)."""
+    if _is_mcu(device):
+        return MemoryModel(cache_bytes=0, weights_resident=False)
+    data = _residuals(device)
+    cache = int(data.get("cache_bytes", DEFAULT_CACHE_BYTES)) if data else DEFAULT_CACHE_BYTES
+    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= cache)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 Each case is one op (conv, depthwise conv, fully connected, add, pooling, mean, padding, concat, softmax,
 activation) at a shape typical of mobile CNNs, in fp32 and full-integer int8. Two chain cases (16 tiny adds)
-separate the per-op overhead from the per-invoke overhead. TensorFlow is imported inside the functions.
+separate the per-op overhead from the per-invoke overhead; the ``stream`` case (a 64 MB fp32 dense layer)
+is bigger than the caches and measures DRAM bandwidth. TensorFlow is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ SUITE: tuple[Case, ...] = tuple(
         ("fc", "dense", (256, 256)),
         ("fc", "dense", (1024, 256)),
         ("fc", "dense", (1280, 100)),
+        ("matmul", "dense_rows", (64, 64, 128)),
+        ("matmul", "dense_rows", (196, 128, 128)),
+        ("stream", "dense", (4096, 4096)),
         ("elementwise", "add", (56, 56, 32)),
         ("elementwise", "add", (28, 28, 64)),
         ("elementwise", "add", (14, 14, 96)),
@@ -74,6 +78,9 @@ def _layers(kind: str, args: tuple[Any, ...]) -> tuple[list[tuple[int, ...]], Ca
     if kind == "dense":
         cin, cout = args
         return [(cin,)], lambda x: L.Dense(cout)(x[0])
+    if kind == "dense_rows":
+        rows, cin, cout = args
+        return [(rows, cin)], lambda x: L.Dense(cout)(x[0])
     if kind == "add":
         return [tuple(args), tuple(args)], lambda x: L.Add()([x[0], x[1]])
     if kind == "sigmoid":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from edgeexport.catalog.model import ComputeUnit, DeviceProfile
 from edgeexport.errors import ProfileError
-from edgeexport.simulate.cost import OpTime, op_time, unit_dtype
+from edgeexport.simulate.cost import MemoryModel, OpTime, op_time, unit_dtype
 from edgeexport.simulate.graph import OpGraph
 
 # Per-crossing synchronisation in microseconds (buffer hand-over, fence, cache maintenance), on top of the
@@ -132,7 +132,8 @@ def _supports(unit: ComputeUnit, family: str, dtype: str, path: str) -> str | No
     return None
 
 
-def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | None = None) -> Placement:
+def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | None = None,
+          memory: MemoryModel | None = None) -> Placement:
     """Assign each op of ``graph`` to a unit on ``path`` and time it (see the module docstring)."""
     prefs = _preference(path, device)
     cpu = prefs[-1]
@@ -146,10 +147,10 @@ def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | No
         else:
             unit, dtype = cpu, unit_dtype(cpu, op.dtype) or "fp32"
         assigned.append(unit)
-        times.append(op_time(op, unit, threads=threads, dtype=dtype))
+        times.append(op_time(op, unit, threads=threads, dtype=dtype, memory=memory))
     if not graph.ops:
         return Placement(path, (), (), (), 0.0)
-    assigned, times = _merge_small_islands(graph, assigned, times, cpu, threads)
+    assigned, times = _merge_small_islands(graph, assigned, times, cpu, threads, memory)
     partitions, boundary = _partitions(graph, assigned, times)
     return Placement(path, tuple(u.name for u in assigned), tuple(times), tuple(partitions), boundary)
 
@@ -185,7 +186,8 @@ def _partitions(graph: OpGraph, assigned: list[ComputeUnit], times: list[OpTime]
 
 
 def _merge_small_islands(
-    graph: OpGraph, assigned: list[ComputeUnit], times: list[OpTime], cpu: ComputeUnit, threads: int | None
+    graph: OpGraph, assigned: list[ComputeUnit], times: list[OpTime], cpu: ComputeUnit, threads: int | None,
+    memory: MemoryModel | None,
 ) -> tuple[list[ComputeUnit], list[OpTime]]:
     """Move an accelerator partition back to the CPU when its crossings cost more than it saves, as the
     delegates' partitioners do (they drop partitions below a minimum size)."""
@@ -195,7 +197,7 @@ def _merge_small_islands(
     for part in parts:
         if part.kind not in ACCELERATORS or part.op_count == len(graph.ops):
             continue
-        on_cpu = [op_time(graph.ops[k], cpu, threads=threads) for k in range(part.first, part.last + 1)]
+        on_cpu = [op_time(graph.ops[k], cpu, threads=threads, memory=memory) for k in range(part.first, part.last + 1)]
         if sum(t.seconds for t in on_cpu) * 1e3 <= part.ms:
             for offset, k in enumerate(range(part.first, part.last + 1)):
                 assigned[k] = cpu

@@ -136,8 +136,23 @@ def _buffer_bytes(model: Any, data: bytes, index: int) -> bytes | None:
     return None
 
 
+# A fully connected op with at least this many output rows runs as a matrix-matrix product.
+GEMM_ROWS = 8
+
+
+def outputs_rows(ins: tuple[int, ...], outs: tuple[int, ...], tensors: list[Tensor]) -> int:
+    """Rows of a fully connected op's output (elements / output features)."""
+    if not outs or len(ins) < 2:
+        return 1
+    out, weight = tensors[outs[0]], tensors[ins[1]]
+    features = weight.shape[0] if weight.shape else 1
+    return out.elements // max(features, 1)
+
+
 def _make_op(index: int, op_type: str, ins: tuple[int, ...], outs: tuple[int, ...], tensors: list[Tensor], options: Any) -> Op:
     family = tflite_family(op_type)
+    if family == "fc" and outputs_rows(ins, outs, tensors) >= GEMM_ROWS:
+        family = "matmul"  # many rows: a GEMM like a 1x1 conv, not the weight-bound GEMV of batch-1 dense
     act_in = [tensors[i] for i in ins if not tensors[i].constant]
     consts = [tensors[i] for i in ins if tensors[i].constant]
     outputs = [tensors[o] for o in outs]

@@ -52,6 +52,7 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
         raise ModelFormatError(f"{path.name} holds no ONNX graph (corrupt or truncated?)")
     check_opset(model, path.name)
     check_external_data(model, path)
+    check_ops(model, path.name)  # before the checker, which would reject an unknown op with a less useful message
     try:
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001 - a model the ONNX checker rejects is bad input
@@ -63,7 +64,6 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
             load_external_data_for_model(model, str(path.resolve().parent))
         except Exception as err:  # noqa: BLE001 - a short or unreadable side file is bad input
             raise ModelFormatError(f"cannot read the external data of {path.name}: {_first(err)}") from err
-    check_ops(model, path.name)
     resolved_shapes(model, source.options)  # an --input-shape naming no input fails here, not at export
     return OnnxModel(source, model, verbose=verbose)
 
@@ -200,8 +200,8 @@ class OnnxModel(LoadedModel):
         except UnsupportedOpError:
             raise
         except ConversionError as first:
-            # onnx2tf's channels-last input transpose breaks some graphs (a 3-D token tensor feeding MatMul, a
-            # broadcast Add of a C,1,1 constant); converting again with the inputs left channels-first often works.
+            # onnx2tf's channels-last input transpose breaks some graphs (a 3-D token tensor [1, seq, dim] feeding
+            # MatMul becomes [1, dim, seq]); converting again with those inputs left as they are often works.
             spatial = [n for n, shape in input_shapes.items() if 3 <= len(shape) <= 5]
             if not spatial:
                 raise
@@ -210,8 +210,7 @@ class OnnxModel(LoadedModel):
                                           verbose=self.verbose)
             except ConversionError:
                 raise first from None
-            notes.append(f"onnx2tf could not convert with channels-last inputs ({first.message[:120]}); "
-                         f"input(s) {', '.join(spatial)} kept in their ONNX layout")
+            notes.append(f"onnx2tf failed with channels-last input(s) {', '.join(spatial)}; they keep their ONNX layout")
         keep = self.source.options.keep_layout
         _write_serve(converted, directory, self, input_shapes, keep_layout=keep)  # type: ignore[arg-type]
         permutations: list[Permutation] = []

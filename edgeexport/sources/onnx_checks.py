@@ -114,6 +114,9 @@ def check_external_data(model: Any, model_path: Path) -> list[Path]:
 
 def check_opset(model: Any, name: str) -> int:
     """The model's default-domain opset; UnsupportedError (exit 4) when it is outside what we can convert."""
+    if not model.opset_import:
+        # opset_import is serialized after the graph: a file cut off at the end loses it first
+        raise ModelFormatError(f"{name} declares no opset at all (corrupt or truncated?)")
     versions = {imp.domain: int(imp.version) for imp in model.opset_import}
     opset = next((versions[d] for d in DEFAULT_DOMAINS if d in versions), None)
     if opset is None:

@@ -55,7 +55,8 @@ def to_tensorflow(
     """Convert an in-memory ``onnx.ModelProto`` whose inputs have fixed shapes (``input_shapes``, ONNX layout).
 
     ``output_shapes`` are the ONNX output shapes (from shape inference) used to tell which outputs onnx2tf made
-    channels-last. ``keep_inputs`` names inputs onnx2tf must leave in their ONNX layout (default none).
+    channels-last. ``keep_inputs`` names inputs onnx2tf must not transpose (it then treats them as already
+    channels-last; default none).
     onnx2tf's progress output is captured unless ``verbose`` (default False). Raises
     UnsupportedOpError when onnx2tf names an op it lacks and ConversionError for any other failure."""
     from edgeexport.sources.tfgraph import quiet_tensorflow
@@ -71,7 +72,7 @@ def to_tensorflow(
                 output_folder_path=os.path.join(scratch, "out"),
                 tflite_backend="tf_converter",
                 disable_model_save=True,
-                keep_ncw_or_nchw_or_ncdhw_input_names=list(keep_inputs) or None,
+                keep_nwc_or_nhwc_or_ndhwc_input_names=list(keep_inputs) or None,
                 non_verbose=not verbose,
                 verbosity="debug" if verbose else "error",
                 # the memmap directory for onnxruntime's check outputs would otherwise go to the system temp dir

@@ -231,9 +231,9 @@ def verify_artifact(
     of these inputs and the reference outputs. Raises DataError (exit 3) for data that does not fit the model.
     """
     started = time.perf_counter()
-    source = "given"
-    if tolerance is None:
-        tolerance, source = tolerance_for(preset)
+    preset_tolerance, preset_source = tolerance_for(preset)
+    source = preset_source if tolerance is None or tolerance == preset_tolerance else "given"
+    tolerance = tolerance or preset_tolerance
     dataset = _dataset(model, data, samples)
     reference_name = model.source.path.name
     try:

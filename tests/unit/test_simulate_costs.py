@@ -10,7 +10,7 @@ import math
 import pytest
 
 from edgeexport.catalog.model import ComputeUnit, DeviceProfile
-from edgeexport.simulate.cost import cpu_speedup, effective_threads, op_time
+from edgeexport.simulate.cost import MemoryModel, cpu_speedup, effective_threads, op_time
 from edgeexport.simulate.estimate import budget_status
 from edgeexport.simulate.graph import Op, OpGraph, Tensor
 from edgeexport.simulate.memory import Buffer, lifetimes, plan_arena
@@ -87,9 +87,22 @@ def test_roofline_compute_and_memory_bound() -> None:
     assert t.bound == "compute"
     assert t.seconds == pytest.approx(160e-6 + 2e-6, rel=1e-9)
     memory_op = Op(1, "a", "ADD", "elementwise", (), (), "fp32", ops=1000, read_bytes=800_000, write_bytes=400_000)
-    t = op_time(memory_op, unit, threads=1)
+    dram = MemoryModel(cache_bytes=1_000_000)  # 1.2 MB of activations do not fit: they go to DRAM
+    t = op_time(memory_op, unit, threads=1, memory=dram)
     assert t.bound == "memory"
     assert t.seconds == pytest.approx(1.2e6 / 10e9 + 2e-6, rel=1e-9)  # 120 us + 2 us
+    cached = op_time(memory_op, unit, threads=1, memory=MemoryModel(cache_bytes=2_000_000))
+    assert cached.bound == "compute" and cached.memory_s == 0.0
+
+
+def test_weights_stream_from_dram_unless_the_model_fits_in_cache() -> None:
+    unit = _cpu()
+    fc = Op(0, "fc", "FULLY_CONNECTED", "fc", (), (), "fp32", macs=4_000_000, ops=8_000_000,
+            weight_bytes=16_000_000, read_bytes=4000, write_bytes=4000)
+    streamed = op_time(fc, unit, threads=1, memory=MemoryModel(cache_bytes=2**20, weights_resident=False))
+    assert streamed.bound == "memory" and streamed.memory_s == pytest.approx(16e6 / 10e9)
+    resident = op_time(fc, unit, threads=1, memory=MemoryModel(cache_bytes=2**25, weights_resident=True))
+    assert resident.bound == "compute" and resident.seconds < streamed.seconds
 
 
 def test_thread_scaling_is_sublinear_and_capped() -> None:

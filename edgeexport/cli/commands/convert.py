@@ -56,6 +56,8 @@ Examples:
 @click.option("--preprocess", default=None, metavar="KEY=VALUE,...|FILE.toml",
               help="Input preprocessing for the bundle manifest, e.g. scale=0.0625 (default: none).")
 @input_shape_option
+@click.option("--keep-layout", is_flag=True,
+              help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
 @unsafe_option
 @warn_only_option
 @json_option
@@ -75,6 +77,7 @@ def command(
     labels: Path | None,
     preprocess: str | None,
     input_shapes: tuple[str, ...],
+    keep_layout: bool,
     unsafe_deserialization: bool,
     warn_only: bool,
     as_json: bool,
@@ -92,7 +95,8 @@ def command(
     from edgeexport.report.terminal import render_report
     from edgeexport.types import LoadOptions
 
-    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes))
+    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
+                          keep_layout=keep_layout)
     out = out_dir or Path("build") / model.name.split(".")[0]
     chosen_preset = preset or ("auto" if device else "fp32")
     # A pipe or CI log is not a terminal; rich would then wrap at 80 columns and cut the artifact names.

@@ -20,9 +20,12 @@ Examples:
 @click.command(epilog=EXAMPLES)
 @click.argument("model", type=click.Path(path_type=Path))
 @input_shape_option
+@click.option("--keep-layout", is_flag=True,
+              help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
 @unsafe_option
 @json_option
-def command(model: Path, input_shapes: tuple[str, ...], unsafe_deserialization: bool, as_json: bool) -> int:
+def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsafe_deserialization: bool,
+            as_json: bool) -> int:
     """Show MODEL's inputs and outputs (names, shapes, dtypes), op histogram, parameters and MACs."""
     from rich.console import Console
 
@@ -31,7 +34,8 @@ def command(model: Path, input_shapes: tuple[str, ...], unsafe_deserialization: 
     from edgeexport.sources import load, open_source
     from edgeexport.types import LoadOptions
 
-    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes))
+    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
+                          keep_layout=keep_layout)
     source = open_source(model, options)
     console = Console(stderr=True, highlight=False)
     with console.status(f"loading {source.path.name}", spinner="dots"):

@@ -1,0 +1,83 @@
+"""`edgeexport check`: the conformance gate's exit codes, JUnit XML and Markdown, on the shipped sample configs."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, CliResult
+
+DATA = ROOT / "tests" / "data"
+
+
+def _junit_counts(path: Path) -> tuple[int, int, list[tuple[str, str, bool]]]:
+    root = ET.parse(path).getroot()
+    cases = [(c.get("classname", ""), c.get("name", ""), c.find("failure") is not None) for c in root.iter("testcase")]
+    return int(root.get("tests", "0")), int(root.get("failures", "0")), cases
+
+
+def test_passing_matrix_exits_0_with_valid_junit(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    result = run_cli("check", "--config", DATA / "check_pass.toml", "--out", tmp_path)
+    assert result.code == 0, result.err
+    tests, failures, cases = _junit_counts(tmp_path / "junit.xml")
+    assert failures == 0
+    # pixel-8 runs tflite; iphone-15-pro runs tflite and coreml: 3 artifacts x (convert, verify, accuracy, budgets)
+    assert tests == 12 == len(cases)
+    assert {c[0] for c in cases} == {"digits_cnn.keras.pixel-8.auto.tflite", "digits_cnn.keras.iphone-15-pro.auto.tflite",
+                                     "digits_cnn.keras.iphone-15-pro.auto.coreml"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("## edgeexport check: passed")
+    assert summary.count("| digits_cnn.keras |") == 3
+    data = json.loads((tmp_path / "check.json").read_text())
+    assert data["exit_code"] == 0 and len(data["reports"]) == 2
+
+
+def test_failing_budgets_exit_6_and_name_the_failures(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    result = run_cli("check", "--config", DATA / "check_fail.toml", "--out", tmp_path)
+    assert result.code == 6, result.err
+    tests, failures, cases = _junit_counts(tmp_path / "junit.xml")
+    assert (tests, failures) == (3, 2)
+    failed = {name for _, name, failed in cases if failed}
+    assert failed == {"verify", "budgets"}
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    messages = [f.get("message", "") for f in root.iter("failure")]
+    assert any("size" in m and "5,120 B" in m for m in messages)
+    assert any("cosine" in m for m in messages)
+    assert "failed (exit 6)" in (tmp_path / "summary.md").read_text()
+
+
+def test_warn_only_reports_but_exits_0(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    result = run_cli("check", "--config", DATA / "check_fail.toml", "--out", tmp_path, "--warn-only", "--json")
+    assert result.code == 0
+    assert json.loads(result.out)["exit_code"] == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[check]\n", "check.models"),
+        ("[check]\n[[check.models]]\npath = 'x.keras'\ncolour = 'red'\n", "colour"),
+        ("[check]\n[check.budgets]\nmax_size_mb = 3\n[[check.models]]\npath = 'x.keras'\n", "max_size_mb"),
+        ("[check]\n[check.budgets]\nmax_size_kb = -1\n[[check.models]]\npath = 'x.keras'\n", "non-negative"),
+    ],
+    ids=["no-models", "unknown-model-field", "unknown-budget", "negative-budget"],
+)
+def test_bad_config_is_exit_3_naming_the_field(run_cli: Callable[..., CliResult], tmp_path: Path, text: str,
+                                               message: str) -> None:
+    config = tmp_path / "edgeexport.toml"
+    config.write_text(text)
+    result = run_cli("check", "--config", config, "--out", tmp_path / "out")
+    assert result.code == 3 and message in result.err
+
+
+def test_missing_model_in_matrix_is_an_error_case(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    config = tmp_path / "edgeexport.toml"
+    config.write_text("[check]\n[[check.models]]\npath = 'missing.keras'\ndevices = ['host']\npresets = ['fp32']\n")
+    result = run_cli("check", "--config", config, "--out", tmp_path / "out")
+    assert result.code == 3
+    root = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    assert root.get("errors") == "1"

@@ -1,0 +1,163 @@
+"""Manifest building, preprocessing parsing and the schema validator (no TensorFlow, no conversion)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeexport.bundle.manifest import (
+    ModelInfo,
+    Preprocessing,
+    build_manifest,
+    parse_preprocessing,
+    read_labels,
+)
+from edgeexport.bundle.schema_check import SchemaUnsupported, load_schema, validate
+from edgeexport.errors import DataError
+
+SOURCE_SHA = "ab" * 32
+
+
+def _report(artifact_path: str, **artifact: Any) -> dict[str, Any]:
+    entry = {
+        "path": artifact_path, "target": "tflite", "preset": "int8", "device": "pixel-8",
+        "inputs": [{"name": "image", "shape": [1, 8, 8, 1], "dtype": "int8", "layout": "NHWC",
+                    "quantization": {"scale": 0.0039, "zero_point": -128}, "value_range": None}],
+        "outputs": [{"name": "probs", "shape": [None, 10], "dtype": "float32", "layout": None, "quantization": None}],
+        "verification": {"status": "pass", "passed": True, "samples": 64, "outputs": [{"name": "probs"}],
+                         "seconds": 0.12},
+        "estimates": [{"device": "pixel-8", "p50_ms": 0.052, "low_ms": 0.036, "high_ms": 0.073, "path": "npu",
+                       "family_ms": {"conv": 0.02}}],
+    }
+    entry.update(artifact)
+    return {"device": "pixel-8", "source": {"path": "/m/digits_cnn.keras", "format": "keras", "sha256": SOURCE_SHA},
+            "artifacts": [entry]}
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> dict[str, Any]:
+    model = tmp_path / "digits_cnn.int8.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(200)))
+    report = _report(model.name)
+    return build_manifest(report, report["artifacts"][0], model, preprocessing=parse_preprocessing("scale=0.0625"),
+                          info=ModelInfo(labels=tuple("0123456789")), embedded=("tflite.metadata.x",),
+                          not_embedded=(("tflite.TFLITE_METADATA", "no writer"),))
+
+
+def test_manifest_from_report_is_valid_and_exact(manifest: dict[str, Any], tmp_path: Path) -> None:
+    assert validate(manifest) == []
+    data = (tmp_path / "digits_cnn.int8.tflite").read_bytes()
+    assert manifest["artifact"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["artifact"]["size_bytes"] == len(data) == 208
+    assert manifest["model"] == {"name": "digits_cnn", "version": SOURCE_SHA[:12], "description": "", "author": "",
+                                 "license": "", "source_format": "keras", "source_sha256": SOURCE_SHA}
+    assert manifest["inputs"][0]["quantization"] == {"scale": 0.0039, "zero_point": -128}
+    assert manifest["outputs"][0]["shape"] == [None, 10]
+    assert manifest["preprocessing"] == {"kind": "affine", "scale": 0.0625, "mean": [0.0], "std": [1.0],
+                                         "channel_order": "none", "source": "user"}
+    assert manifest["labels"] == list("0123456789")
+    assert manifest["verification"] == {"passed": True, "summary": {"status": "pass", "samples": 64, "seconds": 0.12}}
+    assert manifest["simulated_latency"] == [{"device": "pixel-8", "p50_ms": 0.052, "low_ms": 0.036,
+                                              "high_ms": 0.073, "unit": "npu"}]
+    assert manifest["not_embedded"] == [{"what": "tflite.TFLITE_METADATA", "why": "no writer"}]
+
+
+def test_absent_stages_are_recorded_as_absent(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"12345678")
+    report = _report(model.name, verification=None, estimates=[])
+    manifest = build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    assert validate(manifest) == []
+    assert manifest["verification"] is None and manifest["simulated_latency"] == [] and manifest["labels"] is None
+    assert manifest["preprocessing"]["kind"] == "identity" and manifest["preprocessing"]["source"] == "default"
+
+
+def test_package_files_are_listed_with_hashes(tmp_path: Path) -> None:
+    package = tmp_path / "m.fp16.mlpackage"
+    (package / "Data").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    (package / "Data" / "w.bin").write_bytes(b"\x00" * 100)
+    report = _report(package.name, target="coreml", preset="fp16")
+    manifest = build_manifest(report, report["artifacts"][0], package, preprocessing=Preprocessing(), info=ModelInfo())
+    assert validate(manifest) == []
+    assert manifest["artifact"]["format"] == "mlpackage"
+    assert [f["path"] for f in manifest["artifact"]["files"]] == ["m.fp16.mlpackage/Data/w.bin",
+                                                                  "m.fp16.mlpackage/Manifest.json"]
+    assert manifest["artifact"]["size_bytes"] == 102
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda m: m.pop("inputs"), "missing required property 'inputs'"),
+    (lambda m: m.update(target="onnx"), "$.target: 'onnx' is not one of"),
+    (lambda m: m["artifact"].update(sha256="XYZ"), "$.artifact.sha256: 'XYZ' does not match"),
+    (lambda m: m["artifact"].update(size_bytes=0), "less than the minimum 1"),
+    (lambda m: m["inputs"][0].update(shape=[1, "8"]), "$.inputs[0].shape[1]: expected integer or null, got string"),
+    (lambda m: m["inputs"][0]["quantization"].update(zero_point=True), "expected integer, got boolean"),
+    (lambda m: m.update(extra=1), "property 'extra' is not allowed"),
+    (lambda m: m["preprocessing"].update(channel_order="rgba"), "$.preprocessing.channel_order"),
+    (lambda m: m["verification"]["summary"].update(nested={"a": 1}), "$.verification.summary.nested: expected"),
+    (lambda m: m.update(schema_version="2.0"), "$.schema_version: '2.0' does not match"),
+    (lambda m: m["simulated_latency"][0].update(p50_ms=-1.0), "$.simulated_latency[0].p50_ms: -1.0 is less"),
+])
+def test_invalid_manifests_are_refused(manifest: dict[str, Any], mutate: Any, expected: str) -> None:
+    broken = copy.deepcopy(manifest)
+    mutate(broken)
+    errors = validate(broken)
+    assert any(expected in e for e in errors), errors
+
+
+def test_validator_refuses_keywords_it_does_not_implement() -> None:
+    with pytest.raises(SchemaUnsupported, match="oneOf"):
+        validate(1, {"oneOf": [{"type": "integer"}]})
+
+
+def test_published_schema_is_draft_2020_12_and_uses_only_supported_keywords() -> None:
+    schema = load_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert validate({}, schema) != []  # exercises every top-level keyword without SchemaUnsupported
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    (None, Preprocessing()),
+    ("none", Preprocessing()),
+    ("scale=0.0625", Preprocessing(scale=0.0625, source="user")),
+    ("scale=1/255,mean=0.485:0.456:0.406,std=0.229:0.224:0.225,channel_order=RGB",
+     Preprocessing(1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb", "user")),
+])
+def test_parse_preprocessing(spec: str | None, expected: Preprocessing) -> None:
+    assert parse_preprocessing(spec) == expected
+
+
+def test_parse_preprocessing_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "pre.toml"
+    path.write_text("[preprocessing]\nscale = 0.5\nmean = [0.5]\nstd = [0.25]\n")
+    assert parse_preprocessing(path) == Preprocessing(0.5, (0.5,), (0.25,), "none", "user")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("scale", "not KEY=VALUE"), ("scale=abc", "not a number"), ("gamma=2", "unknown preprocessing key"),
+    ("std=0", "std must be > 0"), ("channel_order=xyz", "channel_order"), ("scale=1/0", "not a number"),
+    ("mean=1:2,std=1:2:3", "one per channel"),
+])
+def test_bad_preprocessing_is_bad_input(spec: str, message: str) -> None:
+    with pytest.raises(DataError, match=message) as info:
+        parse_preprocessing(spec)
+    assert info.value.exit_code == 3
+
+
+def test_labels_file(tmp_path: Path) -> None:
+    path = tmp_path / "labels.txt"
+    path.write_text("cat\ndog\n\n")
+    assert read_labels(path) == ("cat", "dog")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(DataError, match="empty"):
+        read_labels(tmp_path / "empty.txt")
+
+
+def test_manifest_json_round_trips(manifest: dict[str, Any]) -> None:
+    assert validate(json.loads(json.dumps(manifest))) == []
