@@ -12,24 +12,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_DEVICES = {"tflite": ("pixel-8", "galaxy-s24", "raspberry-pi-5"), "coreml": ("iphone-15-pro", "iphone-12")}
-
-
-def add_estimates(report: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Append a simulated estimate per extra device to each artifact that has none for that device."""
-    from edgeexport.catalog import load_device
-    from edgeexport.simulate import simulate
-
-    for artifact in report["artifacts"]:
-        have = {e.get("device") for e in artifact.get("estimates") or []}
-        for device in EXTRA_DEVICES.get(artifact["target"], ()):
-            if device not in have:
-                estimate = simulate(out_dir / artifact["path"], load_device(device))
-                artifact.setdefault("estimates", []).append(estimate.to_dict())
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import edgeexport
+    from edgeexport.bundle.demo_assets import ensure_estimates
     from edgeexport.report.html import write_html
     from edgeexport.report.jsonfile import write_json
     from edgeexport.report.screenshot import png_stats, screenshot
@@ -46,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = ROOT / "sample_models"
     report = edgeexport.convert(samples / "digits_cnn.keras", args.out, targets=("tflite", "coreml"), preset="fp16",
                                 device="iphone-15-pro", verify_data=samples / "digits.npz").to_dict()
-    report = add_estimates(report, args.out)
+    for target, devices in EXTRA_DEVICES.items():
+        subset = {"artifacts": [a for a in report["artifacts"] if a["target"] == target]}
+        ensure_estimates(subset, args.out, devices)
     write_json(args.out / "report.json", report)
     html = write_html(args.out / "report.html", report)
     screenshot(html, args.png)

@@ -48,7 +48,7 @@ def convert(
     model: str | Path,
     out_dir: str | Path,
     *,
-    targets: Sequence[str] = DEFAULT_TARGETS,
+    targets: Sequence[str] | None = None,
     preset: str = DEFAULT_PRESET,
     device: str | DeviceProfile | None = None,
     calibration: str | Path | None = None,
@@ -63,7 +63,8 @@ def convert(
 ) -> Report:
     """Convert ``model`` into ``out_dir`` for each target, run, verify and (with a device) simulate each artifact.
 
-    ``preset`` is a preset name, a composition (``"prune-50+int8"``) or ``"auto"`` (needs ``device``).
+    ``targets`` defaults to every target the device runs and the preset has a recipe for (both when neither
+    limits them). ``preset`` is a preset name, a composition (``"prune-50+int8"``) or ``"auto"`` (needs ``device``).
     ``calibration`` is an ``.npz`` path or ``"synthetic"``. Writes ``out_dir/report.json`` unless
     ``write_report`` is False. Raises an ``EdgeExportError`` when it cannot convert; a conversion whose
     checks fail returns a Report whose ``status``/``exit_code`` say so.
@@ -79,7 +80,7 @@ def convert(
     plan = make_plan(
         source,
         Path(out_dir),
-        targets=tuple(targets),
+        targets=tuple(targets) if targets is not None else None,
         preset=preset,
         device=profile,
         calibration=calibration_value,

@@ -73,40 +73,52 @@ class Plan:
     check_budgets: bool = False
     budgets: Budgets = Budgets()
     tolerance_overrides: tuple[tuple[str, float], ...] = ()
+    finetune_epochs: int = 30
 
 
 def make_plan(
     source: SourceModel,
     out_dir: Path,
     *,
-    targets: tuple[str, ...],
+    targets: tuple[str, ...] | None,
     preset: str,
     device: DeviceProfile | None = None,
     calibration: Path | str | None = None,
     preset_files: tuple[Path, ...] = (),
     **options: Any,
 ) -> Plan:
-    """Resolve presets per target (``auto`` asks the device profile) and refuse what cannot work (exit 3/4)."""
+    """Resolve presets per target (``auto`` asks the device profile) and refuse what cannot work (exit 3/4).
+
+    ``targets=None`` means every target that the device runs and the preset has a recipe for; targets named
+    explicitly must all work.
+    """
     from edgeexport.catalog import check_compatible, choose_preset, load_preset
 
+    for target in targets or ():
+        if target not in TARGETS:
+            raise UnsupportedError(f"unknown target {target}", hint=f"targets: {', '.join(TARGETS)}")
+    explicit = targets is not None
+    wanted = tuple(targets) if targets is not None else tuple(TARGETS)
     if device is not None:
-        unknown = [t for t in targets if t not in device.targets]
-        if unknown and len(unknown) == len(targets):
+        runnable = tuple(t for t in wanted if t in device.targets)
+        if not runnable or (explicit and len(runnable) < len(wanted)):
+            unknown = [t for t in wanted if t not in device.targets]
             raise UnsupportedError(
                 f"device {device.name} runs {', '.join(sorted(device.targets))}, not {', '.join(unknown)}",
                 hint=f"use --target {' or --target '.join(sorted(device.targets))}",
             )
-        targets = tuple(t for t in targets if t in device.targets)
+        wanted = runnable
+    named = None if preset == "auto" else load_preset(preset, extra_files=preset_files)
+    if named is not None and not explicit:
+        wanted = tuple(t for t in wanted if t in named.targets) or wanted
     items = []
-    for target in targets:
-        if target not in TARGETS:
-            raise UnsupportedError(f"unknown target {target}", hint=f"targets: {', '.join(TARGETS)}")
-        if preset == "auto":
+    for target in wanted:
+        if named is None:
             if device is None:
                 raise UnsupportedError("--preset auto needs --device to choose for", hint="add --device NAME or name a preset")
             chosen, reason = choose_preset(device, target, calibration=calibration is not None)
         else:
-            chosen, reason = load_preset(preset, extra_files=preset_files), ""
+            chosen, reason = named, ""
         check_compatible(chosen, target, device)
         items.append(PlanItem(target, chosen, reason))
     if any(item.preset.quantization.requires_calibration for item in items) and calibration is None:
@@ -161,8 +173,15 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
             if key not in exports:
                 variant, prune_report = model, None
                 if pruning is not None:
-                    say(f"pruning ({pruning.method}, {pruning.sparsity:.0%})")
-                    variant, prune_report = model.pruned(pruning)
+                    say(f"pruning ({pruning.method}, {pruning.sparsity:.0%})"
+                        + (f", then distilling for {plan.finetune_epochs} epochs" if calibration else ""))
+                    variant, prune_report = model.pruned(
+                        pruning, finetune_data=calibration.arrays if calibration else None,
+                        finetune_epochs=plan.finetune_epochs,
+                    )
+                    if calibration is None:
+                        warnings.append("pruned without fine-tuning (no calibration data): accuracy may drop; "
+                                        "pass --calibration DATA.npz to distill the pruned model")
                 say("exporting a fixed-shape TensorFlow graph")
                 exported = variant.export_saved_model(workdir / f"savedmodel-{len(exports)}")
                 exports[key] = (exported, prune_report, variant)

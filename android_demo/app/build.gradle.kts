@@ -36,5 +36,8 @@ android {
 }
 
 dependencies {
-    implementation("com.google.ai.edge.litert:litert:1.0.1")
+    // LiteRT 1.4.1: the current release line of the Interpreter API (org.tensorflow.lite.Interpreter), minSdk 21,
+    // per the version table at https://ai.google.dev/edge/litert/android (checked 2026-11). The 2.x line adds the
+    // CompiledModel API; this demo only needs the interpreter on the CPU.
+    implementation("com.google.ai.edge.litert:litert:1.4.1")
 }

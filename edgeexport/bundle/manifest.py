@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from edgeexport.errors import DataError
 
 MANIFEST_SCHEMA_VERSION = "1.0"
 CHANNEL_ORDERS = ("none", "gray", "rgb", "bgr")
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\\\/]")
 _DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"}
 
 
@@ -164,8 +166,9 @@ def artifact_sha256(artifact: Path) -> str:
     return digest.hexdigest()
 
 
-def tensor_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A report.json tensor (TensorSpec as a dict) as the manifest's tensor: quantization kept, range dropped."""
+def tensor_entry(spec: Mapping[str, Any], source_layout: str | None = None) -> dict[str, Any]:
+    """A report.json tensor (TensorSpec as a dict) as the manifest's tensor: quantization kept, range dropped.
+    ``source_layout`` fills a layout the artifact's runtime does not report (Core ML multi-arrays)."""
     quant = spec.get("quantization")
     dtype = str(spec.get("dtype", "float32"))
     if dtype not in _DTYPES:
@@ -174,20 +177,28 @@ def tensor_entry(spec: Mapping[str, Any]) -> dict[str, Any]:
         "name": str(spec["name"]),
         "shape": [None if d is None else int(d) for d in spec.get("shape", [])],
         "dtype": dtype,
-        "layout": spec.get("layout"),
+        "layout": spec.get("layout") or source_layout,
         "quantization": None if not quant else {"scale": float(quant["scale"]), "zero_point": int(quant["zero_point"])},
     }
 
 
 def verification_entry(verification: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The verification summary: ``passed`` and the scalar facts at the top of the stage's dict (metrics
-    nested per output stay in report.json). None when verification did not run."""
+    nested per output stay in report.json). Wall times are left out and local paths cut to their file name, so
+    the same conversion gives the same manifest on any machine. None when verification did not run."""
     if not verification:
         return None
     passed = verification.get("passed")
-    summary = {str(k): v for k, v in verification.items()
-               if k != "passed" and (v is None or isinstance(v, str | bool | int | float))
-               and not (isinstance(v, float) and not math.isfinite(v))}
+    summary: dict[str, Any] = {}
+    for key, value in verification.items():
+        if key == "passed" or key == "seconds" or key.endswith("_seconds"):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if isinstance(value, str) and (value.startswith("/") or _WINDOWS_PATH.match(value)):
+            value = re.split(r"[\\/]", value)[-1]
+        if value is None or isinstance(value, str | bool | int | float):
+            summary[str(key)] = value
     return {"passed": passed if isinstance(passed, bool) else None, "summary": summary}
 
 
@@ -251,8 +262,9 @@ def build_manifest(
             "sha256": artifact_sha256(bundled),
             "files": file_entries(bundled),
         },
-        "inputs": [tensor_entry(t) for t in artifact.get("inputs", [])],
-        "outputs": [tensor_entry(t) for t in artifact.get("outputs", [])],
+        "inputs": [tensor_entry(t, _source_layout(report, artifact, t, "inputs")) for t in artifact.get("inputs", [])],
+        "outputs": [tensor_entry(t, _source_layout(report, artifact, t, "outputs"))
+                    for t in artifact.get("outputs", [])],
         "preprocessing": preprocessing.to_dict(),
         "labels": list(info.labels) if info.labels is not None else None,
         "verification": verification_entry(artifact.get("verification")),
@@ -260,3 +272,16 @@ def build_manifest(
         "embedded": list(embedded),
         "not_embedded": [{"what": what, "why": why} for what, why in not_embedded],
     }
+
+
+def _source_layout(report: Mapping[str, Any], artifact: Mapping[str, Any], tensor: Mapping[str, Any],
+                   kind: str) -> str | None:
+    """The source model's layout for a same-named, same-rank tensor the artifact did not permute; else None."""
+    if any(p.get("tensor") == tensor.get("name") for p in artifact.get("permutations") or []):
+        return None
+    summary = (report.get("source") or {}).get("summary") or {}
+    for spec in summary.get(kind) or []:
+        if spec.get("name") == tensor.get("name") and len(spec.get("shape") or []) == len(tensor.get("shape") or []):
+            layout = spec.get("layout")
+            return str(layout) if layout else None
+    return None

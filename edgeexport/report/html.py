@@ -199,6 +199,7 @@ def _error_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
             log_y = bool(positive) and max(positive) / min(positive) > 100
             block.append(line_chart(f"Per-layer error ({metric}, reference layer order)", points, y_label=metric,
                                     width=540, log_y=log_y))
+            block.append(_localization_note(verification.get("localization")))
         out.append("<div>" + "".join(block) + "</div>")
     charts = _comparison_charts(compared)
     if not out and not charts:
@@ -292,6 +293,18 @@ def _layer_curve(verification: Mapping[str, Any]) -> tuple[list[tuple[str, float
         if points:
             return points, metric
     return None
+
+
+def _localization_note(localization: Any) -> str:
+    """The localization verdict under its curve: first layer over tolerance, largest drop, the suggestion."""
+    if not isinstance(localization, Mapping):
+        return ""
+    facts = [f"first layer over tolerance: {localization.get('first_over') or 'none'}"]
+    if localization.get("largest_drop"):
+        facts.append(f"largest SQNR drop at {localization['largest_drop']}")
+    if localization.get("suggestion"):
+        facts.append(f"suggestion: {localization['suggestion']}")
+    return f'<p class="note">{escape("; ".join(facts))}</p>'
 
 
 def _notes(report: Mapping[str, Any]) -> list[str]:

@@ -172,13 +172,15 @@ def _estimate(
 
 
 def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
-    """The cache size is the one ``calibrate`` measured (last-level cache, saved with the residuals), else
-    DEFAULT_CACHE_BYTES; a microcontroller has no cache in front of its SRAM/flash (every byte counts)."""
+    """Cache sizes ``calibrate`` found (largest cache for activations, largest private cache for weight
+    residency; saved with the residuals), else DEFAULT_CACHE_BYTES for both; a microcontroller has no cache
+    in front of its SRAM/flash (every byte counts)."""
     if _is_mcu(device):
         return MemoryModel(cache_bytes=0, weights_resident=False)
-    data = _residuals(device)
-    cache = int(data.get("cache_bytes", DEFAULT_CACHE_BYTES)) if data else DEFAULT_CACHE_BYTES
-    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= cache)
+    data = _residuals(device) or {}
+    cache = int(data.get("cache_bytes", DEFAULT_CACHE_BYTES))
+    weight_cache = int(data.get("weight_cache_bytes", cache))
+    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:

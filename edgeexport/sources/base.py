@@ -37,7 +37,9 @@ class ExportedGraph:
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What pruning did: achieved sparsity of the pruned tensors (0..1), parameters before and after."""
+    """What pruning did: achieved sparsity of the pruned tensors (0..1), parameters before and after, and the
+    distillation fine-tune that followed (epochs 0 when there was none; output MSE against the original model on
+    the calibration samples before and after it)."""
 
     method: str
     target_sparsity: float
@@ -46,6 +48,12 @@ class PruneReport:
     params_after: int
     layers_pruned: int
     layers_skipped: tuple[str, ...] = ()
+    macs_before: int | None = None
+    macs_after: int | None = None
+    finetune_epochs: int = 0
+    finetune_samples: int = 0
+    finetune_mse_before: float | None = None
+    finetune_mse_after: float | None = None
 
 
 class LoadedModel(ABC):
@@ -66,8 +74,11 @@ class LoadedModel(ABC):
     def export_saved_model(self, directory: Path) -> ExportedGraph:
         """Write a fixed-shape SavedModel (batch 1) with one ``serve`` endpoint into ``directory``."""
 
-    def pruned(self, pruning: Any) -> tuple[LoadedModel, PruneReport]:
-        """Return a copy of this model with ``pruning`` (an ``edgeexport.catalog.model.Pruning``) applied."""
+    def pruned(
+        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+    ) -> tuple[LoadedModel, PruneReport]:
+        """Return a copy of this model with ``pruning`` (an ``edgeexport.catalog.model.Pruning``) applied, then
+        fine-tuned by distillation on ``finetune_data`` for ``finetune_epochs`` epochs when both are given."""
         from edgeexport.errors import UnsupportedError
 
         raise UnsupportedError(

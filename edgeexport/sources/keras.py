@@ -153,10 +153,18 @@ class KerasModel(LoadedModel):
             archive.write_out(str(directory), verbose=False)
         return ExportedGraph(directory, self.input_names, names, tuple(changes) + self.notes)
 
-    def pruned(self, pruning: Any) -> tuple[LoadedModel, PruneReport]:
+    def pruned(
+        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+    ) -> tuple[LoadedModel, PruneReport]:
         from edgeexport.compress.keras_pruning import prune_keras_model
 
         model, stats = prune_keras_model(self.model, pruning)
+        tuned = None
+        if finetune_data is not None and finetune_epochs > 0:
+            from edgeexport.compress.finetune import distill
+
+            with captured_output():
+                tuned = distill(model, self.model, finetune_data, self.input_names, epochs=finetune_epochs)
         report = PruneReport(
             method=pruning.method,
             target_sparsity=pruning.sparsity,
@@ -165,6 +173,12 @@ class KerasModel(LoadedModel):
             params_after=stats.params_after,
             layers_pruned=stats.layers_pruned,
             layers_skipped=tuple(stats.layers_skipped),
+            macs_before=stats.macs_before,
+            macs_after=stats.macs_after,
+            finetune_epochs=tuned.epochs if tuned else 0,
+            finetune_samples=tuned.samples if tuned else 0,
+            finetune_mse_before=tuned.mse_before if tuned else None,
+            finetune_mse_after=tuned.mse_after if tuned else None,
         )
         return KerasModel(self.source, model, notes=self.notes), report
 

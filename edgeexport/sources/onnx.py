@@ -53,10 +53,6 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
     check_opset(model, path.name)
     check_external_data(model, path)
     check_ops(model, path.name)  # before the checker, which would reject an unknown op with a less useful message
-    try:
-        onnx.checker.check_model(model)
-    except Exception as err:  # noqa: BLE001 - a model the ONNX checker rejects is bad input
-        raise ModelFormatError(f"{path.name} is not a valid ONNX model: {_first(err)}") from err
     if external_locations(model):
         from onnx.external_data_helper import load_external_data_for_model
 
@@ -64,6 +60,10 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
             load_external_data_for_model(model, str(path.resolve().parent))
         except Exception as err:  # noqa: BLE001 - a short or unreadable side file is bad input
             raise ModelFormatError(f"cannot read the external data of {path.name}: {_first(err)}") from err
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001 - a model the ONNX checker rejects is bad input
+        raise ModelFormatError(f"{path.name} is not a valid ONNX model: {_first(err)}") from err
     resolved_shapes(model, source.options)  # an --input-shape naming no input fails here, not at export
     return OnnxModel(source, model, verbose=verbose)
 
@@ -217,6 +217,8 @@ class OnnxModel(LoadedModel):
         if not keep:
             permutations += [Permutation("input", n, a) for n, a in converted.input_axes.items() if a is not None]
             permutations += [Permutation("output", n, a) for n, a in converted.output_axes.items() if a is not None]
+        if any(op == "Erf" for op, _ in self.summary.ops):
+            notes.append("Erf is computed with a polynomial approximation (abs. error < 1.5e-7): TFLite has no Erf op")
         renamed = [f"{n} -> {e}" for n, e in self.endpoint_names.items() if n != e]
         if renamed:
             notes.append("ONNX tensor names made valid for TensorFlow: " + ", ".join(renamed))
@@ -231,11 +233,18 @@ class OnnxModel(LoadedModel):
             tuple(permutations),
         )
 
-    def pruned(self, pruning: Any) -> tuple[LoadedModel, PruneReport]:
+    def pruned(
+        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+    ) -> tuple[LoadedModel, PruneReport]:
+        """Magnitude pruning of Conv/ConvTranspose/Gemm/MatMul weights. There is no ONNX training loop here, so
+        ``finetune_data``/``finetune_epochs`` are not used and the report says 0 fine-tune epochs."""
         from edgeexport.sources.onnx_prune import prune_onnx
 
         model, report = prune_onnx(self.model, pruning)
-        return OnnxModel(self.source, model, verbose=self.verbose, notes=self.notes), report
+        notes = self.notes
+        if finetune_data is not None and finetune_epochs:
+            notes = (*notes, "ONNX models are pruned without fine-tuning (no training loop for ONNX graphs)")
+        return OnnxModel(self.source, model, verbose=self.verbose, notes=notes), report
 
 
 def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_shapes: dict[str, tuple[int, ...]],

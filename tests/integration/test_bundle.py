@@ -89,6 +89,7 @@ def test_coreml_metadata_is_embedded(converted: Path) -> None:
     assert meta.versionString == manifest["model"]["version"]
     assert "fp16" in meta.shortDescription
     assert spec.description.input[0].shortDescription.startswith("float32[1x8x8x1] NHWC; x = (raw * 0.0625")
+    assert "10 classes" in spec.description.output[0].shortDescription
     assert manifest["not_embedded"] == [] and "coreml.userDefined.labels" in manifest["embedded"]
     # Weights are untouched: only the description changed.
     original = converted / manifest["artifact"]["path"]
@@ -117,5 +118,10 @@ def test_bundle_command(converted: Path, tmp_path: Path, run_cli: Callable[..., 
     assert _manifest(copy, "tflite")["preprocessing"]["scale"] == 0.0625
     bad = run_cli("bundle", copy, "--preprocess", "scale=abc")
     assert bad.code == 3 and "scale value 'abc' is not a number" in bad.err
+    # convert reads --preprocess before converting, so a bad one costs nothing and leaves nothing behind.
+    early = run_cli("convert", Path(__file__).resolve().parents[2] / "sample_models" / "digits_cnn.keras",
+                    "--out", tmp_path / "early", "--bundle", "--preprocess", "std=0")
+    assert early.code == 3 and "std must be > 0" in early.err
+    assert not (tmp_path / "early").exists()
     missing = run_cli("bundle", tmp_path / "nothing-here")
     assert missing.code == 3 and "no report.json" in missing.err

@@ -1,11 +1,13 @@
 """End to end: Keras 3 models converted by coremltools, executed by the numpy MIL executor, against Keras.
 
-Every architecture the brief lists is converted for real (fp32 and fp16 programs); compression (8-bit linear,
-4-bit palettization, 50 % magnitude pruning, and the iOS18 block-wise forms) is applied with
-``coremltools.optimize.coreml``. Bounds (cosine similarity of the flattened outputs, float64):
+Each covered architecture (the keras.applications CNNs, a transformer block, an unrolled LSTM/GRU model, a
+1-D conv audio model, a resize head and a zoo of other layers) is converted for real, as fp32 and fp16
+programs; compression (8-bit linear, 4-bit palettization, 50 % magnitude pruning, and the iOS18 block-wise
+forms) is applied with ``coremltools.optimize.coreml``. Bounds (cosine similarity of the flattened outputs, float64):
 
 * fp32 programs: cosine >= 0.999 (measured: >= 0.999999 on every architecture here).
-* fp16 programs: cosine >= FP16_MIN_COSINE = 0.9999 (measured >= 0.9999998); see benchmarks/RESULTS_mil.md.
+* fp16 programs: cosine >= FP16_MIN_COSINE = 0.9999 (measured >= 0.9999998), except the layer zoo (0.999, see
+  FP16_MIN_COSINE_BY_ARCH); see benchmarks/RESULTS_mil.md.
 * compressed programs: checked two ways. Each decompression kernel must equal coremltools' own
   ``decompress`` of the same op (to fp16 rounding), and the end output must stay near Keras' (bounds per
   compression below, measured on these seeds; pruning half the weights moves outputs the most).
@@ -29,8 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from edgeexport.runtimes.mil import load_program  # noqa: E402
 
 FP32_MIN_COSINE = 0.999
-# Measured minimum over the nine architectures here: 0.9999998 (ResNet50); the bound leaves a margin.
+# Measured minimum over the architectures here but layer_zoo: 0.9999998 (ResNet50); the bound leaves a margin.
 FP16_MIN_COSINE = 0.9999
+# layer_zoo measured 0.99943 in fp16 (1.0000000 in fp32): its LayerNorm sees a nearly constant input
+# (variance 1e-4 against epsilon 1e-3), and the converted LayerNorm computes x * s - mean * s with both terms
+# near 25 and stored in fp16, so the difference keeps only about two digits. Core ML's fp16 engines would
+# round the same way; it is a property of the program, shown per op by keep_intermediates.
+FP16_MIN_COSINE_BY_ARCH = {"layer_zoo": 0.999}
 # Compressed (fp16) programs vs the uncompressed Keras model. Measured on these seeds (small CNN / MobileNetV2):
 # w8 0.999994 / 0.999994, pal4 0.9959 / 0.9982, prune50 0.9625 / 0.9977, int4 per-block 0.9992, pal4 grouped
 # 0.9994, prune50+pal4 0.9648, prune50+w8 0.9626. Removing half the weights of a 10-class head moves its
@@ -123,6 +130,44 @@ def audio_1d() -> Any:
     return keras.Model(i, L.Dense(6)(x))
 
 
+def layer_zoo() -> Any:
+    """Keras layers beyond the architectures above: transposed/separable conv, upsampling, cropping, padding,
+    PReLU/LeakyReLU/ELU, softplus/hard-sigmoid/exact-free activations, permute/reshape, concatenation."""
+    import keras
+
+    L = keras.layers
+    i = keras.Input((16, 16, 3))
+    x = L.ZeroPadding2D(((1, 0), (2, 1)))(i)
+    x = L.Conv2D(6, 3, strides=2, padding="same")(x)
+    x = L.PReLU(shared_axes=[1, 2])(x)
+    t = L.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
+    t = L.LeakyReLU(negative_slope=0.2)(t)
+    u = L.UpSampling2D(2)(x)
+    u = L.Cropping2D(((0, 1), (1, 0)))(L.ZeroPadding2D(((0, 1), (1, 0)))(u))
+    x = L.Concatenate()([t, u])
+    x = L.SeparableConv2D(8, 3, padding="same", activation="elu")(x)
+    x = L.Activation("softplus")(x)
+    x = L.Activation("hard_sigmoid")(L.Conv2D(8, 1)(x))
+    x = L.Permute((3, 1, 2))(x)
+    x = L.Reshape((8, -1))(x)
+    x = L.LayerNormalization()(x)
+    x = L.GlobalMaxPooling1D()(x)
+    return keras.Model(i, L.Dense(5, activation="tanh")(x))
+
+
+def resize_head() -> Any:
+    """Bilinear and nearest resizing as segmentation heads use them (UpSampling2D, Resizing)."""
+    import keras
+
+    L = keras.layers
+    i = keras.Input((6, 7, 2))
+    a = L.Conv2D(3, 1)(L.UpSampling2D(2, interpolation="bilinear")(i))
+    b = L.Resizing(12, 14)(L.Conv2D(3, 1)(i))
+    c = L.Resizing(12, 14, interpolation="nearest")(L.Conv2D(3, 1)(i))
+    d = L.Resizing(9, 11)(i)
+    return keras.Model(i, L.Concatenate()([a + b + c, L.Resizing(12, 14)(L.Conv2D(3, 1)(d))]))
+
+
 def _app(name: str, **kw: Any) -> Callable[[], Any]:
     def build() -> Any:
         import keras
@@ -144,6 +189,8 @@ ARCHS: dict[str, tuple[Callable[[], Any], tuple[int, ...], str, tuple[float, flo
     "transformer": (transformer_block, (1, 16), "int32", (0, 99)),
     "rnn_text": (rnn_text, (1, 8), "int32", (0, 49)),
     "audio_1d": (audio_1d, (1, 256, 1), "float32", (-1.0, 1.0)),
+    "layer_zoo": (layer_zoo, (1, 16, 16, 3), "float32", (-1.0, 1.0)),
+    "resize_head": (resize_head, (1, 6, 7, 2), "float32", (-1.0, 1.0)),
 }
 
 _models: dict[str, Any] = {}
@@ -191,7 +238,7 @@ def run_both(arch: str, package: Path) -> tuple[np.ndarray, dict[str, np.ndarray
 
 # --- tests --------------------------------------------------------------------------------------------------
 
-FAST = {"small_cnn", "transformer"}
+FAST = {("small_cnn", False), ("small_cnn", True), ("transformer", False), ("transformer", True), ("layer_zoo", False)}
 SLOW_MARK = pytest.mark.slow
 
 
@@ -199,7 +246,7 @@ def _arch_params() -> list[Any]:
     params = []
     for arch in ARCHS:
         for fp16 in (False, True):
-            marks = () if arch in FAST else (SLOW_MARK,)
+            marks = () if (arch, fp16) in FAST else (SLOW_MARK,)
             params.append(pytest.param(arch, fp16, id=f"{arch}-{'fp16' if fp16 else 'fp32'}", marks=marks))
     return params
 
@@ -215,7 +262,7 @@ def test_architecture_matches_keras(arch: str, fp16: bool, tmp_path: Path) -> No
     cos = cosine(got, reference)
     print(f"\n{arch} {'fp16' if fp16 else 'fp32'} cosine={cos:.7f} "
           f"max_abs={np.abs(got.astype(np.float64) - reference).max():.3g} ops={program.op_histogram()}")
-    assert cos >= (FP16_MIN_COSINE if fp16 else FP32_MIN_COSINE)
+    assert cos >= (FP16_MIN_COSINE_BY_ARCH.get(arch, FP16_MIN_COSINE) if fp16 else FP32_MIN_COSINE)
     if not fp16:
         scale = np.abs(reference).max()
         assert np.abs(got - reference).max() <= 1e-3 * scale + 1e-5

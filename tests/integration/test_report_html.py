@@ -4,6 +4,7 @@ in headless Chromium (skipped only when Chromium is not installed)."""
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,26 @@ def test_everything_is_escaped_and_missing_keys_are_tolerated() -> None:
                   "SQNR (dB"):
         assert title in html
     assert render_html({}).count("<tr>") == 1  # an empty report still renders the table header
+
+
+def test_real_layer_localization_is_drawn(converted: Path) -> None:
+    from edgeexport.sources import load, open_source
+    from edgeexport.verify.localize import localize_tflite
+
+    root = Path(__file__).resolve().parents[2] / "sample_models"
+    report = json.loads((converted / "report.json").read_text())
+    artifact = report["artifacts"][0]
+    found = localize_tflite(converted / artifact["path"], load(open_source(root / "digits_cnn.keras")),
+                            data=root / "digits.npz", samples=16)
+    artifact["verification"]["localization"] = found.to_dict()
+    html = render_html(report)
+    names = [layer.layer for layer in found.layers]
+    assert len(names) >= 4 and "conv1" in names
+    assert "Per-layer error (max_abs, reference layer order)" in html
+    # One point per layer, in order, each with its value in the tooltip.
+    points = re.findall(r"<circle [^>]*><title>([^:<]+): ", html)
+    assert points == names
+    assert f"first layer over tolerance: {found.first_over or 'none'}" in html
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")

@@ -102,6 +102,21 @@ def test_activation_programs_match_tf() -> None:
         np.testing.assert_allclose(g, np.asarray(w), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_upsample_bilinear_matches_tf_resize(align_corners: bool) -> None:
+    x = RNG.normal(size=(1, 5, 4, 2)).astype(np.float32)
+    want = tf.compat.v1.image.resize_bilinear(x, (10, 12), align_corners=align_corners,
+                                              half_pixel_centers=not align_corners).numpy()
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 5, 4))])
+    def prog(t):
+        return mb.upsample_bilinear(x=t, scale_factor_height=2.0, scale_factor_width=3.0, align_corners=align_corners)
+
+    program = MilProgram(prog)
+    (got,) = program.run({program.inputs[0].name: nchw(x)}).values()
+    np.testing.assert_allclose(nhwc(got), want, rtol=1e-5, atol=1e-5)
+
+
 def test_layer_norm_and_matmul_programs_match_tf() -> None:
     x = RNG.normal(size=(2, 5, 8)).astype(np.float32)
     gamma, beta = RNG.normal(size=8).astype(np.float32), RNG.normal(size=8).astype(np.float32)
@@ -154,15 +169,15 @@ def test_op_without_kernel_raises_before_running() -> None:
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 2, 2))])
     def prog(t):
         y = mb.relu(x=t)
-        return mb.upsample_bilinear(x=y, scale_factor_height=2.0, scale_factor_width=2.0)
+        return mb.resize_bilinear(x=y, target_size_height=3, target_size_width=5)
 
     program = MilProgram(prog, source="toy.mlpackage")
-    assert program.unsupported_ops() == {"upsample_bilinear": 1}
+    assert program.unsupported_ops() == {"resize_bilinear": 1}
     assert program.op_histogram()["relu"] == 1
     with pytest.raises(UnsupportedOpError) as info:
         program.run({program.inputs[0].name: np.ones((1, 1, 2, 2), np.float32)}, keep_intermediates=True)
     assert info.value.exit_code == EXIT_UNSUPPORTED
-    assert "upsample_bilinear" in info.value.one_line() and "toy.mlpackage" in info.value.one_line()
+    assert "resize_bilinear" in info.value.one_line() and "toy.mlpackage" in info.value.one_line()
     assert program.intermediates == {}
 
 

@@ -90,7 +90,7 @@ def command(
     """
     from rich.console import Console
 
-    from edgeexport.api import DEFAULT_TARGETS, convert
+    from edgeexport.api import convert
     from edgeexport.report.jsonfile import dumps
     from edgeexport.report.terminal import render_report
     from edgeexport.types import LoadOptions
@@ -105,7 +105,7 @@ def command(
         report = convert(
             model,
             out,
-            targets=targets or DEFAULT_TARGETS,
+            targets=targets or None,
             preset=chosen_preset,
             device=device,
             calibration=calibration,

@@ -111,6 +111,8 @@ def command(
     localization = None
     if model is not None and (localize or result.status == "fail") and art.target == "tflite":
         localization = _localize(art.path, model, data, result, explicit=localize)
+    elif localize:
+        click.echo("  (layer localization works on .tflite artifacts with a Keras reference; skipped)")
     if json_path is not None:
         from edgeexport.report.jsonfile import write_json
 

@@ -87,8 +87,10 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides: Sequence[int], dilations: Seq
         # Depthwise (channel multiplier og): repeat each input channel og times, then one multiply-add per tap.
         src = np.repeat(xp, og, axis=1) if og > 1 else xp
         acc = np.zeros((n, c_out, *out_sizes), dtype=np.result_type(xp, w))
+        product = np.empty_like(acc)  # reused by every tap: no allocation inside the loop
         for tap, view in _taps(src, ksz, strides, dilations, out_sizes):
-            acc += view * w[(slice(None), 0) + tap].reshape((1, c_out) + (1,) * nd)
+            np.multiply(view, w[(slice(None), 0) + tap].reshape((1, c_out) + (1,) * nd), out=product)
+            acc += product
         return acc
     if all(k == 1 for k in ksz):
         index = (slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_sizes, strides))
@@ -245,3 +247,43 @@ def upsample_nearest_neighbor(a: Args) -> np.ndarray:
     if sh != int(sh) or sw != int(sw):
         raise NotImplementedError("only integer scale factors are implemented")
     return np.repeat(np.repeat(x, int(sh), axis=-2), int(sw), axis=-1)
+
+
+def _linear_grid(size_in: int, size_out: int, align_corners: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (lower, upper) and weights of the upper one for 1-D linear resampling (MIL's grid)."""
+    i = np.arange(size_out, dtype=np.float64)
+    if align_corners:
+        grid = i * ((size_in - 1) / (size_out - 1)) if size_out > 1 else np.zeros(size_out)
+    else:
+        spacing = size_in / size_out
+        grid = i * spacing + 0.5 * spacing - 0.5
+    grid = np.clip(grid, 0, size_in - 1)
+    lower = np.floor(grid).astype(np.int64)
+    upper = np.minimum(lower + 1, size_in - 1)
+    return lower, upper, (grid - lower).astype(np.float32)
+
+
+def _bilinear(x: np.ndarray, out_h: int, out_w: int, align_corners: bool) -> np.ndarray:
+    h0, h1, fh = _linear_grid(x.shape[-2], out_h, align_corners)
+    w0, w1, fw = _linear_grid(x.shape[-1], out_w, align_corners)
+    rows = x[..., h0, :] * (1 - fh)[:, None] + x[..., h1, :] * fh[:, None]
+    return rows[..., w0] * (1 - fw) + rows[..., w1] * fw
+
+
+@kernel("upsample_bilinear")
+def upsample_bilinear(a: Args) -> np.ndarray:
+    """Output size floor(in * scale); samples on MIL's grid (align_corners default True, as MIL's)."""
+    x = as_float(a["x"])
+    sh, sw = scalar_float(a.get("scale_factor_height", 1)), scalar_float(a.get("scale_factor_width", 1))
+    out_h, out_w = int(math.floor(x.shape[-2] * sh)), int(math.floor(x.shape[-1] * sw))
+    return _bilinear(x, out_h, out_w, scalar_bool(a.get("align_corners", True)))
+
+
+@kernel("resize_nearest_neighbor")
+def resize_nearest_neighbor(a: Args) -> np.ndarray:
+    """Half-pixel nearest sampling (TF2 ``tf.image.resize(method="nearest")``): src = floor((i + 0.5) * in/out)."""
+    x = np.asarray(a["x"])
+    out_h, out_w = scalar_int(a["target_size_height"]), scalar_int(a["target_size_width"])
+    rows = np.minimum(np.floor((np.arange(out_h) + 0.5) * x.shape[-2] / out_h).astype(np.int64), x.shape[-2] - 1)
+    cols = np.minimum(np.floor((np.arange(out_w) + 0.5) * x.shape[-1] / out_w).astype(np.int64), x.shape[-1] - 1)
+    return x[..., rows, :][..., cols]

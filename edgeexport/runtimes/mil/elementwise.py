@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from edgeexport.runtimes.mil.registry import Args, as_float, kernel, scalar_float
+from edgeexport.runtimes.mil.registry import Args, Kernel, as_float, kernel, scalar_float
 
 
-def _binary(fn: "np.ufunc") -> object:
+def _binary(fn: np.ufunc) -> Kernel:
     def run(a: Args) -> np.ndarray:
         return np.asarray(fn(a["x"], a["y"]))
 
@@ -36,7 +36,7 @@ for _name, _fn in {
     "logical_or": np.logical_or,
     "logical_xor": np.logical_xor,
 }.items():
-    kernel(_name)(_binary(_fn))  # type: ignore[arg-type]
+    kernel(_name)(_binary(_fn))
 
 
 @kernel("real_div")
@@ -61,7 +61,7 @@ def pow_(a: Args) -> np.ndarray:
     return np.asarray(np.power(as_float(a["x"]), a["y"]))
 
 
-def _unary(fn: "np.ufunc", floats: bool = True) -> object:
+def _unary(fn: np.ufunc, floats: bool = True) -> Kernel:
     def run(a: Args) -> np.ndarray:
         x = as_float(a["x"]) if floats else np.asarray(a["x"])
         return np.asarray(fn(x))
@@ -93,7 +93,7 @@ for _name, _fn, _floats in (
     ("tan", np.tan, True),
     ("tanh", np.tanh, True),
 ):
-    kernel(_name)(_unary(_fn, _floats))  # type: ignore[arg-type]
+    kernel(_name)(_unary(_fn, _floats))
 
 
 @kernel("identity")

@@ -30,10 +30,11 @@ def round_to_fp16(x: np.ndarray) -> np.ndarray:
     magnitude = np.abs(x)
     small = magnitude < _FP16_SUBNORMAL_LIMIT
     if small.any():
-        # fp16 subnormals are multiples of 2**-24; rint rounds half to even as IEEE does. Only the small
-        # elements are scaled, so nothing overflows.
-        rounded = rounded.copy()
-        rounded[small] = np.rint(x[small] * np.float32(2.0**24)) * np.float32(2.0**-24)
+        # fp16 subnormals are multiples of 2**-24; rint rounds half to even as IEEE does. Large elements
+        # overflow in the scaled copy, but np.where discards them.
+        with np.errstate(over="ignore", invalid="ignore"):
+            subnormal = np.rint(x * np.float32(2.0**24)) * np.float32(2.0**-24)
+        rounded = np.where(small, subnormal, rounded)
     large = ~(magnitude < _FP16_OVERFLOW)  # also true for inf and NaN
     if large.any():
         rounded = np.where(large, np.where(np.isnan(x), x, np.copysign(np.float32(np.inf), x)), rounded)

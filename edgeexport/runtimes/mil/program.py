@@ -37,7 +37,7 @@ class _Step:
     op_type: str
     name: str
     inputs: tuple[tuple[str, str | tuple[str, ...]], ...]
-    outputs: tuple[tuple[str, np.dtype, tuple[int | None, ...] | None], ...]
+    outputs: tuple[tuple[str, np.dtype | None, tuple[int | None, ...] | None], ...]
     constexpr: bool
 
 
@@ -126,9 +126,7 @@ class MilProgram:
             else:
                 inputs.append((param, value.name))
         outputs = tuple((o.name, _np_dtype(o.sym_type), _static_shape(o)) for o in op.outputs)
-        self._steps.append(
-            _Step(op.op_type, op.name, tuple(inputs), outputs, op.op_type.startswith("constexpr_"))  # type: ignore[arg-type]
-        )
+        self._steps.append(_Step(op.op_type, op.name, tuple(inputs), outputs, op.op_type.startswith("constexpr_")))
 
     def _compute_last_use(self) -> dict[str, int]:
         last: dict[str, int] = {}

@@ -1,0 +1,105 @@
+"""How long ``verify`` takes for 256 samples, and its overhead over running the two models bare, in one run.
+
+    .venv/bin/python benchmarks/verify_speed.py [--samples 256] [--size 96]
+
+Models: the digits CNN (fp32 TFLite, and fp32 Core ML through the numpy MIL executor) with digits.npz, and a
+MobileNetV2 (keras.applications, weights=None, input SIZE x SIZE x 3, fp32 TFLite) with seeded inputs.
+"bare" is the reference model's ``run`` plus the artifact runner's ``run`` on the same feeds (interpreter
+already loaded); "verify" is the whole ``verify_artifact`` call (data loading, runner creation, both runs,
+metrics). Each figure is the fastest of 3 timed calls after one untimed warm-up call of the same size; timings on a shared machine are noisy,
+so compare the ratio, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPEATS = 3
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _best(call: Callable[[], object], repeats: int = REPEATS) -> float:
+    """The fastest of ``repeats`` timed calls, in seconds (the least disturbed by other processes)."""
+    times = []
+    for _ in range(repeats):
+        begun = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - begun)
+    return min(times)
+
+
+def _measure(label: str, model_path: Path, artifact_path: Path, data: Path | None, samples: int) -> str:
+    from edgeexport.sources import load, open_source
+    from edgeexport.verify.inputs import load_npz, seeded_inputs
+    from edgeexport.verify.stage import (
+        artifact_from_path,
+        open_artifact,
+        run_artifact,
+        run_reference,
+        verify_artifact,
+    )
+
+    model = load(open_source(model_path))
+    artifact = artifact_from_path(artifact_path)
+    # Warm-up at the same sample count: Keras traces once per batch shape, the first call also imports.
+    verify_artifact(artifact, model, data=data, samples=samples, preset=artifact.preset)
+    specs = model.summary.inputs
+    dataset = load_npz(data, specs, split="test").head(samples) if data else seeded_inputs(specs, samples)
+    runner = open_artifact(artifact.path, artifact.target)
+    feeds = dataset.arrays
+    reference_s = _best(lambda: run_reference(model, feeds))
+    artifact_s = _best(lambda: run_artifact(runner, feeds))
+    holder: list[Any] = []
+    verify_s = _best(lambda: holder.append(verify_artifact(artifact, model, data=data, samples=samples,
+                                                             preset=artifact.preset)))
+    result = holder[-1]
+    bare = reference_s + artifact_s
+    return (f"{label:34} {result.samples:7d} {reference_s:9.3f} {artifact_s:9.3f} {verify_s:9.3f} "
+            f"{verify_s / bare:8.2f}x  {result.headline()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--size", type=int, default=96, help="MobileNetV2 input size in pixels (96 or 224)")
+    args = parser.parse_args()
+    print(f"command: python benchmarks/verify_speed.py --samples {args.samples} --size {args.size}")
+    import keras
+
+    from edgeexport.api import convert
+
+    digits = ROOT / "sample_models" / "digits_cnn.keras"
+    data = ROOT / "sample_models" / "digits.npz"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for target in ("tflite", "coreml"):
+            convert(digits, out / "digits", targets=(target,), preset="fp32", verify=False, write_report=False)
+        mobilenet = keras.applications.MobileNetV2(input_shape=(args.size, args.size, 3), weights=None, classes=1000)
+        mobilenet.save(out / "mobilenetv2.keras")
+        convert(out / "mobilenetv2.keras", out / "mnv2", targets=("tflite",), preset="fp32", verify=False,
+                write_report=False)
+        print(f"{'model':34} {'samples':>7} {'ref s':>9} {'art s':>9} {'verify s':>9} {'overhead':>9}  result")
+        rows.append(_measure("digits_cnn fp32 tflite", digits, out / "digits" / "digits_cnn.fp32.tflite", data,
+                             args.samples))
+        print(rows[-1])
+        rows.append(_measure("digits_cnn fp32 coreml (MIL executor)", digits,
+                             out / "digits" / "digits_cnn.fp32.mlpackage", data, args.samples))
+        print(rows[-1])
+        rows.append(_measure(f"mobilenetv2 {args.size}x{args.size} fp32 tflite", out / "mobilenetv2.keras",
+                             out / "mnv2" / "mobilenetv2.fp32.tflite", None, args.samples))
+        print(rows[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
