@@ -1,7 +1,8 @@
 """App bundles: the artifact with its metadata embedded where the format allows, and a ``manifest.json``
 validated against ``edgeexport/schemas/manifest.schema.json``.
 
-    >>> from edgeexport.bundle import write_bundles, parse_preprocessing, ModelInfo
+    >>> from pathlib import Path
+    >>> from edgeexport.bundle import write_bundles, parse_preprocessing
     >>> write_bundles(Path("build/digits"), preprocessing=parse_preprocessing("scale=0.0625"))  # doctest: +SKIP
 """
 

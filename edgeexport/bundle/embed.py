@@ -41,15 +41,13 @@ def embed_coreml(package: Path, manifest: Mapping[str, Any]) -> Pairs:
     model = manifest["model"]
     meta = spec.description.metadata
     embedded = []
-    for what, value, setter in (
-        ("author", model["author"], lambda v: setattr(meta, "author", v)),
-        ("license", model["license"], lambda v: setattr(meta, "license", v)),
-        ("description", model["description"] or _default_description(manifest), lambda v: setattr(meta, "shortDescription", v)),
-        ("version", model["version"], lambda v: setattr(meta, "versionString", v)),
-    ):
+    fields = {"author": model["author"], "license": model["license"],
+              "shortDescription": model["description"] or _default_description(manifest),
+              "versionString": model["version"]}
+    for field_name, value in fields.items():
         if value:
-            setter(value)
-            embedded.append(f"coreml.metadata.{what}")
+            setattr(meta, field_name, value)
+            embedded.append(f"coreml.metadata.{field_name}")
     user = meta.userDefined
     user["com.edgeexport.preset"] = manifest["preset"]
     user["com.edgeexport.preprocessing"] = json.dumps(manifest["preprocessing"], sort_keys=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeexport import __version__
-from edgeexport.errors import DataError
+from edgeexport.errors import DataError, UnsupportedError
 
 MANIFEST_SCHEMA_VERSION = "1.0"
 CHANNEL_ORDERS = ("none", "gray", "rgb", "bgr")
@@ -172,7 +172,8 @@ def tensor_entry(spec: Mapping[str, Any], source_layout: str | None = None) -> d
     quant = spec.get("quantization")
     dtype = str(spec.get("dtype", "float32"))
     if dtype not in _DTYPES:
-        raise DataError(f"tensor {spec.get('name')!r} has dtype {dtype}, which the manifest schema does not list")
+        raise UnsupportedError(f"tensor {spec.get('name')!r} has dtype {dtype}, which manifest schema "
+                               f"{MANIFEST_SCHEMA_VERSION} does not list", hint=f"dtypes: {', '.join(sorted(_DTYPES))}")
     return {
         "name": str(spec["name"]),
         "shape": [None if d is None else int(d) for d in spec.get("shape", [])],

