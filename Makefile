@@ -8,13 +8,15 @@ PYTHON312   := $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/pyth
                  $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench samples clean help
+.PHONY: setup demo test test-all bench samples clean help demo-assets report-screenshot
 
 help:
 	@echo "make demo      convert the digits sample for both targets and a device, print the report"
 	@echo "make test      run the test suite (fast set; 'make test-all' adds the slow architecture sweep)"
 	@echo "make bench     run the benchmarks and print their figures"
 	@echo "make samples   regenerate sample_models/ (deterministic, about 15 s)"
+	@echo "make demo-assets       refresh android_demo/ and ios_demo/ bundled model + manifest + sample"
+	@echo "make report-screenshot regenerate docs/report.png (needs Chromium)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "error: Python 3.12 not found (onnx2tf 2.x needs >= 3.12); install python3.12"; exit 1; }
@@ -28,7 +30,8 @@ setup: $(VENV)/.installed
 demo: setup
 	$(EDGEEXPORT) convert sample_models/digits_cnn.keras --out build/digits --data sample_models/digits.npz
 	$(EDGEEXPORT) convert sample_models/digits_cnn.keras --device pixel-8 --preset auto \
-	    --calibration sample_models/digits.npz --data sample_models/digits.npz --out build/digits-pixel-8
+	    --calibration sample_models/digits.npz --data sample_models/digits.npz --out build/digits-pixel-8 \
+	    --bundle --preprocess scale=0.0625 --labels sample_models/digits_labels.txt
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
@@ -45,3 +48,10 @@ samples: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+demo-assets: setup
+	$(PY) -m edgeexport.bundle.demo_assets
+
+report-screenshot: setup
+	@test -x /usr/bin/chromium || command -v chromium >/dev/null 2>&1 || { echo "error: Chromium not found; install it: apt-get install -y chromium"; exit 1; }
+	$(PY) docs/make_screenshot.py

@@ -48,7 +48,7 @@ class ModelEntry:
     path: Path
     devices: tuple[str, ...]
     presets: tuple[str, ...]
-    targets: tuple[str, ...]
+    targets: tuple[str, ...]  # empty: whatever each device runs
     calibration: Path | None
     data: Path | None
     budgets: Mapping[str, Any]
@@ -124,7 +124,7 @@ def load_config(path: Path) -> CheckConfig:
             path=base / str(raw["path"]),
             devices=tuple(_strings(raw.get("devices", ["host"]), f"{where}.devices")),
             presets=tuple(_strings(raw.get("presets", ["auto"]), f"{where}.presets")),
-            targets=tuple(_strings(raw.get("targets", ["tflite", "coreml"]), f"{where}.targets")),
+            targets=tuple(_strings(raw["targets"], f"{where}.targets")) if "targets" in raw else (),
             calibration=base / str(raw["calibration"]) if "calibration" in raw else None,
             data=base / str(raw["data"]) if "data" in raw else None,
             budgets={**defaults, **_budgets(raw.get("budgets", {}), f"{where}.budgets")},
@@ -179,7 +179,7 @@ def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None
                 begun = time.perf_counter()
                 try:
                     report = convert(
-                        model.path, out, targets=model.targets, preset=preset, device=device,
+                        model.path, out, targets=_targets_for(model.targets, device), preset=preset, device=device,
                         calibration=model.calibration, verify_data=model.data, verify_samples=config.samples,
                         check_budgets=True,
                         budgets=Budgets(max_latency_ms=latency,
@@ -200,6 +200,16 @@ def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None
                     rows.append(_row(model.path.name, device, preset, entry))
     codes.append(exit_code_of(tuple(cases)))
     return CheckResult(tuple(cases), max(codes), tuple(reports), time.perf_counter() - started, tuple(rows))
+
+
+def _targets_for(targets: tuple[str, ...], device: str) -> tuple[str, ...] | None:
+    """The config's targets that ``device`` runs (None: let the device and preset decide)."""
+    if not targets:
+        return None
+    from edgeexport.catalog import load_device
+
+    runnable = load_device(device).targets
+    return tuple(t for t in targets if t in runnable) or targets
 
 
 def _kib(value: Any) -> int | None:

@@ -9,6 +9,7 @@ Writes (all small, well under 5 MB together):
     digits_cnn.keras            a small CNN, input ``image`` float32[N,8,8,1] in [0, 1], softmax over 10 digits
     digits_cnn.accuracy.json    its held-out test accuracy
     digits.npz                  calibration__image (300), test__image / test__labels (360 held-out samples)
+    digits_labels.txt           the class labels, one per line, for bundle manifests
     digits_mlp.h5               a legacy-format Keras MLP over the 64 flattened pixels
     digits_mlp_savedmodel/      the same MLP as a TensorFlow SavedModel (serving_default signature)
 """
@@ -104,6 +105,8 @@ def main() -> int:
         test__image=x_test,
         test__labels=y_test,
     )
+
+    (HERE / "digits_labels.txt").write_text("".join(f"{digit}\n" for digit in range(10)))
 
     keras.utils.set_random_seed(SEED)
     mlp = build_mlp()

@@ -29,7 +29,7 @@ def fp32_report(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> obje
 def test_fp32_both_targets_are_written_with_a_versioned_report(fp32_report: object) -> None:
     out = fp32_report.out_dir
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["digits_cnn.fp32.mlpackage", "digits_cnn.fp32.tflite", "report.json"]
+    assert names == ["digits_cnn.fp32.mlpackage", "digits_cnn.fp32.tflite", "report.html", "report.json"]
     data = json.loads((out / "report.json").read_text())
     assert data["schema_version"] == "1.0"
     assert data["status"] == "ok" and data["exit_code"] == 0
