@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeexport import __version__
-from edgeexport.errors import EXIT_BUDGET_EXCEEDED, EXIT_OK, EXIT_VERIFICATION_FAILED
+from edgeexport.errors import EXIT_BUDGET_EXCEEDED, EXIT_OK, EXIT_UNSUPPORTED, EXIT_VERIFICATION_FAILED
 from edgeexport.sources.base import PruneReport
 from edgeexport.types import Artifact, ModelSummary, SourceModel
 
 SCHEMA_VERSION = "1.0"
+STATUS_EXIT_CODES = {
+    "ok": EXIT_OK,
+    "not_verifiable": EXIT_UNSUPPORTED,
+    "verification_failed": EXIT_VERIFICATION_FAILED,
+    "budget_exceeded": EXIT_BUDGET_EXCEEDED,
+}
 
 
 class StageResult(Protocol):
@@ -46,7 +52,10 @@ class ArtifactReport:
 
     @property
     def status(self) -> str:
+        """``"ok"``, ``"verification_failed"``, ``"budget_exceeded"`` or ``"not_verifiable"`` (ran nowhere here)."""
         if self.verification is not None and not self.verification.passed:
+            if getattr(self.verification, "status", "") == "not_verifiable":
+                return "not_verifiable"
             return "verification_failed"
         if self.budget_failures:
             return "budget_exceeded"
@@ -71,19 +80,13 @@ class Report:
 
     @property
     def status(self) -> str:
-        statuses = {a.status for a in self.artifacts}
-        for status in ("verification_failed", "budget_exceeded"):
-            if status in statuses:
-                return status
-        return "ok"
+        """The worst artifact status (the one with the highest exit code)."""
+        statuses = [a.status for a in self.artifacts] or ["ok"]
+        return max(statuses, key=lambda status: STATUS_EXIT_CODES[status])
 
     @property
     def exit_code(self) -> int:
-        if self.warn_only:
-            return EXIT_OK
-        return {"verification_failed": EXIT_VERIFICATION_FAILED, "budget_exceeded": EXIT_BUDGET_EXCEEDED}.get(
-            self.status, EXIT_OK
-        )
+        return EXIT_OK if self.warn_only else STATUS_EXIT_CODES[self.status]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (schema ``SCHEMA_VERSION``); paths are relative to ``out_dir`` where possible."""

@@ -11,7 +11,7 @@ from edgeexport.report.fmt import human_bytes
 from edgeexport.report.model import Report
 from edgeexport.types import ModelSummary
 
-_STATUS_STYLE = {"ok": "green", "verification_failed": "red", "budget_exceeded": "yellow"}
+_STATUS_STYLE = {"ok": "green", "verification_failed": "red", "budget_exceeded": "yellow", "not_verifiable": "yellow"}
 
 
 def render_summary(summary: ModelSummary, console: Console, *, title: str) -> None:
@@ -63,6 +63,10 @@ def render_report(report: Report, console: Console) -> None:
             )
         for failure in entry.budget_failures:
             console.print(f"[yellow]{entry.artifact.path.name}: over budget: {failure}[/yellow]")
+    for entry in report.artifacts:
+        failure = entry.verification.failure_line() if entry.verification is not None else ""
+        if failure and not entry.verification.passed:
+            console.print(f"[red]{entry.artifact.path.name}: {failure}[/red]")
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
     for warning in report.warnings:
@@ -79,7 +83,9 @@ def _check_cell(verification: Any, smoke: str) -> str:
         return "ran once" if smoke else "-"
     headline = getattr(verification, "headline", None)
     text = headline() if callable(headline) else ("pass" if verification.passed else "FAIL")
-    return f"[green]{text}[/green]" if verification.passed else f"[red]{text}[/red]"
+    if verification.passed:
+        return f"[green]{text}[/green]"
+    return f"[yellow]{text}[/yellow]" if getattr(verification, "status", "") == "not_verifiable" else f"[red]{text}[/red]"
 
 
 def _latency_cell(estimates: tuple[Any, ...]) -> str:

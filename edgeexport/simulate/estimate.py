@@ -172,8 +172,8 @@ def _estimate(
 
 
 def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
-    """Cache sizes ``calibrate`` found (largest cache for activations, largest private cache for weight
-    residency; saved with the residuals), else DEFAULT_CACHE_BYTES for both; a microcontroller has no cache
+    """Cache sizes ``calibrate`` found (largest cache for activations, the share of it a model's weights can
+    keep; saved with the residuals), else DEFAULT_CACHE_BYTES for both; a microcontroller has no cache
     in front of its SRAM/flash (every byte counts)."""
     if _is_mcu(device):
         return MemoryModel(cache_bytes=0, weights_resident=False)

@@ -27,6 +27,8 @@ from edgeexport.simulate.graph import OpGraph
 SYNC_US: dict[str, float] = {"gpu": 50.0, "npu": 80.0, "dsp": 80.0, "tpu": 80.0, "ane": 50.0, "cpu": 0.0, "mcu": 0.0}
 
 ACCELERATORS = ("gpu", "npu", "dsp", "tpu", "ane")
+# names LiteRT's GPU delegate goes by in the profiles' ``litert_delegates`` (Android OpenCL/GL, iOS Metal)
+GPU_DELEGATES = frozenset({"gpu", "metal", "opencl", "opengl", "webgpu"})
 COREML_COMPUTE_UNITS = ("all", "cpu_and_gpu", "cpu_only", "cpu_and_ne")
 
 
@@ -77,7 +79,7 @@ def available_paths(graph: OpGraph, device: DeviceProfile, compute_units: str = 
     paths = ["cpu"]
     delegates = {d.lower() for d in device.litert_delegates}
     units = [u for u in device.units if usable(u, "tflite")]
-    if any(u.kind == "gpu" for u in units) and (not delegates or "gpu" in delegates):
+    if any(u.kind == "gpu" for u in units) and (not delegates or delegates & GPU_DELEGATES):
         paths.append("gpu")
     if any(u.kind in ("npu", "dsp", "tpu") for u in units) or (
         any(u.kind == "ane" for u in units) and (not delegates or "coreml" in delegates)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Tolerance
+from edgeexport.errors import DataError
 from edgeexport.types import Permutation, TensorSpec
 from edgeexport.verify.metrics import OutputMetrics, compute
 
@@ -171,7 +172,21 @@ def artifact_feeds(
         [(s.name, tuple(s.shape[1:])) for s in artifact_inputs],
         kind="input",
     )
+    declared = {s.name: tuple(s.shape[1:]) for s in artifact_inputs}
+    for ref, art, _ in pairs:
+        # LiteRT would silently resize an input to whatever it is fed: a model converted from something else
+        # must be refused here, not flattened into a meaningless comparison.
+        if not _same(tuple(permuted[ref].shape[1:]), declared[art]):
+            raise DataError(
+                f"artifact input '{art}' takes {_dims(declared[art])} per sample but the reference's input '{ref}' "
+                f"is {_dims(permuted[ref].shape[1:])}",
+                hint="is the artifact converted from this model? Layouts change only where the artifact records it",
+            )
     return {art: permuted[ref] for ref, art, _ in pairs}, guesses
+
+
+def _dims(shape: tuple[Any, ...]) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape) or "a scalar"
 
 
 def match(

@@ -68,7 +68,7 @@ class Localization:
         for e in self.layers:
             sq = "inf" if math.isinf(e.sqnr_db) else f"{e.sqnr_db:6.1f}"
             flag = "  <-- first over tolerance" if e.layer == self.first_over else ("  over" if e.over else "")
-            out.append(f"  {e.layer:<24} {e.layer_type:<20} cos {e.cosine:.5f}  sqnr {sq} dB{flag}")
+            out.append(f"  {e.layer:<24} {e.layer_type:<24} cos {e.cosine:.5f}  sqnr {sq} dB{flag}")
         out.append(f"first layer over tolerance: {self.first_over or 'none'}"
                    + (f"; largest SQNR drop at {self.largest_drop}" if self.largest_drop else ""))
         if self.suggestion:
@@ -173,6 +173,11 @@ def _dequantized(detail: dict[str, Any], value: np.ndarray) -> np.ndarray:
     return value.astype(np.float32)
 
 
+def _reduced_precision(details: Any) -> bool:
+    """Whether the artifact stores anything below float32 (int8/int16 tensors or float16 weights)."""
+    return any(np.dtype(d["dtype"]) in (np.int8, np.uint8, np.int16, np.float16) for d in details)
+
+
 def localize_tflite(
     artifact: Path,
     model: LoadedModel,
@@ -235,11 +240,13 @@ def localize_tflite(
         step = min(before.sqnr_db, 120.0) - min(e.sqnr_db, 120.0)
         if step > drop:
             drop, largest = step, e.layer
-    culprit = first or None
     suggestion = ""
-    if culprit is not None:
+    if first is not None and _reduced_precision(tensors.values()):
         name = preset or preset_from_name(artifact) or "NAME"
-        suggestion = (f'keep "{culprit}" in float with a preset override: [[presets.{name}.overrides]] '
-                      f'name = "{culprit}" keep = "fp32"')
+        suggestion = (f'keep "{first}" in float with a preset override: [[presets.{name}.overrides]] '
+                      f'name = "{first}" keep = "fp32"')
+    elif first is not None:
+        suggestion = (f'the float artifact already differs at "{first}": not a precision loss, but a conversion '
+                      "problem or an artifact converted from another model")
     unmapped = tuple(n for n, _, _ in layers if n not in mapping)
     return Localization(tuple(curve), first, largest, suggestion, unmapped, dataset.count, cos_limit, sqnr_limit)

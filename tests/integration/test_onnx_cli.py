@@ -178,3 +178,13 @@ def test_dynamic_spatial_dims_need_input_shape(run_cli: Cli, tmp_path: Path) -> 
     assert summary["inputs"][0]["shape"] == [1, 3, 16, 16]
     assert summary["macs"] == 2 * 3 * 16 * 16
     _expect(run_cli("inspect", path, "--input-shape", "image=1,3,16,16"), 3, "names no input", "inputs: x")
+
+
+def test_keep_layout_flag_keeps_nchw(run_cli: Cli, tmp_path: Path) -> None:
+    result = run_cli("convert", SAMPLES / "digits_cnn.onnx", "--target", "tflite", "--preset", "fp32", "--keep-layout",
+                     "--samples", "8", "--out", tmp_path, "--json")
+    assert result.code == 0, result.err
+    artifact = json.loads((tmp_path / "report.json").read_text())["artifacts"][0]
+    assert artifact["permutations"] == []
+    assert artifact["inputs"][0]["shape"] == [1, 1, 8, 8]
+    assert artifact["verification"]["passed"] is True

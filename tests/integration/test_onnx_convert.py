@@ -138,12 +138,9 @@ def exported_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Ex
     _CACHE.clear()
 
 
-FAST = ["cnn_residual", "transformer", "two_io", "dynamic_batch"]
-SLOW = ["mlp", "depthwise"]
+MODELS = ["cnn_residual", "mlp", "transformer", "depthwise", "two_io", "dynamic_batch"]
 CASES = [("tflite", "fp32"), ("tflite", "int8"), ("coreml", "fp32"), ("coreml", "fp16")]
-PARAMS = [pytest.param(m, t, p, id=f"{m}-{t}-{p}") for m in FAST for t, p in CASES] + [
-    pytest.param(m, t, p, id=f"{m}-{t}-{p}", marks=pytest.mark.slow) for m in SLOW for t, p in CASES
-]
+PARAMS = [pytest.param(m, t, p, id=f"{m}-{t}-{p}") for m in MODELS for t, p in CASES]
 
 
 @pytest.mark.parametrize(("name", "target", "preset"), PARAMS)

@@ -175,3 +175,15 @@ def test_simulate_tflite_does_not_import_tensorflow(artifacts: dict[str, Path]) 
     heavy, seconds, ok = out.stdout.split()
     assert heavy == "0" and ok == "True"
     assert float(seconds) < 2.0
+
+
+def test_delegate_paths_and_fallback(artifacts: dict[str, Path]) -> None:
+    # iOS names LiteRT's GPU delegate "metal"; the path exists and runs the float model on the GPU in fp16
+    gpu = simulate(artifacts["fp32"], load_device("iphone-xs"), delegate="gpu")
+    assert gpu.path == "gpu" and {op.dtype for op in gpu.top_ops if op.unit == "gpu"} <= {"fp16"}
+    # an int8-only DSP cannot take a float model: every op falls back to the CPU
+    dsp = simulate(artifacts["fp32"], load_device("pixel-4"), delegate="npu")
+    assert {p.kind for p in dsp.partitions} == {"cpu"}
+    on_dsp = simulate(artifacts["int8"], load_device("pixel-4"), delegate="npu")
+    assert "dsp" in {p.kind for p in on_dsp.partitions}
+    assert all(p.boundary_ms > 0 for p in on_dsp.partitions if p.kind == "dsp")

@@ -119,6 +119,8 @@ def test_wrong_artifact_fails_with_exit_5_naming_the_output(wrong: Path, run_cli
     assert result.code == 5, result.out + result.err
     fail_line = next(line for line in result.out.splitlines() if line.startswith("FAIL"))
     assert "probs: " in fail_line
+    # Auto-localization on failure: a float artifact that differs is a wrong model, not a precision loss.
+    assert "first layer over tolerance: conv1" in result.out and "not a precision loss" in result.out
     tests, failures, _, _ = _junit(tmp_path / "v.xml")
     assert tests == 3 and failures >= 2
     assert run_cli("verify", wrong, "--reference", DIGITS, "--data", DATA, "--warn-only").code == 0

@@ -12,8 +12,8 @@ import pytest
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import DataError
-from edgeexport.types import Permutation
-from edgeexport.verify.compare import compare_outputs, judge, match, worst_failure
+from edgeexport.types import Permutation, TensorSpec
+from edgeexport.verify.compare import artifact_feeds, compare_outputs, judge, match, worst_failure
 from edgeexport.verify.golden import Golden, load_golden, save_golden
 from edgeexport.verify.junit import TestCase, junit_xml, verification_cases, write_junit
 from edgeexport.verify.metrics import compute, cosine_per_sample, sqnr_db
@@ -154,3 +154,14 @@ def test_verify_modules_do_not_import_frameworks() -> None:
             "'ai_edge_litert.interpreter') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr[-1500:]
+
+
+def test_artifact_feeds_rename_transpose_and_refuse_other_models() -> None:
+    image = np.zeros((2, 3, 8, 8), np.float32)  # NCHW reference
+    spec = TensorSpec("serving_image", (1, 8, 8, 3), "float32")
+    feeds, guesses = artifact_feeds({"image": image}, (spec,), (Permutation("input", "image", (0, 2, 3, 1)),))
+    assert feeds["serving_image"].shape == (2, 8, 8, 3) and "by shape" in guesses[0]
+    with pytest.raises(DataError, match="takes 8x8x3 per sample but the reference's input 'image' is 3x8x8"):
+        artifact_feeds({"image": image}, (spec,))  # no recorded permutation: never guessed
+    with pytest.raises(DataError, match="takes 64 per sample"):
+        artifact_feeds({"image": np.zeros((2, 8, 8, 1), np.float32)}, (TensorSpec("pixels", (1, 64), "float32"),))
