@@ -32,6 +32,7 @@ demo: setup
 	$(EDGEEXPORT) convert sample_models/digits_cnn.keras --device pixel-8 --preset auto \
 	    --calibration sample_models/digits.npz --data sample_models/digits.npz --out build/digits-pixel-8 \
 	    --bundle --preprocess scale=0.0625 --labels sample_models/digits_labels.txt
+	$(EDGEEXPORT) convert sample_models/digits_cnn.onnx --out build/digits-onnx --data sample_models/digits_nchw.npz
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

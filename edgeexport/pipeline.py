@@ -31,7 +31,7 @@ from edgeexport.errors import (
 )
 from edgeexport.report.model import ArtifactReport, Report
 from edgeexport.sources import load as load_source
-from edgeexport.sources.base import LoadedModel, PruneReport
+from edgeexport.sources.base import LoadedModel, PruneReport, endpoint_arrays
 from edgeexport.targets import SUFFIX, TARGETS
 from edgeexport.types import Artifact, SourceModel, TensorSpec
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
@@ -239,7 +239,7 @@ def _convert_one(
     staged = workdir / name
     started = time.perf_counter()
     kwargs: dict[str, Any] = {
-        "calibration": calibration.arrays if calibration else None,
+        "calibration": endpoint_arrays(calibration.arrays, exported) if calibration else None,
         "sparse": prune_report is not None and item.preset.pruning is not None and item.preset.pruning.method != "channels",
     }
     if item.target == "coreml":

@@ -116,6 +116,9 @@ def main() -> int:
     shutil.rmtree(saved, ignore_errors=True)
     mlp.export(str(saved), verbose=False)
     mlp_accuracy = accuracy(mlp, x_test.reshape(len(x_test), 64), y_test)
+    import make_onnx_samples  # the ONNX twin of digits_cnn.keras, with its trained weights in NCHW
+
+    make_onnx_samples.main()
     print(f"digits_cnn test accuracy {cnn_accuracy:.4f}, digits_mlp {mlp_accuracy:.4f} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0

@@ -124,3 +124,13 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], 
         batch = array.shape[0]
         checked[spec.name] = array.astype(target, copy=False)
     return checked
+
+
+def endpoint_arrays(arrays: Mapping[str, np.ndarray], exported: ExportedGraph) -> dict[str, np.ndarray]:
+    """Source-model arrays (leading sample axis, source input order) renamed and permuted to the export's endpoint
+    inputs, e.g. ONNX NCHW calibration images for an NHWC endpoint. The sample axis is axis 0 of both."""
+    axes = {p.tensor: p.axes for p in exported.permutations if p.kind == "input"}
+    return {
+        endpoint: np.ascontiguousarray(np.transpose(array, axes[name])) if name in axes else array
+        for (name, array), endpoint in zip(arrays.items(), exported.input_names)
+    }

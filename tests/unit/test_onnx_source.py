@@ -168,3 +168,20 @@ def test_digits_onnx_is_the_trained_keras_model() -> None:
     recorded = json.loads((SAMPLES / "digits_cnn.accuracy.json").read_text())["test_accuracy"]
     assert abs(float(np.mean(probs.argmax(axis=1) == labels)) - recorded) < 0.003
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_layout_matching_and_converter_errors() -> None:
+    from edgeexport.errors import ConversionError
+    from edgeexport.sources.onnx_convert import _failure, _match, channels_last
+
+    assert channels_last(4) == (0, 2, 3, 1) and channels_last(3) == (0, 2, 1)
+    assert _match("x", (1, 3, 8, 6), (1, 8, 6, 3), prefer_permuted=False) == (0, 2, 3, 1)
+    assert _match("x", (1, 3, 8, 6), (1, 3, 8, 6), prefer_permuted=True) is None
+    # 1x8x8 fits both ways: onnx2tf's own layout flag decides
+    assert _match("x", (1, 8, 8), (1, 8, 8), prefer_permuted=True) == (0, 2, 1)
+    assert _match("x", (1, 8, 8), (1, 8, 8), prefer_permuted=False) is None
+    with pytest.raises(ConversionError, match="cannot map back"):
+        _match("x", (1, 3, 8, 6), (1, 144), prefer_permuted=True)
+    assert isinstance(_failure(ValueError("OP: Foo is not yet implemented"), ""), UnsupportedOpError)
+    exited = _failure(SystemExit(1), "INFO: x\nERROR: The input shape is broken\n")
+    assert isinstance(exited, ConversionError) and "The input shape is broken" in exited.message
