@@ -386,24 +386,38 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-def rnn_loop_vs_unroll(workdir: Path, repeats: int = 200) -> None:
-    """TFLite size and p50 latency of the RNN models as a WHILE loop (fixed batch) versus unrolled."""
+def long_lstm(steps: int) -> Architecture:
+    """A single LSTM(16) over ``steps`` frames of 8 features: how unrolling scales with sequence length."""
+
+    def build() -> Any:
+        import keras
+
+        inp = keras.Input((steps, 8), name="frames")
+        return keras.Model(inp, keras.layers.Dense(2)(keras.layers.LSTM(16)(inp)), name=f"lstm_{steps}_steps")
+
+    return Architecture(f"lstm_{steps}_steps", build, _floats, slow=True)
+
+
+def rnn_loop_vs_unroll(workdir: Path, steps: list[int], repeats: int = 200) -> None:
+    """TFLite size, conversion time and p50 latency of RNN models as a WHILE loop (fixed batch) vs unrolled."""
     import numpy as np
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
 
-    print("| model | form | TFLite KB | p50 ms (1 thread) | ops |")
-    print("|---|---|---:|---:|---|")
-    for name in ("lstm_text", "gru_text"):
-        arch = ARCHITECTURES[name]
+    print("| model | form | convert s | TFLite KB | p50 ms (1 thread) | ops |")
+    print("|---|---|---:|---:|---:|---|")
+    for arch in [ARCHITECTURES["lstm_text"], ARCHITECTURES["gru_text"], *(long_lstm(n) for n in steps)]:
+        name = arch.name
         model = arch.model()
         feeds = arch.inputs(model, np.random.default_rng(SEED), 1)
         unrolled, _ = prepare_for_export(model)
         for form, candidate in (("WHILE loop", model), ("unrolled", unrolled)):
+            start = time.perf_counter()
             saved = export_saved_model(candidate, workdir / f"{name}_{form[:5]}")
             flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert()
+            seconds = time.perf_counter() - start
             interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
             interpreter.allocate_tensors()
             interpreter.set_tensor(interpreter.get_input_details()[0]["index"], feeds[0])
@@ -413,8 +427,12 @@ def rnn_loop_vs_unroll(workdir: Path, repeats: int = 200) -> None:
                 start = time.perf_counter()
                 interpreter.invoke()
                 times.append(time.perf_counter() - start)
-            ops = ", ".join(tflite_ops(flatbuffer))
-            print(f"| {name} | {form} | {len(flatbuffer) / 1024:.0f} | {1000 * float(np.median(times)):.3f} | {ops} |")
+            ops = tflite_ops(flatbuffer)
+            shown = ", ".join(ops) if len(ops) < 20 else f"{len(ops)} op types"
+            print(
+                f"| {name} | {form} | {seconds:.2f} | {len(flatbuffer) / 1024:.0f} | "
+                f"{1000 * float(np.median(times)):.3f} | {shown} |"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"architectures to run (default all): {', '.join(ARCHITECTURES)}")
     parser.add_argument("--fast", action="store_true", help="only the architectures not marked slow")
     parser.add_argument("--rnn-loop-vs-unroll", action="store_true", help="compare TFLite RNN forms instead")
+    parser.add_argument(
+        "--steps", type=int, nargs="*", default=[64, 256], help="sequence lengths of extra LSTMs for --rnn-loop-vs-unroll"
+    )
     args = parser.parse_args(argv)
     import logging
     import warnings
@@ -430,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("coremltools").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="edgeexport-arch-") as tmp:
         if args.rnn_loop_vs_unroll:
-            rnn_loop_vs_unroll(Path(tmp))
+            rnn_loop_vs_unroll(Path(tmp), args.steps)
             return 0
         unknown = [n for n in args.names if n not in ARCHITECTURES]
         if unknown:

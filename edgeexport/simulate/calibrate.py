@@ -34,7 +34,7 @@ import numpy as np
 
 from edgeexport.catalog.model import ComputeUnit, DeviceProfile
 from edgeexport.errors import OutputPathError
-from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, MemoryModel, op_time
+from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, MemoryModel, cpu_speedup, op_time
 from edgeexport.simulate.estimate import residuals_path
 from edgeexport.simulate.microbench import SUITE, Case, build
 from edgeexport.simulate.tflite_reader import read_tflite
@@ -161,10 +161,12 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
         bw = statistics.median(m.bytes / net_s(m) for m in streams) / 1e9
     else:  # no DRAM case: the upper envelope of achieved bytes/s, so that no case is memory-bound
         bw = max(m.bytes / net_s(m) for m in cases) / 1e9
+    # throughput the theoretical peak offers to `threads` threads (cost.thread_fraction)
+    avail = per_core * cores * cpu_speedup(min(threads, cores)) / cpu_speedup(cores)
     logs: dict[tuple[str, str], list[float]] = {}
     for m in cases:
         if m.ops > 0:
-            logs.setdefault((m.family, m.dtype), []).append(math.log(m.ops / (per_core * 1e9 * net_s(m))))
+            logs.setdefault((m.family, m.dtype), []).append(math.log(m.ops / (avail * 1e9 * net_s(m))))
     eff = {key: math.exp(statistics.fmean(v)) for key, v in logs.items()}
     # the fp32 peak stays theoretical unless an efficiency would exceed 1; the int8 peak is set so that conv
     # keeps one efficiency for both dtypes (conv dominates CNN time)
@@ -172,12 +174,12 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
     int8_factor = eff.get(("conv", "int8"), 2.0 * eff.get(("conv", "fp32"), 0.5)) / eff.get(("conv", "fp32"), 0.5)
     peak_fp32 = per_core * cores * scale
     peak_int8 = peak_fp32 * int8_factor
-    int8_scale = max(1.0, max((v * per_core / (per_core * scale * int8_factor) for (f, d), v in eff.items() if d == "int8"), default=1.0))
+    int8_scale = max(1.0, max((v / (scale * int8_factor) for (f, d), v in eff.items() if d == "int8"), default=1.0))
     peak_int8 *= int8_scale
     table: dict[str, float] = {}
     for (family, dtype), value in eff.items():
-        peak = peak_fp32 if dtype == "fp32" else peak_int8
-        table[f"{family}@{dtype}"] = min(value * per_core * cores / peak, 1.0)
+        divisor = scale if dtype == "fp32" else scale * int8_factor * int8_scale
+        table[f"{family}@{dtype}"] = min(value / divisor, 1.0)
         if dtype == "fp32":
             table[family] = table[f"{family}@{dtype}"]
     for family, donor in BORROW.items():

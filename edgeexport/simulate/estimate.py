@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile
-from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, MemoryModel
+from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, TPU_PARAMETER_CACHE_BYTES, MemoryModel
 from edgeexport.simulate.graph import OpGraph, read_graph
 from edgeexport.simulate.memory import peak_activation_bytes
 from edgeexport.simulate.placement import Partition, Placement, available_paths, place
@@ -180,7 +180,8 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
     data = _residuals(device) or {}
     cache = int(data.get("cache_bytes", DEFAULT_CACHE_BYTES))
     weight_cache = int(data.get("weight_cache_bytes", cache))
-    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache)
+    on_chip = frozenset({"tpu"}) if graph.weight_bytes <= TPU_PARAMETER_CACHE_BYTES else frozenset()
+    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:

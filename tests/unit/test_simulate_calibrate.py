@@ -8,7 +8,7 @@ import pytest
 
 from edgeexport.catalog.devices import parse_device
 from edgeexport.simulate.calibrate import Measurement, fit, profile_toml
-from edgeexport.simulate.cost import op_time
+from edgeexport.simulate.cost import cpu_speedup, op_time
 from edgeexport.simulate.estimate import apply_calibration, residuals_path, uncertainty_band
 from edgeexport.simulate.graph import Op
 
@@ -37,12 +37,14 @@ def test_fit_recovers_known_efficiencies_and_overheads() -> None:
     assert unit.op_overhead_us == pytest.approx(0.5, abs=1e-3)
     assert invoke_us == pytest.approx(3.0, abs=1e-3)
     assert unit.peak_gops["fp32"] == pytest.approx(2 * PER_CORE, rel=1e-3)
-    assert unit.efficiency["conv"] == pytest.approx(0.6, rel=1e-3)
-    assert unit.efficiency["depthwise"] == pytest.approx(0.2, rel=1e-3)
+    # efficiencies are relative to the all-core peak scaled to 1 of 2 threads (cost.thread_fraction)
+    share = cpu_speedup(2) / 2
+    assert unit.efficiency["conv"] == pytest.approx(0.6 * share, rel=1e-3)
+    assert unit.efficiency["depthwise"] == pytest.approx(0.2 * share, rel=1e-3)
     # int8 peak is 3x fp32 so that conv keeps one efficiency; depthwise int8 gets its own key
     assert unit.peak_gops["int8"] == pytest.approx(3 * 2 * PER_CORE, rel=1e-3)
-    assert unit.efficiency["conv@int8"] == pytest.approx(0.6, rel=1e-3)
-    assert unit.efficiency["depthwise@int8"] == pytest.approx(0.1, rel=1e-3)
+    assert unit.efficiency["conv@int8"] == pytest.approx(0.6 * share, rel=1e-3)
+    assert unit.efficiency["depthwise@int8"] == pytest.approx(0.1 * share, rel=1e-3)
     # the fitted unit predicts a conv int8 case back within rounding
     op = Op(0, "c", "CONV_2D", "conv", (), (), "int8", ops=8_000_000, read_bytes=500, write_bytes=500)
     predicted_us = op_time(op, unit, threads=1).seconds * 1e6
@@ -56,7 +58,7 @@ def test_profile_toml_loads_through_the_catalog(tmp_path: Path) -> None:
     profile = parse_device(path)
     cpu = profile.unit("cpu")
     assert cpu is not None and profile.device_class == "host"
-    assert cpu.efficiency["conv"] == pytest.approx(0.6, rel=1e-3)
+    assert cpu.efficiency["conv"] == pytest.approx(0.6 * cpu_speedup(2) / 2, rel=1e-3)
     assert all("@" not in key for key in cpu.efficiency)
     assert profile.sources["units.cpu.op_overhead_us"].startswith("M:")
     # without residuals: the default band; with them: the saved percentiles and per-dtype efficiencies

@@ -83,9 +83,10 @@ def test_roofline_compute_and_memory_bound() -> None:
     compute_op = Op(0, "c", "CONV_2D", "conv", (), (), "fp32", macs=1_000_000, ops=2_000_000,
                     weight_bytes=1000, read_bytes=1000, write_bytes=1000)
     t = op_time(compute_op, unit, threads=1)
-    # one thread: 100 GOP/s / 4 cores = 25 GOP/s x 0.5 efficiency -> 2e6 / 12.5e9 = 160 us; + 2 us overhead
+    # one of 4 threads: 100 GOP/s x speedup(1) / speedup(4) = 100 x 0.34 = 34 GOP/s x 0.5 efficiency
+    # -> 2e6 / 17e9 = 117.6 us; + 2 us overhead
     assert t.bound == "compute"
-    assert t.seconds == pytest.approx(160e-6 + 2e-6, rel=1e-9)
+    assert t.seconds == pytest.approx(2e6 / (100e9 * 0.34 * 0.5) + 2e-6, rel=1e-9)
     memory_op = Op(1, "a", "ADD", "elementwise", (), (), "fp32", ops=1000, read_bytes=800_000, write_bytes=400_000)
     dram = MemoryModel(cache_bytes=1_000_000)  # 1.2 MB of activations do not fit: they go to DRAM
     t = op_time(memory_op, unit, threads=1, memory=dram)

@@ -33,6 +33,7 @@ FAMILIES: tuple[str, ...] = (
     "tensor_index",
     "reduction",
     "constexpr",
+    "quantization",
 )
 
 _KERNELS: dict[str, Kernel] = {}
