@@ -7,7 +7,7 @@ benchmarks/architectures.py so the benchmark and the tests convert the same mode
 
 Core ML cannot run on Linux: its numbers are checked only when edgeexport.runtimes.mil (a numpy MIL
 executor) is importable; otherwise the test checks that conversion succeeds and what the program holds.
-Unmarked tests are the fast subset (about 25 s here); `-m slow` adds keras.applications models.
+Unmarked tests are the fast subset (about 40 s here); `-m slow` adds keras.applications models.
 """
 
 from __future__ import annotations
@@ -278,3 +278,18 @@ def test_sequential_and_nested_rnns_are_unrolled() -> None:
     x = np.random.default_rng(1).standard_normal((2, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(prepared(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
     assert not any(layer.unroll for layer in model.layers if isinstance(layer, keras.layers.RNN))
+
+
+def test_long_sequences_keep_their_loop_for_tflite_only() -> None:
+    import keras
+
+    from edgeexport.targets.keras_compat import TFLITE_UNROLL_MAX_STEPS, Target, prepare_for_export
+
+    inp = keras.Input((TFLITE_UNROLL_MAX_STEPS + 1, 4), name="frames")
+    model = keras.Model(inp, keras.layers.GRU(3)(inp))
+    kept, kept_notes = prepare_for_export(model, target="tflite")
+    assert kept is model and kept_notes == []
+    unrolling: tuple[Target, ...] = ("coreml", "both")  # Core ML has no loop path: always unrolled
+    for target in unrolling:
+        prepared, notes = prepare_for_export(model, target=target)
+        assert prepared is not model and notes and prepared.layers[-1].unroll
