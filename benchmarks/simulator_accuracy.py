@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -251,6 +252,7 @@ def main() -> int:
     print(f"\ntotal {total:.0f} s; command: {COMMAND}")
     if not args.no_write and not args.quick:
         _write(rows, median, p90, published, failures, cal, total)
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

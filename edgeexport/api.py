@@ -105,3 +105,33 @@ def _bundle_inputs(labels: str | Path | None, preprocess: str | Path | None) -> 
     from edgeexport.bundle import ModelInfo, parse_preprocessing, read_labels
 
     return parse_preprocessing(preprocess), ModelInfo(labels=read_labels(Path(labels)) if labels else None)
+
+
+def verify(artifact: str | Path, reference: str | Path, *, data: str | Path | None = None, samples: int = 256,
+           options: LoadOptions | None = None) -> Any:
+    """Verify ``artifact`` against the ``reference`` model on ``data`` (an .npz; default seeded inputs).
+
+    Returns a ``Verification`` (``.passed``, ``.failure_line()``, ``.to_dict()``); the tolerance is the one of
+    the preset named in the artifact's file name (fp32's when there is none).
+    """
+    from edgeexport.sources import load
+    from edgeexport.verify.stage import artifact_from_path, verify_artifact
+
+    built = artifact_from_path(Path(artifact))
+    model = load(open_source(reference, options))
+    return verify_artifact(built, model, data=Path(data) if data else None, samples=samples, preset=built.preset)
+
+
+def simulate(artifact: str | Path, device: str | DeviceProfile = "host", **options: Any) -> Any:
+    """Estimated latency, memory and energy of ``artifact`` on ``device`` (a ``LatencyEstimate``)."""
+    from edgeexport.simulate import simulate as _simulate
+
+    profile = load_device(device) if isinstance(device, str) else device
+    return _simulate(Path(artifact), profile, **options)
+
+
+def bench(artifact: str | Path, *, threads: int | None = None, runs: int = 50) -> Any:
+    """Measured latency of a ``.tflite`` on this machine (a ``BenchResult``: p50/p90/min in ms, peak memory)."""
+    from edgeexport.simulate.bench import bench as _bench
+
+    return _bench(Path(artifact), threads=threads, runs=runs)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.errors import ConversionError, DataError, ModelFormatError
+from edgeexport.quiet import captured_output
 from edgeexport.types import QuantParams, TensorSpec
 
 _QUANTIZED = ("int8", "uint8", "int16")
@@ -54,13 +55,16 @@ class TfliteRunner:
                 raise ModelFormatError(f"cannot read {where}: {err.strerror or err}") from err
         if len(content) < 8 or content[4:8] != b"TFL3":
             raise ModelFormatError(f"{where} is not a LiteRT model (no TFL3 identifier; corrupt or truncated?)")
+        # LiteRT announces its XNNPACK delegate and reports load errors on stderr from C++; our message says it.
         try:
-            self._interp = Interpreter(model_content=content, num_threads=threads,
-                                       experimental_preserve_all_tensors=preserve_all_tensors)
+            with captured_output(replay=False):
+                self._interp = Interpreter(model_content=content, num_threads=threads,
+                                           experimental_preserve_all_tensors=preserve_all_tensors)
         except (ValueError, RuntimeError) as err:
             raise ModelFormatError(f"{where} cannot be loaded by LiteRT: {' '.join(str(err).split())[:300]}") from err
         try:
-            self._interp.allocate_tensors()
+            with captured_output(replay=False):
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise ConversionError(f"{where} fails to allocate in LiteRT: {' '.join(str(err).split())[:300]}") from err
         self.path = None if isinstance(path_or_bytes, bytes) else Path(path_or_bytes)

@@ -167,7 +167,7 @@ def _estimate(
         alternatives=tuple((pl.path, pl.total_ms) for pl in placements),
         budget=budget,
         band_source=band_source,
-        warnings=graph.warnings + _precision_warnings(device, chosen),
+        warnings=graph.warnings + _precision_warnings(device, chosen) + _target_warnings(graph, device),
     )
 
 
@@ -191,6 +191,13 @@ def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[st
     if not missing:
         return ()
     return (f"no peak throughput in the profile for {', '.join(missing)}: estimated with slow reference kernels",)
+
+
+def _target_warnings(graph: OpGraph, device: DeviceProfile) -> tuple[str, ...]:
+    target = "coreml" if graph.format == "mlpackage" else "tflite"
+    if device.targets and target not in device.targets:
+        return (f"{device.name} does not run {target} artifacts; estimated as if its units ran this graph",)
+    return ()
 
 
 def _is_mcu(device: DeviceProfile) -> bool:

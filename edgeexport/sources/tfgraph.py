@@ -5,16 +5,12 @@ Everything here imports TensorFlow, so only source and target modules call it, i
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
-import warnings
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-from edgeexport.errors import EdgeExportError
+from edgeexport.quiet import captured_output
 
 # Graph bookkeeping ops that say nothing about what a model computes.
 _NOISE_OPS = frozenset({"Const", "Identity", "NoOp", "Placeholder", "IdentityN", "StatefulPartitionedCall",
@@ -30,46 +26,6 @@ def quiet_tensorflow() -> Any:
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     return tf
-
-
-@contextlib.contextmanager
-def captured_output() -> Iterator[io.StringIO]:
-    """Capture what converters and runtimes print, at both levels: Python's sys.stdout/sys.stderr and the
-    process's file descriptors 1 and 2 (TensorFlow, LiteRT and absl write there from C++, before any log level
-    applies). If the block raises an unexpected exception, everything captured is replayed on stderr so the
-    failure stays diagnosable."""
-    import sys
-    import tempfile
-
-    buffer = io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile() as sink:
-        for fd in saved:
-            os.dup2(sink.fileno(), fd)
-        try:
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield buffer
-        except EdgeExportError:
-            raise  # a deliberate, explained failure: the converter's chatter would only bury the message
-        except BaseException:
-            _restore(saved)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace") + buffer.getvalue())
-            raise
-        finally:
-            _restore(saved)
-        sink.seek(0)
-        buffer.write(sink.read().decode(errors="replace"))
-
-
-def _restore(saved: dict[int, int]) -> None:
-    for fd, copy in list(saved.items()):
-        os.dup2(copy, fd)
-        os.close(copy)
-        del saved[fd]
 
 
 def frozen_graph_def(concrete_function: Any) -> Any:

@@ -126,6 +126,9 @@ def test_coreml_compute_units_change_placement(artifacts: dict[str, Path]) -> No
              for cu in ("all", "cpu_and_gpu", "cpu_only")}
     assert units["cpu_only"] == {"cpu"}
     assert "ane" not in units["cpu_and_gpu"]
+    assert not simulate(artifacts["mlpackage"], device).warnings
+    android = simulate(artifacts["mlpackage"], load_device("pixel-8"))
+    assert any("does not run coreml" in w for w in android.warnings)
 
 
 def test_microcontroller_rejects_too_large_activations(artifacts: dict[str, Path]) -> None:

@@ -44,7 +44,7 @@ def command(out: Path | None, threads: int, as_json: bool, quiet: bool) -> None:
         }, indent=2))
         return
     click.echo(f"wrote {result.path} in {result.seconds:.0f} s ({len(result.measurements)} measurements)")
-    click.echo(f"  peak GOP/s: " + ", ".join(f"{k} {v:g}" for k, v in sorted(unit.peak_gops.items())))
+    click.echo("  peak GOP/s: " + ", ".join(f"{k} {v:g}" for k, v in sorted(unit.peak_gops.items())))
     click.echo(f"  bandwidth {unit.memory_bandwidth_gbps:g} GB/s, per-op overhead {unit.op_overhead_us:g} us")
     click.echo("  efficiency: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(unit.efficiency.items())))
     mid = ratios[len(ratios) // 2] if ratios else float("nan")

@@ -34,6 +34,7 @@ def _render(est: object) -> str:
         lines.append(f"    {op.ms:8.3f} ms  {op.op_type:<18} {op.unit:<5} {op.dtype:<5} {op.bound:<7} {op.name[:60]}")
     budget = "ok" if est.budget.ok else "OVER: " + "; ".join(est.budget.messages)
     lines.append(f"  budget: {budget}")
+    lines += [f"  warning: {w}" for w in est.warnings]
     return "\n".join(lines)
 
 
