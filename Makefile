@@ -40,9 +40,16 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Each script prints its figures and the command; benchmarks/RESULTS.md records them. About 40 minutes in all.
 bench: setup
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/conversion.py
+	$(PY) benchmarks/presets.py
+	$(PY) benchmarks/verify_speed.py --samples 256 --size 96
+	$(PY) benchmarks/mil_executor.py --runs 5
+	$(PY) benchmarks/simulator_accuracy.py
+	$(PY) benchmarks/onnx_conversion.py
+	$(PY) benchmarks/architectures.py
 
 samples: setup
 	$(PY) sample_models/make_samples.py
