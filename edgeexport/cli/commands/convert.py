@@ -55,6 +55,14 @@ Examples:
               help="Class labels for the bundle manifest, one per line.")
 @click.option("--preprocess", default=None, metavar="KEY=VALUE,...|FILE.toml",
               help="Input preprocessing for the bundle manifest, e.g. scale=0.0625 (default: none).")
+@click.option("--check-budgets", is_flag=True,
+              help="Fail (exit 6) when the simulated model does not fit the device's RAM/flash or the budgets below.")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=None,
+              help="Latency budget on --device (simulated p50, ms); implies --check-budgets.")
+@click.option("--max-size-kb", type=click.FloatRange(min=0), default=None,
+              help="Artifact size budget (KiB); implies --check-budgets.")
+@click.option("--finetune-epochs", type=click.IntRange(0), default=30, show_default=True,
+              help="Distillation epochs after pruning (on the calibration data; 0 turns it off).")
 @input_shape_option
 @click.option("--keep-layout", is_flag=True,
               help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
@@ -78,6 +86,10 @@ def command(
     preprocess: str | None,
     input_shapes: tuple[str, ...],
     keep_layout: bool,
+    check_budgets: bool,
+    max_latency_ms: float | None,
+    max_size_kb: float | None,
+    finetune_epochs: int,
     unsafe_deserialization: bool,
     warn_only: bool,
     as_json: bool,
@@ -91,6 +103,7 @@ def command(
     from rich.console import Console
 
     from edgeexport.api import convert
+    from edgeexport.pipeline import Budgets
     from edgeexport.report.jsonfile import dumps
     from edgeexport.report.terminal import render_report
     from edgeexport.types import LoadOptions
@@ -117,6 +130,10 @@ def command(
             verify_samples=verify_samples,
             coreml_precision=coreml_precision,
             warn_only=warn_only,
+            check_budgets=check_budgets or max_latency_ms is not None or max_size_kb is not None,
+            budgets=Budgets(max_latency_ms=max_latency_ms,
+                            max_size_bytes=None if max_size_kb is None else int(max_size_kb * 1024)),
+            finetune_epochs=finetune_epochs,
             bundle=bundle,
             labels=labels,
             preprocess=preprocess,
