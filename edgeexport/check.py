@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeexport.errors import EXIT_BUDGET_EXCEEDED, EXIT_OK, EXIT_VERIFICATION_FAILED, EdgeExportError, ProfileError
+from edgeexport.errors import (
+    EXIT_BUDGET_EXCEEDED,
+    EXIT_OK,
+    EXIT_VERIFICATION_FAILED,
+    EdgeExportError,
+    ProfileError,
+)
 from edgeexport.verify.junit import TestCase
 
 _BUDGET_KEYS = {"max_latency_ms", "max_size_kb", "max_memory_kb", "min_accuracy", "max_accuracy_drop", "min_cosine",

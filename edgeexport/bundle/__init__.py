@@ -8,7 +8,13 @@ validated against ``edgeexport/schemas/manifest.schema.json``.
 
 from __future__ import annotations
 
-from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest, parse_preprocessing, read_labels
+from edgeexport.bundle.manifest import (
+           ModelInfo,
+           Preprocessing,
+           build_manifest,
+           parse_preprocessing,
+           read_labels,
+)
 from edgeexport.bundle.schema_check import load_schema, validate
 from edgeexport.bundle.writer import BundleResult, read_report, write_bundles
 

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +76,12 @@ def sample_input(index: int = SAMPLE_INDEX, input_name: str = "image") -> dict[s
 def build(demo: DemoTarget, work: Path) -> dict[str, Any]:
     """Convert, bundle and copy one demo's assets; returns the manifest written."""
     import edgeexport
-    from edgeexport.bundle import ModelInfo, parse_preprocessing, validate, write_bundles
+    from edgeexport.bundle import (
+        ModelInfo,
+        parse_preprocessing,
+        validate,
+        write_bundles,
+    )
     from edgeexport.bundle.schema_check import load_schema
     from edgeexport.report.jsonfile import write_json
 
@@ -135,4 +139,4 @@ def _summary(demo: DemoTarget, manifest: Mapping[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())  # script entry point: `python -m edgeexport.bundle.demo_assets`

@@ -37,8 +37,18 @@ from edgeexport.catalog.model import (
     Quantization,
     Tolerance,
 )
-from edgeexport.catalog.policy import best_gops, check_compatible, choose_preset, usable_units
-from edgeexport.catalog.presets import combine_tolerances, list_presets, load_preset, presets_from_pyproject
+from edgeexport.catalog.policy import (
+    best_gops,
+    check_compatible,
+    choose_preset,
+    usable_units,
+)
+from edgeexport.catalog.presets import (
+    combine_tolerances,
+    list_presets,
+    load_preset,
+    presets_from_pyproject,
+)
 from edgeexport.catalog.writer import device_to_toml
 
 __all__ = [

@@ -3,6 +3,12 @@ functions. Nothing heavy is imported here."""
 
 from __future__ import annotations
 
-from edgeexport.compress.pruning import PruneStats, channels_to_keep, magnitude_masks, nm_mask, sparsity
+from edgeexport.compress.pruning import (
+    PruneStats,
+    channels_to_keep,
+    magnitude_masks,
+    nm_mask,
+    sparsity,
+)
 
 __all__ = ["PruneStats", "channels_to_keep", "magnitude_masks", "nm_mask", "sparsity"]

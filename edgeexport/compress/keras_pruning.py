@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Pruning
-from edgeexport.compress.pruning import PruneStats, channels_to_keep, magnitude_masks, nm_mask, sparsity
+from edgeexport.compress.pruning import (
+    PruneStats,
+    channels_to_keep,
+    magnitude_masks,
+    nm_mask,
+    sparsity,
+)
 from edgeexport.errors import UnsupportedError
 
 _PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D")

@@ -10,14 +10,13 @@ curve is a list of ``{name, <error>}`` under ``localization`` / ``layers``.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from edgeexport.report.charts import bar_chart, histogram, line_chart, stacked_bar_chart
+from edgeexport.report.jsonfile import write_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -37,17 +36,7 @@ _ERROR_KEYS = ("error", "max_abs", "max_abs_error", "rel_error", "relative_error
 
 def write_html(path: Path, report: Mapping[str, Any]) -> Path:
     """Write ``render_html(report)`` to ``path`` atomically (temporary file + rename)."""
-    text = render_html(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, render_html(report))
 
 
 def render_html(report: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Writing JSON reports atomically: a reader never sees a half-written file."""
+"""Writing reports (JSON, HTML, XML, Markdown) atomically: a reader never sees a half-written file."""
 
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ def dumps(data: Any) -> str:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and an atomic rename."""
-    text = dumps(data)
+    """Write ``data`` as JSON to ``path`` atomically (see ``write_text``)."""
+    return write_text(path, dumps(data))
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same directory and an atomic rename,
+    so a reader never sees a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as stream:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
         os.replace(temporary, path)
     except BaseException:

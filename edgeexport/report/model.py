@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeexport import __version__
-from edgeexport.errors import EXIT_BUDGET_EXCEEDED, EXIT_OK, EXIT_UNSUPPORTED, EXIT_VERIFICATION_FAILED
+from edgeexport.errors import (
+    EXIT_BUDGET_EXCEEDED,
+    EXIT_OK,
+    EXIT_UNSUPPORTED,
+    EXIT_VERIFICATION_FAILED,
+)
 from edgeexport.sources.base import PruneReport
 from edgeexport.types import Artifact, ModelSummary, SourceModel
 

@@ -8,7 +8,12 @@ machine's profile.
 
 from __future__ import annotations
 
-from edgeexport.simulate.estimate import BudgetStatus, LatencyEstimate, OpEstimate, simulate
+from edgeexport.simulate.estimate import (
+    BudgetStatus,
+    LatencyEstimate,
+    OpEstimate,
+    simulate,
+)
 from edgeexport.simulate.graph import Op, OpGraph, Tensor, read_graph
 
 __all__ = ["BudgetStatus", "LatencyEstimate", "Op", "OpEstimate", "OpGraph", "Tensor", "read_graph", "simulate"]

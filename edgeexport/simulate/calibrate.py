@@ -34,7 +34,12 @@ import numpy as np
 
 from edgeexport.catalog.model import ComputeUnit, DeviceProfile
 from edgeexport.errors import OutputPathError
-from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, MemoryModel, cpu_speedup, op_time
+from edgeexport.simulate.cost import (
+    DEFAULT_CACHE_BYTES,
+    MemoryModel,
+    cpu_speedup,
+    op_time,
+)
 from edgeexport.simulate.estimate import residuals_path
 from edgeexport.simulate.microbench import SUITE, Case, build
 from edgeexport.simulate.tflite_reader import read_tflite

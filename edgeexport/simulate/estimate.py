@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile
-from edgeexport.simulate.cost import DEFAULT_CACHE_BYTES, TPU_PARAMETER_CACHE_BYTES, MemoryModel
+from edgeexport.simulate.cost import (
+    DEFAULT_CACHE_BYTES,
+    TPU_PARAMETER_CACHE_BYTES,
+    MemoryModel,
+)
 from edgeexport.simulate.graph import OpGraph, read_graph
 from edgeexport.simulate.memory import peak_activation_bytes
 from edgeexport.simulate.placement import Partition, Placement, available_paths, place

@@ -16,7 +16,13 @@ import numpy as np
 
 from edgeexport.errors import ModelFormatError, UnsafeModelError
 from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
-from edgeexport.sources.tfgraph import captured_output, count_macs, frozen_graph_def, quiet_tensorflow
+from edgeexport.sources.tfgraph import (
+    captured_output,
+    count_macs,
+    fixed_signature,
+    frozen_graph_def,
+    quiet_tensorflow,
+)
 from edgeexport.types import ModelSummary, SourceModel, TensorSpec
 
 _UNSAFE_MARKERS = ("safe_mode", "arbitrary code")
@@ -111,19 +117,7 @@ class KerasModel(LoadedModel):
         return {name: np.asarray(out) for name, out in zip(self.output_names, outputs)}
 
     def _signature(self, batch: int = 1) -> list[Any]:
-        tf = quiet_tensorflow()
-        signature = []
-        for spec in self._input_specs():
-            shape = (batch, *spec.shape[1:])
-            if any(d is None for d in shape):
-                from edgeexport.errors import BadInputError
-
-                raise BadInputError(
-                    f"input '{spec.name}' has a dynamic dimension {spec.describe()}",
-                    hint=f"fix it with --input-shape {spec.name}=" + ",".join("1" if d is None else str(d) for d in spec.shape),
-                )
-            signature.append(tf.TensorSpec(shape, tf.as_dtype(spec.dtype), name=spec.name))
-        return signature
+        return fixed_signature(self._input_specs(), batch)
 
     def _concrete_function(self) -> Any:
         tf = quiet_tensorflow()

@@ -20,12 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from edgeexport.errors import ConversionError, DataError, ModelFormatError, UnsupportedOpError
+from edgeexport.errors import (
+    ConversionError,
+    DataError,
+    ModelFormatError,
+    UnsupportedOpError,
+)
 from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
 from edgeexport.sources.onnx_checks import (
     check_external_data,
-    check_opset,
     check_ops,
+    check_opset,
     declared_shape,
     external_locations,
     fixed_shapes,
@@ -33,7 +38,13 @@ from edgeexport.sources.onnx_checks import (
     op_histogram,
     resolved_shapes,
 )
-from edgeexport.sources.onnx_summary import count_macs, inferred_shapes, layout, np_dtype, params
+from edgeexport.sources.onnx_summary import (
+    count_macs,
+    inferred_shapes,
+    layout,
+    np_dtype,
+    params,
+)
 from edgeexport.types import ModelSummary, Permutation, SourceModel, TensorSpec
 
 _TF_NAME = re.compile(r"[^A-Za-z0-9_]")

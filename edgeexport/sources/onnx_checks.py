@@ -16,7 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeexport.errors import BadInputError, ModelFormatError, UnsupportedError, UnsupportedOpError
+from edgeexport.errors import (
+    BadInputError,
+    ModelFormatError,
+    UnsupportedError,
+    UnsupportedOpError,
+)
 from edgeexport.types import LoadOptions
 
 # ONNX Runtime executes opset 7 and newer; older graphs use attribute forms (Reshape, Slice, Upsample) that

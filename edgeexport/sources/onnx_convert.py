@@ -82,7 +82,7 @@ def to_tensorflow(
                 onnxruntime_output_memmap_dir=os.path.join(scratch, "memmap"),
             )
             error: BaseException | None = None
-        except SystemExit as exit_:  # onnx2tf calls sys.exit() on some failures
+        except SystemExit as exit_:  # onnx2tf exits the interpreter on some failures
             error = exit_
         except Exception as err:  # noqa: BLE001 - every converter failure becomes one typed error below
             error = err

@@ -9,9 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from edgeexport.errors import BadInputError, ModelFormatError
+from edgeexport.errors import ModelFormatError
 from edgeexport.sources.base import ExportedGraph, LoadedModel
-from edgeexport.sources.tfgraph import captured_output, count_macs, frozen_graph_def, op_histogram, quiet_tensorflow
+from edgeexport.sources.tfgraph import (
+    captured_output,
+    count_macs,
+    fixed_signature,
+    frozen_graph_def,
+    op_histogram,
+    quiet_tensorflow,
+)
 from edgeexport.types import ModelSummary, SourceModel, TensorSpec
 
 
@@ -70,17 +77,7 @@ class SavedModel(LoadedModel):
         return tuple(specs)
 
     def _fixed_signature(self) -> list[Any]:
-        tf = quiet_tensorflow()
-        result = []
-        for spec in self._input_specs():
-            shape = (1, *spec.shape[1:])
-            if any(d is None for d in shape):
-                raise BadInputError(
-                    f"input '{spec.name}' has a dynamic dimension {spec.describe()}",
-                    hint=f"fix it with --input-shape {spec.name}=" + ",".join("1" if d is None else str(d) for d in spec.shape),
-                )
-            result.append(tf.TensorSpec(shape, tf.as_dtype(spec.dtype), name=spec.name))
-        return result
+        return fixed_signature(self._input_specs())
 
     def _fixed_function(self) -> Any:
         tf = quiet_tensorflow()

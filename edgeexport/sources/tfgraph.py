@@ -10,7 +10,9 @@ import os
 from collections import Counter
 from typing import Any
 
+from edgeexport.errors import BadInputError
 from edgeexport.quiet import captured_output
+from edgeexport.types import TensorSpec
 
 # Graph bookkeeping ops that say nothing about what a model computes.
 _NOISE_OPS = frozenset({"Const", "Identity", "NoOp", "Placeholder", "IdentityN", "StatefulPartitionedCall",
@@ -30,7 +32,9 @@ def quiet_tensorflow() -> Any:
 
 def frozen_graph_def(concrete_function: Any) -> Any:
     """The GraphDef of ``concrete_function`` with variables folded into constants."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     return convert_variables_to_constants_v2(concrete_function).graph.as_graph_def()
 
@@ -66,3 +70,18 @@ def op_histogram(graph_def: Any) -> tuple[tuple[str, int], ...]:
 def numpy_dtype(tf_dtype: Any) -> str:
     """The numpy dtype name of a TensorFlow dtype (``tf.float32`` -> ``"float32"``)."""
     return str(tf_dtype.as_numpy_dtype().dtype) if hasattr(tf_dtype.as_numpy_dtype(), "dtype") else tf_dtype.name
+
+
+def fixed_signature(specs: tuple[TensorSpec, ...], batch: int = 1) -> list[Any]:
+    """``tf.TensorSpec``s with the batch set to ``batch``; any other dynamic dimension is BadInputError (exit 3)
+    naming the input and the ``--input-shape`` that fixes it."""
+    tf = quiet_tensorflow()
+    signature = []
+    for spec in specs:
+        shape = (batch, *spec.shape[1:])
+        if any(d is None for d in shape):
+            fix = ",".join("1" if d is None else str(d) for d in spec.shape)
+            raise BadInputError(f"input '{spec.name}' has a dynamic dimension {spec.describe()}",
+                                hint=f"fix it with --input-shape {spec.name}={fix}")
+        signature.append(tf.TensorSpec(shape, tf.as_dtype(spec.dtype), name=spec.name))
+    return signature

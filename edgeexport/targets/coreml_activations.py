@@ -25,7 +25,10 @@ MAX_CALIBRATION_SAMPLES = 128
 def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray]) -> Any:
     """``model`` with int8 activations (linear symmetric), ranges from up to MAX_CALIBRATION_SAMPLES samples."""
     from coremltools.optimize import coreml as cto
-    from coremltools.optimize.coreml.experimental import OpActivationLinearQuantizerConfig, linear_quantize_activations
+    from coremltools.optimize.coreml.experimental import (
+        OpActivationLinearQuantizerConfig,
+        linear_quantize_activations,
+    )
 
     names = list(calibration)
     count = min(MAX_CALIBRATION_SAMPLES, *(len(calibration[name]) for name in names))
@@ -41,7 +44,10 @@ def _calibrate_with_mil_executor(model: Any) -> Iterator[None]:
         yield  # the real Core ML runtime is there
         return
     try:
-        from coremltools.optimize.coreml.experimental import _model_debugger, _post_training_quantization
+        from coremltools.optimize.coreml.experimental import (
+            _model_debugger,
+            _post_training_quantization,
+        )
     except ImportError as err:
         raise ConversionError("this coremltools has no activation calibration hook for Linux", hint="use w8") from err
     from edgeexport.runtimes.mil.program import MilProgram

@@ -51,7 +51,10 @@ def register_missing_tf_ops() -> None:
     # the ones it lacks and never shadow a native conversion.
     import coremltools.converters.mil.frontend.tensorflow.ops  # noqa: F401
     import coremltools.converters.mil.frontend.tensorflow2.ops  # noqa: F401
-    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import _TF_OPS_REGISTRY, register_tf_op
+    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import (
+        _TF_OPS_REGISTRY,
+        register_tf_op,
+    )
 
     for tf_name, func in _CONVERSIONS.items():
         if tf_name in _TF_OPS_REGISTRY:

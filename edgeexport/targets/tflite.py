@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Preset
-from edgeexport.errors import BadInputError, ConversionError, EdgeExportError, UnsupportedOpError
+from edgeexport.errors import (
+    BadInputError,
+    ConversionError,
+    EdgeExportError,
+    UnsupportedOpError,
+)
 from edgeexport.sources.base import ExportedGraph
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
 from edgeexport.targets.overrides import matching_names, tflite_op_types
@@ -134,7 +139,9 @@ def _int8_interface(flatbuffer: bytes, preset: str) -> bytes:
     """The quantization debugger ignores int8 I/O; put the int8 interface back (QUANTIZE/DEQUANTIZE at the edges)."""
     import tempfile
 
-    from tensorflow.lite.tools.optimize.python import _pywrap_modify_model_interface as interface
+    from tensorflow.lite.tools.optimize.python import (
+        _pywrap_modify_model_interface as interface,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "float_io.tflite", Path(tmp) / "int8_io.tflite"

@@ -6,13 +6,13 @@ turns a ``Verification`` into one test case per output x check.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from edgeexport.report.jsonfile import write_text
 
 if TYPE_CHECKING:
     from edgeexport.verify.stage import Verification
@@ -63,17 +63,7 @@ def junit_xml(suite: str, cases: Sequence[TestCase]) -> str:
 
 def write_junit(path: Path, suite: str, cases: Sequence[TestCase]) -> Path:
     """Write the JUnit XML for ``cases`` to ``path`` through a temporary file and an atomic rename."""
-    text = junit_xml(suite, cases)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, junit_xml(suite, cases))
 
 
 def verification_cases(verification: Verification) -> list[TestCase]:

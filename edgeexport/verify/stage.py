@@ -33,7 +33,12 @@ from edgeexport.errors import (
 )
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Artifact, Permutation
-from edgeexport.verify.compare import OutputComparison, artifact_feeds, compare_outputs, worst_failure
+from edgeexport.verify.compare import (
+    OutputComparison,
+    artifact_feeds,
+    compare_outputs,
+    worst_failure,
+)
 from edgeexport.verify.golden import Golden, load_golden, save_golden
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 

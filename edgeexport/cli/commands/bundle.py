@@ -34,7 +34,12 @@ def command(out_dir: Path, labels: Path | None, preprocess: str | None, model_ve
     """Write OUT_DIR/bundle/<target>/ for each artifact in OUT_DIR/report.json: the artifact with metadata
     embedded where its format supports it, and a manifest.json valid against the published schema
     (edgeexport/schemas/manifest.schema.json)."""
-    from edgeexport.bundle import ModelInfo, parse_preprocessing, read_labels, write_bundles
+    from edgeexport.bundle import (
+        ModelInfo,
+        parse_preprocessing,
+        read_labels,
+        write_bundles,
+    )
     from edgeexport.report.jsonfile import dumps
 
     info = ModelInfo(version=model_version, description=description, author=author, license=license_,

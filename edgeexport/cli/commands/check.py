@@ -40,7 +40,7 @@ def command(config_path: Path | None, junit_path: Path | None, markdown_path: Pa
     from rich.console import Console
 
     from edgeexport.check import find_config, load_config, run_check
-    from edgeexport.report.jsonfile import dumps, write_json
+    from edgeexport.report.jsonfile import dumps, write_json, write_text
     from edgeexport.report.markdown import check_summary
     from edgeexport.verify.junit import write_junit
 
@@ -55,8 +55,7 @@ def command(config_path: Path | None, junit_path: Path | None, markdown_path: Pa
     markdown = check_summary(result.rows, exit_code=result.exit_code, failures=result.failures,
                              cases=len(result.cases), seconds=result.seconds)
     summary_path = markdown_path or config.out / "summary.md"
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(markdown)
+    write_text(summary_path, markdown)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as stream:

@@ -9,11 +9,11 @@ import click
 
 from edgeexport.cli.options import (
     config_defaults,
-    project_preset_files,
     device_option,
     input_shape_option,
     json_option,
     parse_input_shapes,
+    project_preset_files,
     unsafe_option,
     warn_only_option,
 )

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from edgeexport.catalog import DeviceProfile, choose_preset, is_placeholder, list_devices, load_device
+from edgeexport.catalog import (
+    DeviceProfile,
+    choose_preset,
+    is_placeholder,
+    list_devices,
+    load_device,
+)
 from edgeexport.errors import EdgeExportError
 
 

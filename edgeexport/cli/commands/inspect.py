@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from edgeexport.cli.options import input_shape_option, json_option, parse_input_shapes, unsafe_option
+from edgeexport.cli.options import (
+    input_shape_option,
+    json_option,
+    parse_input_shapes,
+    unsafe_option,
+)
 
 EXAMPLES = """\b
 Examples:

@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from edgeexport.catalog import Preset, Tolerance, list_presets, load_preset, presets_from_pyproject
+from edgeexport.catalog import (
+    Preset,
+    Tolerance,
+    list_presets,
+    load_preset,
+    presets_from_pyproject,
+)
 
 
 def describe_tolerance(tolerance: Tolerance) -> str:

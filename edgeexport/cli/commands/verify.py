@@ -75,7 +75,11 @@ def command(
     3 bad data; --warn-only always exits 0 after reporting.
     """
     from edgeexport.catalog.model import Tolerance
-    from edgeexport.verify.stage import artifact_from_path, verify_artifact, verify_golden
+    from edgeexport.verify.stage import (
+        artifact_from_path,
+        verify_artifact,
+        verify_golden,
+    )
 
     if (reference is None) == (golden is None):
         raise click.UsageError("give exactly one of --reference MODEL or --golden FILE")

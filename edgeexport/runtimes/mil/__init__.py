@@ -12,6 +12,11 @@ Only numpy is imported here; coremltools (and with it TensorFlow) is imported by
 
 from __future__ import annotations
 
-from edgeexport.runtimes.mil.program import PRECISIONS, MilProgram, load_program, supported_ops
+from edgeexport.runtimes.mil.program import (
+    PRECISIONS,
+    MilProgram,
+    load_program,
+    supported_ops,
+)
 
 __all__ = ["PRECISIONS", "MilProgram", "load_program", "supported_ops"]

@@ -11,7 +11,14 @@ import math
 import numpy as np
 
 from edgeexport.runtimes.mil.elementwise import erf_array
-from edgeexport.runtimes.mil.registry import Args, as_float, kernel, scalar_float, scalar_int, scalar_str
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    as_float,
+    kernel,
+    scalar_float,
+    scalar_int,
+    scalar_str,
+)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeexport.runtimes.mil.registry import Args, int_list, kernel, norm_axis, scalar_int
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    int_list,
+    kernel,
+    norm_axis,
+    scalar_int,
+)
 
 
 def _unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:

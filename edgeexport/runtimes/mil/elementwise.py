@@ -10,7 +10,13 @@ import math
 
 import numpy as np
 
-from edgeexport.runtimes.mil.registry import Args, Kernel, as_float, kernel, scalar_float
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    Kernel,
+    as_float,
+    kernel,
+    scalar_float,
+)
 
 
 def _binary(fn: np.ufunc) -> Kernel:
@@ -138,7 +144,9 @@ def erf_array(x: np.ndarray) -> np.ndarray:
     """
     x = as_float(x)
     try:
-        from scipy.special import erf as _erf  # scipy comes with scikit-learn, which the project pins
+        from scipy.special import (
+            erf as _erf,  # scipy comes with scikit-learn, which the project pins
+        )
 
         return np.asarray(_erf(x.astype(np.float64))).astype(x.dtype)
     except ImportError:  # pragma: no cover - scipy is a dependency of scikit-learn

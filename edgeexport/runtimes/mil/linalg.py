@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeexport.runtimes.mil.registry import Args, as_float, kernel, scalar_bool, scalar_str
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    as_float,
+    kernel,
+    scalar_bool,
+    scalar_str,
+)
 
 
 @kernel("matmul")

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeexport.runtimes.mil.registry import Args, as_float, kernel, norm_axes, scalar_float, scalar_int
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    as_float,
+    kernel,
+    norm_axes,
+    scalar_float,
+    scalar_int,
+)
 
 
 def _per_channel(v: np.ndarray | None, x: np.ndarray, default: float) -> np.ndarray:

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeexport.errors import DataError, ModelFormatError, UnsupportedError, UnsupportedOpError
+from edgeexport.errors import (
+    DataError,
+    ModelFormatError,
+    UnsupportedError,
+    UnsupportedOpError,
+)
 from edgeexport.runtimes.mil.precision import round_to_fp16
 from edgeexport.runtimes.mil.registry import kernels
 from edgeexport.types import TensorSpec
@@ -315,7 +320,9 @@ def load_program(path: Path) -> MilProgram:
         raise ModelFormatError(f"Core ML model not found: {path}")
     try:
         import coremltools as ct
-        from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+        from coremltools.converters.mil.frontend.milproto.load import (
+            load as load_milproto,
+        )
     except ImportError as exc:  # pragma: no cover - coremltools is a pinned dependency
         raise UnsupportedError("coremltools is not installed; it is needed to read Core ML models") from exc
     try:

@@ -7,7 +7,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgeexport.runtimes.mil.registry import Args, as_float, kernel, norm_axes, norm_axis, scalar_bool
+from edgeexport.runtimes.mil.registry import (
+    Args,
+    as_float,
+    kernel,
+    norm_axes,
+    norm_axis,
+    scalar_bool,
+)
 
 
 def _reducer(fn: Callable[[np.ndarray, tuple[int, ...], bool], np.ndarray], floats: bool) -> Callable[[Args], np.ndarray]:
