@@ -51,9 +51,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=4, help="inputs compared against onnxruntime (default 4)")
     parser.add_argument("--calibration-samples", type=int, default=16, help="random int8 calibration inputs (default 16)")
     args = parser.parse_args()
+    import make_onnx_samples as samples
     import onnx
 
-    import make_onnx_samples as samples
     from edgeexport.catalog import load_preset
     from edgeexport.sources import load, open_source
 

@@ -13,15 +13,13 @@ Writes benchmarks/RESULTS_sim.md (unless --no-write). Takes about 5-8 minutes on
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +99,9 @@ QUICK = ("MobileNetV2-96", "SmallCNN-64", "MLP-784")
 
 def convert(model: Any, preset: str) -> bytes:
     """fp32, or full-integer int8 with int8 I/O (random calibration data: the weights are random too)."""
-    import tensorflow as tf
+    from edgeexport.simulate.microbench import keras_to_tflite
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if preset == "int8":
-        shape = tuple(1 if d is None else int(d) for d in model.inputs[0].shape)
-        rng = np.random.default_rng(0)
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for _ in range(2):
-                yield [rng.random(shape, dtype=np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):
-        data: bytes = converter.convert()
-    return data
+    return keras_to_tflite(model, preset, samples=2)
 
 
 def _fixed_batch(model: Any) -> Any:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeexport.quiet import captured_output
+
 
 @dataclass(frozen=True)
 class Case:
@@ -115,24 +117,33 @@ def _layers(kind: str, args: tuple[Any, ...]) -> tuple[list[tuple[int, ...]], Ca
 def build(case: Case, dtype: str, seed: int = 0) -> bytes:
     """Convert ``case`` to a ``.tflite`` (``dtype`` ``fp32`` or ``int8`` with int8 I/O); returns its bytes."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     shapes, body = _layers(case.kind, case.args)
     inputs = [keras.Input(shape, batch_size=1) for shape in shapes]
     model = keras.Model(inputs, body(inputs))
+    return keras_to_tflite(model, dtype, seed=seed)
+
+
+def keras_to_tflite(model: Any, dtype: str, *, seed: int = 0, samples: int = 4) -> bytes:
+    """A batch-1 Keras model as ``.tflite`` bytes: ``fp32``, or ``int8`` with int8 I/O calibrated on ``samples``
+    standard-normal inputs (timing models only: random calibration is fine when the weights are random too)."""
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if dtype == "int8":
         rng = np.random.default_rng(seed)
+        shapes = [tuple(1 if d is None else int(d) for d in tensor.shape) for tensor in model.inputs]
 
         def representative() -> Iterator[list[np.ndarray]]:
-            for _ in range(4):
-                yield [rng.standard_normal((1, *s)).astype(np.float32) for s in shapes]
+            for _ in range(samples):
+                yield [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    data: bytes = converter.convert()
+    with captured_output():
+        data: bytes = converter.convert()
     return data

@@ -62,7 +62,10 @@ class Converted:
     """One architecture taken through the pipeline once and shared by the tests of that architecture."""
 
     def __init__(self, name: str, workdir: Path) -> None:
-        from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
+        from edgeexport.targets.keras_compat import (
+            export_saved_model,
+            prepare_for_export,
+        )
 
         self.arch = bench.ARCHITECTURES[name]
         self.model = self.arch.model()
@@ -283,7 +286,11 @@ def test_sequential_and_nested_rnns_are_unrolled() -> None:
 def test_long_sequences_keep_their_loop_for_tflite_only() -> None:
     import keras
 
-    from edgeexport.targets.keras_compat import TFLITE_UNROLL_MAX_STEPS, Target, prepare_for_export
+    from edgeexport.targets.keras_compat import (
+        TFLITE_UNROLL_MAX_STEPS,
+        Target,
+        prepare_for_export,
+    )
 
     inp = keras.Input((TFLITE_UNROLL_MAX_STEPS + 1, 4), name="frames")
     model = keras.Model(inp, keras.layers.GRU(3)(inp))

@@ -21,7 +21,13 @@ tf = pytest.importorskip("tensorflow")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
 
-from edgeexport.errors import EXIT_BAD_INPUT, EXIT_UNSUPPORTED, DataError, ModelFormatError, UnsupportedOpError  # noqa: E402
+from edgeexport.errors import (  # noqa: E402
+    EXIT_BAD_INPUT,
+    EXIT_UNSUPPORTED,
+    DataError,
+    ModelFormatError,
+    UnsupportedOpError,
+)
 from edgeexport.runtimes.mil import MilProgram, load_program  # noqa: E402
 
 RNG = np.random.default_rng(7)

@@ -7,11 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from edgeexport.catalog import list_devices, load_device
@@ -33,24 +32,9 @@ def _tiny_keras(shape: tuple[int, int, int] = (16, 16, 3), channels: int = 8) ->
 
 
 def _to_tflite(model: Any, int8: bool) -> bytes:
-    import tensorflow as tf
+    from edgeexport.simulate.microbench import keras_to_tflite
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        shape = tuple(model.inputs[0].shape)
-        rng = np.random.default_rng(0)
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for _ in range(4):
-                yield [rng.random(shape, dtype=np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    data: bytes = converter.convert()
-    return data
+    return keras_to_tflite(model, "int8" if int8 else "fp32")
 
 
 @pytest.fixture(scope="module")

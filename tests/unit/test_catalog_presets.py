@@ -17,7 +17,12 @@ from edgeexport.catalog import (
 )
 from edgeexport.catalog.devices import DEVICE_DIR
 from edgeexport.catalog.model import COREML_WEIGHTS, TFLITE_MODES
-from edgeexport.errors import EXIT_BAD_INPUT, EXIT_UNSUPPORTED, ProfileError, UnsupportedError
+from edgeexport.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_UNSUPPORTED,
+    ProfileError,
+    UnsupportedError,
+)
 
 SHIPPED = {"fp32", "fp16", "dynamic-int8", "int8", "int8-io", "int16x8", "w8", "palettize-6", "palettize-4",
            "w8a8", "prune-50", "prune-75", "prune-2:4", "prune-channels-25"}

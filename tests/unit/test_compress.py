@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeexport.compress.pruning import channels_to_keep, magnitude_masks, nm_mask, sparsity
+from edgeexport.compress.pruning import (
+    channels_to_keep,
+    magnitude_masks,
+    nm_mask,
+    sparsity,
+)
 
 
 @pytest.fixture

@@ -20,9 +20,15 @@ ct = pytest.importorskip("coremltools")
 def _run_conversion(op: str, values: np.ndarray) -> np.ndarray:
     """Apply the registered conversion of TF ``op`` to a constant input; return the folded MIL value."""
     from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.frontend.tensorflow.converter import TranscriptionContext
-    from coremltools.converters.mil.frontend.tensorflow.parsed_tf_node import ParsedTFNode
-    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import _TF_OPS_REGISTRY
+    from coremltools.converters.mil.frontend.tensorflow.converter import (
+        TranscriptionContext,
+    )
+    from coremltools.converters.mil.frontend.tensorflow.parsed_tf_node import (
+        ParsedTFNode,
+    )
+    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import (
+        _TF_OPS_REGISTRY,
+    )
     from coremltools.converters.mil.mil import Function
 
     context = TranscriptionContext()
@@ -37,7 +43,9 @@ def _run_conversion(op: str, values: np.ndarray) -> np.ndarray:
 
 
 def test_register_adds_erfc_and_is_idempotent() -> None:
-    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import _TF_OPS_REGISTRY
+    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import (
+        _TF_OPS_REGISTRY,
+    )
 
     from edgeexport.targets.coreml_tf_ops import register_missing_tf_ops, registered_ops
 
@@ -49,7 +57,9 @@ def test_register_adds_erfc_and_is_idempotent() -> None:
 
 
 def test_native_conversions_are_not_replaced() -> None:
-    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import _TF_OPS_REGISTRY
+    from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import (
+        _TF_OPS_REGISTRY,
+    )
 
     from edgeexport.targets.coreml_tf_ops import register_missing_tf_ops
 

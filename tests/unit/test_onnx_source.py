@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeexport.errors import BadInputError, ModelFormatError, UnsupportedError, UnsupportedOpError
+from edgeexport.errors import (
+    BadInputError,
+    ModelFormatError,
+    UnsupportedError,
+    UnsupportedOpError,
+)
 from edgeexport.types import LoadOptions
 from tests.conftest import SAMPLES
 

@@ -9,7 +9,11 @@ import pytest
 from edgeexport.catalog.devices import parse_device
 from edgeexport.simulate.calibrate import Measurement, fit, profile_toml
 from edgeexport.simulate.cost import cpu_speedup, op_time
-from edgeexport.simulate.estimate import apply_calibration, residuals_path, uncertainty_band
+from edgeexport.simulate.estimate import (
+    apply_calibration,
+    residuals_path,
+    uncertainty_band,
+)
 from edgeexport.simulate.graph import Op
 
 FACTS: dict[str, object] = {"cores": 2, "ghz": 2.5, "model": "Test CPU", "flop_cycle": 32, "vnni": True}

@@ -10,7 +10,12 @@ import math
 import pytest
 
 from edgeexport.catalog.model import ComputeUnit, DeviceProfile
-from edgeexport.simulate.cost import MemoryModel, cpu_speedup, effective_threads, op_time
+from edgeexport.simulate.cost import (
+    MemoryModel,
+    cpu_speedup,
+    effective_threads,
+    op_time,
+)
 from edgeexport.simulate.estimate import budget_status
 from edgeexport.simulate.graph import Op, OpGraph, Tensor
 from edgeexport.simulate.memory import Buffer, lifetimes, plan_arena

@@ -13,7 +13,13 @@ import pytest
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import DataError
 from edgeexport.types import Permutation, TensorSpec
-from edgeexport.verify.compare import artifact_feeds, compare_outputs, judge, match, worst_failure
+from edgeexport.verify.compare import (
+    artifact_feeds,
+    compare_outputs,
+    judge,
+    match,
+    worst_failure,
+)
 from edgeexport.verify.golden import Golden, load_golden, save_golden
 from edgeexport.verify.junit import TestCase, junit_xml, verification_cases, write_junit
 from edgeexport.verify.metrics import compute, cosine_per_sample, sqnr_db
