@@ -78,7 +78,7 @@ class Check:
         relation = "<" if self.direction == "min" else ">"
         if self.passed:
             relation = ">=" if self.direction == "min" else "<="
-        return f"{self.output}: {self.label} {shown} {relation} {self.limit:g}"
+        return f"{self.output}: {self.label} {shown} {relation} {self.limit:.10g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "limit": self.limit, "kind": self.direction, "value": _finite(self.value),
