@@ -174,6 +174,15 @@ class TfliteRunner:
         for (_, detail), array in zip(self._in, arrays, strict=True):
             self._interp.set_tensor(detail["index"], array)
 
+    def ops_details(self) -> list[dict[str, Any]]:
+        """Every op of the graph in execution order: ``op_name`` (the builtin, e.g. ``CONV_2D``), ``index``, and
+        the tensor indices of its ``inputs`` and ``outputs``."""
+        return list(self._interp._get_ops_details())
+
+    def tensor(self, index: int) -> np.ndarray:
+        """A copy of tensor ``index`` after the last run (intermediates need ``preserve_all_tensors=True``)."""
+        return np.array(self._interp.get_tensor(index))
+
     def tensor_details(self) -> list[dict[str, Any]]:
         """The interpreter's tensor details; with ``preserve_all_tensors`` each entry also has its ``value``
         after a run (None when the tensor cannot be read)."""

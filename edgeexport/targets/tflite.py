@@ -97,14 +97,11 @@ def _keep_in_float(
     warnings: list[str],
 ) -> bytes:
     """Re-quantize with the override's layers left in float (TFLite's selective quantization)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edgeexport.runtimes.tflite import TfliteRunner
 
-    interpreter = Interpreter(model_content=flatbuffer)
-    node_names = [
-        interpreter._get_tensor_details(index, 0)["name"]
-        for op in interpreter._get_ops_details()
-        for index in op["outputs"]
-    ]
+    runner = TfliteRunner(flatbuffer)
+    names = {int(d["index"]): str(d["name"]) for d in runner.tensor_details()}
+    node_names = [names[index] for op in runner.ops_details() for index in op["outputs"]]
     nodes = matching_names(preset.overrides, node_names)
     op_types = tflite_op_types(preset.overrides)
     named = [o.name for o in preset.overrides if o.name]
@@ -128,11 +125,10 @@ _TFLITE_INT8 = 9  # TensorType.INT8 in the TFLite schema
 
 
 def _has_int8_interface(flatbuffer: bytes) -> bool:
-    from ai_edge_litert.interpreter import Interpreter
+    from edgeexport.runtimes.tflite import TfliteRunner
 
-    interpreter = Interpreter(model_content=flatbuffer)
-    details = interpreter.get_input_details() + interpreter.get_output_details()
-    return all(np.dtype(d["dtype"]) == np.int8 for d in details)
+    runner = TfliteRunner(flatbuffer)
+    return all(spec.dtype == "int8" for spec in runner.inputs + runner.outputs)
 
 
 def _int8_interface(flatbuffer: bytes, preset: str) -> bytes:

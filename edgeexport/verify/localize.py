@@ -207,9 +207,8 @@ def localize_tflite(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LiteRT warns that preserving all tensors is for debugging: it is
         runner = TfliteRunner(artifact, preserve_all_tensors=True)
-    interp = runner._interp  # the interpreter's op list is not part of TfliteRunner's public surface yet
-    ops = interp._get_ops_details()
-    tensors = {int(d["index"]): d for d in interp.get_tensor_details()}
+    ops = runner.ops_details()
+    tensors = {int(d["index"]): d for d in runner.tensor_details()}
     mapping = _map_layers(layers, ops, tensors)
     if not mapping:
         raise UnsupportedError(f"no layer of the reference could be matched to a tensor of {artifact.name}")
@@ -218,7 +217,7 @@ def localize_tflite(
     for i in range(dataset.count):
         runner.run({k: v[i : i + 1] for k, v in feeds.items()})
         for name, (idx, _) in mapping.items():
-            collected[name].append(_dequantized(tensors[idx], np.array(interp.get_tensor(idx))))
+            collected[name].append(_dequantized(tensors[idx], runner.tensor(idx)))
 
     cos_limit = tolerance.cosine_min if tolerance.cosine_min is not None else FALLBACK_COSINE
     sqnr_limit = tolerance.sqnr_db_min
