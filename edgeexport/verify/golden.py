@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import DataError
+from edgeexport.verify.inputs import read_npz
 
 FORMAT = "edgeexport-golden/1"
 INPUT_PREFIX = "input__"
@@ -77,13 +77,7 @@ def save_golden(path: Path, golden: Golden) -> Path:
 
 def load_golden(path: Path) -> Golden:
     """Read a golden file; DataError (exit 3) when it is missing, unreadable or not a golden file."""
-    if not path.is_file():
-        raise DataError(f"golden file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            raw = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"cannot read golden file {path.name} as .npz: {err}") from err
+    raw = read_npz(path, what="golden")
     try:
         meta = json.loads(str(raw.pop("meta")))
     except (KeyError, ValueError) as err:

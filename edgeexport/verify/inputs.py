@@ -42,15 +42,20 @@ class Dataset:
         )
 
 
-def load_npz(path: Path, specs: tuple[TensorSpec, ...], *, split: str, what: str = "data") -> Dataset:
-    """Read ``path`` and match its arrays to ``specs``; raise DataError (exit 3) on any mismatch."""
+def read_npz(path: Path, *, what: str = "data") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (pickles refused); DataError (exit 3) when missing or unreadable."""
     if not path.is_file():
         raise DataError(f"{what} file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            raw = {key: archive[key] for key in archive.files}
+            return {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise DataError(f"cannot read {what} file {path.name} as .npz: {err}") from err
+
+
+def load_npz(path: Path, specs: tuple[TensorSpec, ...], *, split: str, what: str = "data") -> Dataset:
+    """Read ``path`` and match its arrays to ``specs``; raise DataError (exit 3) on any mismatch."""
+    raw = read_npz(path, what=what)
     if not raw:
         raise DataError(f"{what} file {path.name} holds no arrays")
     prefix = f"{split}{SPLIT_SEPARATOR}"
