@@ -186,9 +186,11 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                         pruning, finetune_data=calibration.arrays if calibration else None,
                         finetune_epochs=plan.finetune_epochs,
                     )
-                    if calibration is None:
-                        warnings.append("pruned without fine-tuning (no calibration data): accuracy may drop; "
-                                        "pass --calibration DATA.npz to distill the pruned model")
+                    if prune_report.finetune_epochs == 0:
+                        distillable = plan.source.format in ("keras", "h5") and calibration is None
+                        warnings.append("pruned without fine-tuning: accuracy may drop"
+                                        + ("; pass --calibration DATA.npz to distill the pruned model"
+                                           if distillable else ""))
                 say("exporting a fixed-shape TensorFlow graph")
                 exported = variant.export_saved_model(workdir / f"savedmodel-{len(exports)}")
                 exports[key] = (exported, prune_report, variant)

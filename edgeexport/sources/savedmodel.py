@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeexport.errors import ModelFormatError
-from edgeexport.sources.base import ExportedGraph, LoadedModel
+from edgeexport.errors import ModelFormatError, UnsupportedError
+from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
 from edgeexport.sources.tfgraph import (
     captured_output,
     count_macs,
@@ -20,6 +20,9 @@ from edgeexport.sources.tfgraph import (
     quiet_tensorflow,
 )
 from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+
+# A weight this small (a bias-like vector or a tiny projection) saves nothing and costs accuracy.
+MIN_PRUNED_WEIGHTS = 64
 
 
 def load(source: SourceModel) -> SavedModel:
@@ -50,6 +53,7 @@ class SavedModel(LoadedModel):
         self.input_names = tuple(sorted(kwargs))
         self._input_tf_specs = {name: kwargs[name] for name in self.input_names}
         self.output_names = tuple(sorted(function.structured_outputs))
+        self.notes: tuple[str, ...] = ()
 
     @cached_property
     def summary(self) -> ModelSummary:
@@ -116,4 +120,38 @@ class SavedModel(LoadedModel):
         wrapper.serve = serve
         with captured_output():
             tf.saved_model.save(wrapper, str(directory), signatures={"serve": serve.get_concrete_function()})
-        return ExportedGraph(directory, names, outputs)
+        return ExportedGraph(directory, names, outputs, self.notes)
+
+    def pruned(
+        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+    ) -> tuple[LoadedModel, PruneReport]:
+        """Magnitude pruning of the weight matrices and kernels (variables of rank >= 2 with at least
+        ``MIN_PRUNED_WEIGHTS`` elements; biases and norms untouched) of a freshly loaded copy. A SavedModel has no
+        trainable graph we could distil, so there is no fine-tuning (a note says so); other methods are exit 4."""
+        from edgeexport.compress.pruning import magnitude_masks
+
+        if pruning.method != "magnitude":
+            raise UnsupportedError(f"{pruning.method} pruning is not supported for SavedModel sources",
+                                   hint="use prune-50 or prune-75, or convert from the Keras model")
+        copy = load(self.source)
+        kernels = [v for v in copy.module.variables
+                   if len(v.shape) >= 2 and int(np.prod(v.shape)) >= MIN_PRUNED_WEIGHTS and v.dtype.is_floating]
+        arrays = [v.numpy() for v in kernels]
+        masks = magnitude_masks(arrays, pruning.sparsity)
+        zeros = total = 0
+        for variable, array, mask in zip(kernels, arrays, masks):
+            pruned = np.where(mask, array, 0).astype(array.dtype)
+            variable.assign(pruned)
+            zeros += int(np.count_nonzero(pruned == 0))
+            total += pruned.size
+        params = self.summary.params
+        copy.notes = ("SavedModel pruning is magnitude-only and not fine-tuned: check accuracy on real data",)
+        return copy, PruneReport(
+            method=pruning.method,
+            target_sparsity=pruning.sparsity,
+            achieved_sparsity=zeros / total if total else 0.0,
+            params_before=params,
+            params_after=params,
+            layers_pruned=len(kernels),
+        )
+
