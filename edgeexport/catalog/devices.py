@@ -47,7 +47,6 @@ import difflib
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -239,14 +238,9 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
 
 def parse_device(path: Path) -> DeviceProfile:
     """Read and validate one profile file; raises ``ProfileError`` naming the file and the dotted field."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"device profile not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProfileError(f"device profile {path} cannot be read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"device profile {path} is not valid TOML: {err}") from None
+    from edgeexport.catalog.presets import read_toml
+
+    raw = read_toml(path, "device profile")
     reader = _Reader(path)
     reader.unknown_keys(raw, _DEVICE_KEYS, "")
     name = str(reader.text(raw, "name"))

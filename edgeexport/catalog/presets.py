@@ -58,14 +58,7 @@ def _fail(origin: Path | str, field: str, problem: str) -> ProfileError:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"preset file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProfileError(f"preset file {path} cannot be read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ProfileError(f"preset file {path} is not valid TOML: {err}") from None
+    return read_toml(path, "preset file")
 
 
 def _tables_of(path: Path) -> Mapping[str, Any]:
@@ -362,3 +355,17 @@ def presets_from_pyproject(path: Path) -> list[Path]:
             raise _fail(path, "tool.edgeexport.preset_files", f"{rel!r} does not exist")
         files.append(candidate)
     return files
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a catalog TOML file; ProfileError (exit 3) saying which ``what`` (e.g. "device profile") is missing,
+    unreadable or not valid TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProfileError(f"{what} {path} cannot be read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{what} {path} is not valid TOML: {err}") from None
+

@@ -117,3 +117,12 @@ def sparsity(arrays: Sequence[np.ndarray]) -> float:
         return 0.0
     zeros = sum(int(np.count_nonzero(np.asarray(a) == 0)) for a in arrays)
     return zeros / total
+
+
+def prune_by_magnitude(arrays: Sequence[np.ndarray], fraction: float) -> tuple[list[np.ndarray], float]:
+    """``arrays`` with the ``fraction`` (0..1) smallest-magnitude weights of each zeroed (dtypes kept), and the
+    sparsity reached over all of them. For sources we can only mask, not rebuild (ONNX, SavedModel)."""
+    masks = magnitude_masks(arrays, fraction)
+    pruned = [np.where(mask, array, 0).astype(array.dtype) for array, mask in zip(arrays, masks)]
+    return pruned, sparsity(pruned)
+

@@ -25,7 +25,7 @@ def prune_onnx(model: Any, pruning: Any) -> tuple[Any, PruneReport]:
     import onnx
     from onnx import numpy_helper
 
-    from edgeexport.compress.pruning import magnitude_masks
+    from edgeexport.compress.pruning import prune_by_magnitude
 
     if pruning.method != "magnitude":
         raise UnsupportedError(f"{pruning.method} pruning is not supported for ONNX sources",
@@ -46,18 +46,14 @@ def prune_onnx(model: Any, pruning: Any) -> tuple[Any, PruneReport]:
             continue
         chosen[name] = node.op_type
     arrays = [numpy_helper.to_array(inits[name]) for name in chosen]
-    masks = magnitude_masks(arrays, pruning.sparsity)
-    zeros = total = 0
-    for name, array, mask in zip(chosen, arrays, masks):
-        pruned = np.where(mask, array, 0).astype(array.dtype)
-        inits[name].CopyFrom(numpy_helper.from_array(pruned, name))
-        zeros += int(np.count_nonzero(pruned == 0))
-        total += pruned.size
+    pruned, achieved = prune_by_magnitude(arrays, pruning.sparsity)
+    for name, array in zip(chosen, pruned):
+        inits[name].CopyFrom(numpy_helper.from_array(array, name))
     before = params(model)
     report = PruneReport(
         method=pruning.method,
         target_sparsity=pruning.sparsity,
-        achieved_sparsity=zeros / total if total else 0.0,
+        achieved_sparsity=achieved,
         params_before=before,
         params_after=before,
         layers_pruned=len(chosen),

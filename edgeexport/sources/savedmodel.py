@@ -128,7 +128,7 @@ class SavedModel(LoadedModel):
         """Magnitude pruning of the weight matrices and kernels (variables of rank >= 2 with at least
         ``MIN_PRUNED_WEIGHTS`` elements; biases and norms untouched) of a freshly loaded copy. A SavedModel has no
         trainable graph we could distil, so there is no fine-tuning (a note says so); other methods are exit 4."""
-        from edgeexport.compress.pruning import magnitude_masks
+        from edgeexport.compress.pruning import prune_by_magnitude
 
         if pruning.method != "magnitude":
             raise UnsupportedError(f"{pruning.method} pruning is not supported for SavedModel sources",
@@ -137,19 +137,15 @@ class SavedModel(LoadedModel):
         kernels = [v for v in copy.module.variables
                    if len(v.shape) >= 2 and int(np.prod(v.shape)) >= MIN_PRUNED_WEIGHTS and v.dtype.is_floating]
         arrays = [v.numpy() for v in kernels]
-        masks = magnitude_masks(arrays, pruning.sparsity)
-        zeros = total = 0
-        for variable, array, mask in zip(kernels, arrays, masks):
-            pruned = np.where(mask, array, 0).astype(array.dtype)
-            variable.assign(pruned)
-            zeros += int(np.count_nonzero(pruned == 0))
-            total += pruned.size
+        pruned, achieved = prune_by_magnitude(arrays, pruning.sparsity)
+        for variable, array in zip(kernels, pruned):
+            variable.assign(array)
         params = self.summary.params
         copy.notes = ("SavedModel pruning is magnitude-only and not fine-tuned: check accuracy on real data",)
         return copy, PruneReport(
             method=pruning.method,
             target_sparsity=pruning.sparsity,
-            achieved_sparsity=zeros / total if total else 0.0,
+            achieved_sparsity=achieved,
             params_before=params,
             params_after=params,
             layers_pruned=len(kernels),

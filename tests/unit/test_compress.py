@@ -82,3 +82,16 @@ def test_channels_to_keep_drops_lowest_l1(rng: np.random.Generator) -> None:
 def test_sparsity_of_nothing_and_of_zeros() -> None:
     assert sparsity([]) == 0.0
     assert sparsity([np.zeros((2, 2)), np.ones(4)]) == 0.5
+
+
+def test_prune_by_magnitude_zeroes_the_smallest_and_keeps_dtype() -> None:
+    from edgeexport.compress.pruning import prune_by_magnitude
+
+    signs = np.where(np.arange(100) % 2, 1, -1).reshape(10, 10)
+    weights = [(np.arange(1, 101).reshape(10, 10) * signs).astype(np.float32),
+               np.linspace(-1, 1, 64, dtype=np.float16).reshape(8, 8)]
+    pruned, achieved = prune_by_magnitude(weights, 0.25)
+    assert [p.dtype for p in pruned] == [np.float32, np.float16]
+    assert np.count_nonzero(pruned[0] == 0) == 25
+    assert np.all(np.abs(weights[0][pruned[0] == 0]) <= 25)  # the 25 smallest magnitudes are the ones gone
+    assert abs(achieved - (25 + np.count_nonzero(pruned[1] == 0)) / 164) < 1e-12
