@@ -37,6 +37,11 @@ class StageResult(Protocol):
     @property
     def passed(self) -> bool: ...
 
+    @property
+    def status(self) -> str: ...
+
+    def failure_line(self) -> str: ...
+
     def to_dict(self) -> dict[str, Any]: ...
 
 
@@ -59,7 +64,7 @@ class ArtifactReport:
     def status(self) -> str:
         """``"ok"``, ``"verification_failed"``, ``"budget_exceeded"`` or ``"not_verifiable"`` (ran nowhere here)."""
         if self.verification is not None and not self.verification.passed:
-            if getattr(self.verification, "status", "") == "not_verifiable":
+            if self.verification.status == "not_verifiable":
                 return "not_verifiable"
             return "verification_failed"
         if self.budget_failures:

@@ -85,7 +85,7 @@ def _check_cell(verification: Any, smoke: str) -> str:
     text = headline() if callable(headline) else ("pass" if verification.passed else "FAIL")
     if verification.passed:
         return f"[green]{text}[/green]"
-    return f"[yellow]{text}[/yellow]" if getattr(verification, "status", "") == "not_verifiable" else f"[red]{text}[/red]"
+    return f"[yellow]{text}[/yellow]" if verification.status == "not_verifiable" else f"[red]{text}[/red]"
 
 
 def _latency_cell(estimates: tuple[Any, ...]) -> str:
