@@ -31,16 +31,15 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgeexport.errors import (
-    EXIT_BUDGET_EXCEEDED,
-    EXIT_OK,
-    EXIT_VERIFICATION_FAILED,
-    EdgeExportError,
-    ProfileError,
-)
+from edgeexport.errors import EXIT_OK, EdgeExportError, ProfileError
+from edgeexport.types import Status
 from edgeexport.verify.junit import TestCase
+
+if TYPE_CHECKING:
+    from edgeexport.report.model import ArtifactReport
+    from edgeexport.verify.stage import Verification
 
 _BUDGET_KEYS = {"max_latency_ms", "max_size_kb", "max_memory_kb", "min_accuracy", "max_accuracy_drop", "min_cosine",
                 "min_sqnr_db"}
@@ -202,9 +201,10 @@ def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None
                     continue
                 reports.append(out / "report.json")
                 for entry in report.artifacts:
-                    cases.extend(_artifact_cases(classname, entry, budgets))
+                    artifact_cases, statuses = _artifact_cases(classname, entry, budgets)
+                    cases.extend(artifact_cases)
+                    codes.append(Status.worst(statuses).exit_code)
                     rows.append(_row(model.path.name, device, preset, entry))
-    codes.append(exit_code_of(tuple(cases)))
     return CheckResult(tuple(cases), max(codes), tuple(reports), time.perf_counter() - started, tuple(rows))
 
 
@@ -227,36 +227,50 @@ def _tolerance_overrides(budgets: Mapping[str, Any]) -> tuple[tuple[str, float],
     return tuple((field_name, float(budgets[key])) for key, field_name in mapping.items() if key in budgets)
 
 
-def _artifact_cases(classname: str, entry: Any, budgets: Mapping[str, Any]) -> list[TestCase]:
+def _artifact_cases(classname: str, entry: ArtifactReport,
+                    budgets: Mapping[str, Any]) -> tuple[list[TestCase], list[Status]]:
+    """The artifact's test cases and the statuses they stand for; the same ``Status`` that ``convert`` gives the
+    artifact decides its JUnit kind and exit code here."""
     artifact = entry.artifact
     prefix = f"{classname}.{artifact.target}"
     cases = [TestCase(prefix, "convert", artifact.conversion_seconds, output=artifact.path.name)]
+    statuses = [Status.BUDGET_EXCEEDED] if entry.budget_failures else []
     verification = entry.verification
     if verification is not None:
-        failure = None if verification.passed else (verification.failure_line() or verification.status)
-        cases.append(TestCase(prefix, "verify", verification.seconds, failure=failure))
+        statuses.append(verification.status)
+        cases.append(_status_case(prefix, "verify", verification.seconds, verification.status,
+                                  verification.failure_line() or verification.status.value))
         if "min_accuracy" in budgets:
             accuracy = _artifact_accuracy(verification)
             if accuracy is None:
                 cases.append(TestCase(prefix, "accuracy", skipped="no labels in the verification data"))
             else:
                 limit = float(budgets["min_accuracy"])
+                if accuracy < limit:
+                    statuses.append(Status.VERIFICATION_FAILED)
                 cases.append(TestCase(prefix, "accuracy", failure=None if accuracy >= limit
                                       else f"accuracy {accuracy:.4f} < budget {limit:g}"))
     failures = "; ".join(entry.budget_failures)
     cases.append(TestCase(prefix, "budgets", failure=failures or None))
-    return cases
+    return cases, statuses
 
 
-def _artifact_accuracy(verification: Any) -> float | None:
-    for output in verification.to_dict().get("outputs", []):
-        classifier = (output.get("metrics") or {}).get("classifier") or {}
-        if classifier.get("artifact_accuracy") is not None:
-            return float(classifier["artifact_accuracy"])
+def _status_case(classname: str, name: str, seconds: float, status: Status, message: str) -> TestCase:
+    """A test case whose JUnit kind is the status's own: failure, error, or a pass."""
+    kind = status.junit_kind
+    return TestCase(classname, name, seconds, failure=message if kind == "failure" else None,
+                    error=message if kind == "error" else None)
+
+
+def _artifact_accuracy(verification: Verification) -> float | None:
+    for output in verification.outputs:
+        classifier = output.metrics.classifier if output.metrics is not None else None
+        if classifier is not None and classifier.artifact_accuracy is not None:
+            return float(classifier.artifact_accuracy)
     return None
 
 
-def _row(model: str, device: str, preset: str, entry: Any) -> dict[str, Any]:
+def _row(model: str, device: str, preset: str, entry: ArtifactReport) -> dict[str, Any]:
     estimate = entry.estimates[0] if entry.estimates else None
     verification = entry.verification
     return {
@@ -264,19 +278,8 @@ def _row(model: str, device: str, preset: str, entry: Any) -> dict[str, Any]:
         "artifact": entry.artifact.path.name, "size_bytes": entry.artifact.size_bytes,
         "latency_ms": round(estimate.p50_ms, 3) if estimate else None,
         "verification": verification.headline() if verification is not None else "-",
-        "status": ", ".join(s for s in (
-            "verification_failed" if verification is not None and not verification.passed else "",
-            "budget_exceeded" if entry.budget_failures else "") if s) or "ok",
+        "status": ", ".join(s.value for s in (
+            verification.status if verification is not None and not verification.passed else None,
+            Status.BUDGET_EXCEEDED if entry.budget_failures else None) if s is not None) or Status.OK.value,
         "budget_failures": list(entry.budget_failures),
     }
-
-
-def exit_code_of(cases: tuple[TestCase, ...]) -> int:
-    """The code a list of cases alone implies: 6 for a failed budget, 5 for a failed verification or accuracy."""
-    codes = [EXIT_OK]
-    for case in cases:
-        if case.failure and case.name == "budgets":
-            codes.append(EXIT_BUDGET_EXCEEDED)
-        elif case.failure:
-            codes.append(EXIT_VERIFICATION_FAILED)
-    return max(codes)

@@ -5,8 +5,62 @@ Shapes use ``None`` for a dynamic dimension; dtypes are numpy dtype names (``"fl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+
+from edgeexport.errors import (
+    EXIT_BUDGET_EXCEEDED,
+    EXIT_OK,
+    EXIT_REGRESSED,
+    EXIT_UNSUPPORTED,
+    EXIT_VERIFICATION_FAILED,
+)
+
+
+class Status(StrEnum):
+    """The outcome of a stage for one artifact, and of a report: the worst of its artifacts.
+
+    Every consumer derives from it: ``exit_code`` is what ``convert``, ``verify`` and ``check`` exit with,
+    ``junit_kind`` how JUnit records it (``None``: a pass). When several statuses meet (a report's artifacts, a
+    check's matrix), the one with the highest exit code decides.
+    """
+
+    OK = "ok"
+    VERIFICATION_FAILED = "verification_failed"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    REGRESSED = "regressed"
+    NOT_VERIFIABLE = "not_verifiable"
+
+    @property
+    def exit_code(self) -> int:
+        return _STATUS_EXIT[self]
+
+    @property
+    def junit_kind(self) -> str | None:
+        """``None`` (passed), ``"failure"`` (ran and was wrong) or ``"error"`` (could not be checked here)."""
+        if self is Status.OK:
+            return None
+        return "error" if self is Status.NOT_VERIFIABLE else "failure"
+
+    @property
+    def passed(self) -> bool:
+        return self is Status.OK
+
+    @staticmethod
+    def worst(statuses: Iterable[Status]) -> Status:
+        """The one of ``statuses`` with the highest exit code (``OK`` for none)."""
+        return max(statuses, key=lambda status: status.exit_code, default=Status.OK)
+
+
+_STATUS_EXIT = {
+    Status.OK: EXIT_OK,
+    Status.VERIFICATION_FAILED: EXIT_VERIFICATION_FAILED,
+    Status.BUDGET_EXCEEDED: EXIT_BUDGET_EXCEEDED,
+    Status.REGRESSED: EXIT_REGRESSED,
+    Status.NOT_VERIFIABLE: EXIT_UNSUPPORTED,
+}
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def _verification_cell(verification: Any) -> str:
     if not isinstance(verification, Mapping):
         return '<td class="none">not run</td>'
     passed = verification.get("passed")
-    status = str(verification.get("status") or ("pass" if passed else "fail" if passed is False else "unknown"))
+    status = "pass" if passed else str(verification.get("status") or "unknown").replace("_", " ")
     detail = verification.get("failure") or verification.get("reason") or verification.get("headline")
     extra = f" ({escape(str(detail))})" if isinstance(detail, str) and detail else ""
     css = "ok" if passed else ("bad" if passed is False else "none")

@@ -13,22 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeexport import __version__
-from edgeexport.errors import (
-    EXIT_BUDGET_EXCEEDED,
-    EXIT_OK,
-    EXIT_UNSUPPORTED,
-    EXIT_VERIFICATION_FAILED,
-)
+from edgeexport.errors import EXIT_OK
 from edgeexport.sources.base import PruneReport
-from edgeexport.types import Artifact, ModelSummary, SourceModel
+from edgeexport.types import Artifact, ModelSummary, SourceModel, Status
 
-SCHEMA_VERSION = "1.0"
-STATUS_EXIT_CODES = {
-    "ok": EXIT_OK,
-    "not_verifiable": EXIT_UNSUPPORTED,
-    "verification_failed": EXIT_VERIFICATION_FAILED,
-    "budget_exceeded": EXIT_BUDGET_EXCEEDED,
-}
+SCHEMA_VERSION = "2.0"
 
 
 class StageResult(Protocol):
@@ -38,7 +27,7 @@ class StageResult(Protocol):
     def passed(self) -> bool: ...
 
     @property
-    def status(self) -> str: ...
+    def status(self) -> Status: ...
 
     def failure_line(self) -> str: ...
 
@@ -61,20 +50,18 @@ class ArtifactReport:
     budget_failures: tuple[str, ...] = ()
 
     @property
-    def status(self) -> str:
-        """``"ok"``, ``"verification_failed"``, ``"budget_exceeded"`` or ``"not_verifiable"`` (ran nowhere here)."""
+    def status(self) -> Status:
+        """The verification's status when it did not pass, else ``BUDGET_EXCEEDED`` or ``OK``."""
         if self.verification is not None and not self.verification.passed:
-            if self.verification.status == "not_verifiable":
-                return "not_verifiable"
-            return "verification_failed"
+            return self.verification.status
         if self.budget_failures:
-            return "budget_exceeded"
-        return "ok"
+            return Status.BUDGET_EXCEEDED
+        return Status.OK
 
 
 @dataclass(frozen=True)
 class Report:
-    """Everything ``convert`` did. ``status`` is ``"ok"``, ``"verification_failed"`` or ``"budget_exceeded"``."""
+    """Everything ``convert`` did; ``status`` is the worst of its artifacts' ``Status``."""
 
     source: SourceModel
     summary: ModelSummary
@@ -89,21 +76,20 @@ class Report:
     tool_version: str = field(default=__version__)
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         """The worst artifact status (the one with the highest exit code)."""
-        statuses = [a.status for a in self.artifacts] or ["ok"]
-        return max(statuses, key=lambda status: STATUS_EXIT_CODES[status])
+        return Status.worst(a.status for a in self.artifacts)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.warn_only else STATUS_EXIT_CODES[self.status]
+        return EXIT_OK if self.warn_only else self.status.exit_code
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (schema ``SCHEMA_VERSION``); paths are relative to ``out_dir`` where possible."""
         return {
             "schema_version": self.schema_version,
             "tool": {"name": "edgeexport", "version": self.tool_version},
-            "status": self.status,
+            "status": self.status.value,
             "exit_code": self.exit_code,
             "warn_only": self.warn_only,
             "total_seconds": round(self.total_seconds, 3),
@@ -122,7 +108,7 @@ class Report:
     def _artifact_dict(self, entry: ArtifactReport) -> dict[str, Any]:
         data = plain(entry.artifact)
         data["path"] = self._relative(entry.artifact.path)
-        data["status"] = entry.status
+        data["status"] = entry.status.value
         data["preset_reason"] = entry.preset_reason
         data["pruning"] = plain(entry.pruning) if entry.pruning else None
         data["verification"] = entry.verification.to_dict() if entry.verification else None

@@ -72,7 +72,7 @@ def render_report(report: Report, console: Console) -> None:
     for warning in report.warnings:
         console.print(f"[yellow]warning: {warning}[/yellow]")
     style = _STATUS_STYLE.get(report.status, "red")
-    suffix = " (--warn-only: exit 0)" if report.warn_only and report.status != "ok" else ""
+    suffix = " (--warn-only: exit 0)" if report.warn_only and not report.status.passed else ""
     if report.out_dir is not None:
         console.print(f"report: {report.out_dir / 'report.json'}")
     console.print(f"[{style}]status: {report.status}[/{style}]{suffix} in {report.total_seconds:.1f} s")
@@ -85,7 +85,7 @@ def _check_cell(verification: Any, smoke: str) -> str:
     text = headline() if callable(headline) else ("pass" if verification.passed else "FAIL")
     if verification.passed:
         return f"[green]{text}[/green]"
-    return f"[yellow]{text}[/yellow]" if verification.status == "not_verifiable" else f"[red]{text}[/red]"
+    return f"[yellow]{text}[/yellow]" if verification.status.junit_kind == "error" else f"[red]{text}[/red]"
 
 
 def _latency_cell(estimates: tuple[Any, ...]) -> str:

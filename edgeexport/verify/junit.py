@@ -70,7 +70,7 @@ def verification_cases(verification: Verification) -> list[TestCase]:
     """One case per output x check (``probs.cosine``); an output that could not be compared and an artifact
     that could not be run are errors, never passes."""
     classname = f"edgeexport.verify.{verification.artifact}"
-    if verification.status == "not_verifiable":
+    if verification.status.junit_kind == "error":
         return [TestCase(classname, "run", verification.seconds, error=verification.reason)]
     cases: list[TestCase] = []
     share = verification.seconds / max(1, sum(max(1, len(c.checks)) for c in verification.outputs))

@@ -2,13 +2,13 @@
 
 ``verify_artifact`` is what the pipeline calls after conversion; ``verify_golden`` checks an artifact against
 a golden file without loading the reference framework. Both return a ``Verification`` (a result, never an
-exception, for a numerical failure). Status and exit code:
+exception, for a numerical failure) whose ``status`` is a ``types.Status``:
 
-* ``"pass"``: every check passed (exit 0).
-* ``"fail"``: some check failed (exit 5, ``EXIT_VERIFICATION_FAILED``).
-* ``"not_verifiable"``: the artifact cannot be executed here (e.g. the MIL executor has no kernel for an
-  op). It is not a pass: ``passed`` is False, and ``edgeexport verify`` exits 4 (``EXIT_UNSUPPORTED``: this
-  platform cannot run it, which is different from "ran and was wrong"). ``--warn-only`` turns both into 0.
+* ``Status.OK``: every check passed (exit 0).
+* ``Status.VERIFICATION_FAILED``: some check failed (exit 5).
+* ``Status.NOT_VERIFIABLE``: the artifact cannot be executed here (e.g. the MIL executor has no kernel for an
+  op). It is not a pass: ``passed`` is False, and every command exits 4 for it (this platform cannot run it,
+  which is different from "ran and was wrong"). ``--warn-only`` turns both into 0.
 """
 
 from __future__ import annotations
@@ -24,15 +24,9 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Tolerance
-from edgeexport.errors import (
-    EXIT_OK,
-    EXIT_UNSUPPORTED,
-    EXIT_VERIFICATION_FAILED,
-    ProfileError,
-    UnsupportedOpError,
-)
+from edgeexport.errors import ProfileError, UnsupportedOpError
 from edgeexport.sources.base import LoadedModel
-from edgeexport.types import Artifact, Permutation
+from edgeexport.types import Artifact, Permutation, Status
 from edgeexport.verify.compare import (
     OutputComparison,
     artifact_feeds,
@@ -50,14 +44,14 @@ SUFFIX_TARGET = {".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "corem
 
 @dataclass(frozen=True)
 class Verification:
-    """The outcome of verifying one artifact. ``status`` is ``"pass"``, ``"fail"`` or ``"not_verifiable"``.
+    """The outcome of verifying one artifact: ``status`` is ``Status.OK``, ``VERIFICATION_FAILED`` or ``NOT_VERIFIABLE``.
 
     ``tolerance_source`` says where the limits came from (``"preset int8"``, ``"command line"``, ...);
     ``data_origin`` where the inputs came from; ``guesses`` every name/shape match that was not exact;
     ``runtime`` the engine that ran the artifact (``"litert"``, ``"mil"``, ``"coreml"``); ``seconds`` wall time.
     """
 
-    status: str
+    status: Status
     artifact: str
     reference: str
     outputs: tuple[OutputComparison, ...]
@@ -72,25 +66,25 @@ class Verification:
 
     @property
     def passed(self) -> bool:
-        return self.status == "pass"
+        return self.status.passed
 
     @property
     def exit_code(self) -> int:
         """0 pass, 5 fail, 4 not verifiable on this platform (see the module docstring)."""
-        return {"pass": EXIT_OK, "fail": EXIT_VERIFICATION_FAILED}.get(self.status, EXIT_UNSUPPORTED)
+        return self.status.exit_code
 
     def failure_line(self) -> str:
         """One line naming the worst failing metric and its output (``"probs: cosine 0.9812 < 0.999"``);
         the reason when not verifiable; empty when it passed."""
-        if self.status == "not_verifiable":
+        if self.status is Status.NOT_VERIFIABLE:
             return self.reason
         return worst_failure(self.outputs) or ""
 
     def headline(self) -> str:
         """Short, for a table cell: ``"pass cos 1.0000"``, ``"FAIL top1 0.91"``, ``"not verifiable"``."""
-        if self.status == "not_verifiable":
+        if self.status is Status.NOT_VERIFIABLE:
             return "not verifiable"
-        if self.status == "pass":
+        if self.status is Status.OK:
             cosines = [c.metrics.cosine for c in self.outputs if c.metrics is not None]
             return f"pass cos {min(cosines):.4f}" if cosines else "pass"
         failing = [check for c in self.outputs for check in c.checks if check.passed is False]
@@ -104,7 +98,7 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (report.json ``verification``, ``edgeexport verify --json``)."""
         return {
-            "status": self.status,
+            "status": self.status.value,
             "passed": self.passed,
             "artifact": self.artifact,
             "reference": self.reference,
@@ -214,7 +208,7 @@ def _runtime_name(runner: Any, target: str) -> str:
 def _not_verifiable(artifact: Path, reference: str, err: UnsupportedOpError, tolerance: Tolerance, source: str,
                     origin: str, samples: int, runtime: str, started: float) -> Verification:
     ops = ", ".join(sorted(err.ops))
-    return Verification("not_verifiable", artifact.name, reference, (), tolerance, source, origin, samples, runtime,
+    return Verification(Status.NOT_VERIFIABLE, artifact.name, reference, (), tolerance, source, origin, samples, runtime,
                         reason=f"not verifiable on this platform: op {ops}", seconds=time.perf_counter() - started)
 
 
@@ -257,7 +251,7 @@ def verify_artifact(
                                                   labels=dataset.labels)
     if golden is not None:
         _write_golden(golden, feeds, expected, comparisons, dataset, tolerance, preset, reference_name, artifact)
-    status = "pass" if all(c.passed for c in comparisons) else "fail"
+    status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference_name, comparisons, tolerance, source, dataset.origin,
                         dataset.count, _runtime_name(runner, artifact.target), input_guesses + output_guesses,
                         seconds=time.perf_counter() - started)
@@ -320,7 +314,7 @@ def verify_golden(
                                _runtime_name(runner, artifact.target), started)
     expected = {k: v[:count] for k, v in golden.outputs.items()}
     comparisons, output_guesses = compare_outputs(expected, actual, tolerance, labels=labels)
-    status = "pass" if all(c.passed for c in comparisons) else "fail"
+    status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference, comparisons, tolerance, source, origin, count,
                         _runtime_name(runner, artifact.target), input_guesses + output_guesses,
                         seconds=time.perf_counter() - started)

@@ -81,3 +81,25 @@ def test_missing_model_in_matrix_is_an_error_case(run_cli: Callable[..., CliResu
     assert result.code == 3
     root = ET.parse(tmp_path / "out" / "junit.xml").getroot()
     assert root.get("errors") == "1"
+
+
+def test_not_verifiable_artifact_gives_the_same_exit_code_as_convert(
+        run_cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Status decides both commands: a Core ML artifact that the MIL executor cannot run is exit 4 in
+    `convert` and in `check`, and a JUnit error (could not be checked), never a failure or a pass."""
+    from edgeexport.runtimes.mil import registry
+
+    registry.kernels()
+    monkeypatch.delitem(registry._KERNELS, "softmax")  # a real package and executor, one kernel withdrawn
+    model = ROOT / "sample_models" / "digits_cnn.keras"
+    data = ROOT / "sample_models" / "digits.npz"
+    converted = run_cli("convert", model, "--target", "coreml", "--data", data, "--out", tmp_path / "convert")
+    config = tmp_path / "edgeexport.toml"
+    config.write_text(f"[check]\n[[check.models]]\npath = '{model}'\ndevices = ['iphone-15-pro']\npresets = ['fp32']\n"
+                      f"targets = ['coreml']\ndata = '{data}'\n")
+    checked = run_cli("check", "--config", config, "--out", tmp_path / "check")
+    assert converted.code == checked.code == 4, (converted.err, checked.err)
+    root = ET.parse(tmp_path / "check" / "junit.xml").getroot()
+    assert (root.get("failures"), root.get("errors")) == ("0", "1")
+    assert "not verifiable on this platform: op softmax" in next(root.iter("error")).get("message", "")
+    assert json.loads((tmp_path / "check" / "check.json").read_text())["exit_code"] == 4

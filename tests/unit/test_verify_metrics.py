@@ -12,7 +12,7 @@ import pytest
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import DataError
-from edgeexport.types import Permutation, TensorSpec
+from edgeexport.types import Permutation, Status, TensorSpec
 from edgeexport.verify.compare import (
     artifact_feeds,
     compare_outputs,
@@ -110,7 +110,7 @@ def test_recorded_permutation_is_applied_and_never_guessed() -> None:
     assert not unknown[0].passed and "no layout permutation recorded" in (unknown[0].error or "")
 
 
-def _verification(status: str, outputs: tuple = (), reason: str = "") -> Verification:
+def _verification(status: Status, outputs: tuple = (), reason: str = "") -> Verification:
     return Verification(status, "m.int8.tflite", "m.keras", outputs, Tolerance(cosine_min=0.99), "preset int8",
                         "seeded", 4, "litert", reason=reason, seconds=0.5)
 
@@ -119,14 +119,14 @@ def test_verification_status_exit_codes_and_junit(tmp_path: Path) -> None:
     ref = _probs(16)
     tolerance = Tolerance(cosine_min=0.999, top1_agreement_min=0.99, accuracy_drop_max=1.0)
     comparisons, _ = compare_outputs({"probs": ref}, {"probs": _probs(16, seed=5)}, tolerance)
-    failed = _verification("fail", comparisons)
+    failed = _verification(Status.VERIFICATION_FAILED, comparisons)
     assert not failed.passed and failed.exit_code == 5 and failed.headline().startswith("FAIL ")
     assert failed.failure_line().startswith("probs: ")
     path = write_junit(tmp_path / "out" / "v.xml", "suite", verification_cases(failed))
     suite = ET.parse(path).getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "2", "1")  # no labels: skipped
-    blocked = _verification("not_verifiable", reason="not verifiable on this platform: op gelu")
+    blocked = _verification(Status.NOT_VERIFIABLE, reason="not verifiable on this platform: op gelu")
     assert not blocked.passed and blocked.exit_code == 4 and blocked.headline() == "not verifiable"
     assert blocked.failure_line() == "not verifiable on this platform: op gelu"
     assert blocked.to_dict()["status"] == "not_verifiable"

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from edgeexport.cli.options import config_defaults, warn_only_option
+from edgeexport.types import Status
 
 EXAMPLES = """\b
 Examples:
@@ -113,7 +114,7 @@ def command(
 
     _echo_result(result)
     localization = None
-    if model is not None and (localize or result.status == "fail") and art.target == "tflite":
+    if model is not None and (localize or result.status is Status.VERIFICATION_FAILED) and art.target == "tflite":
         localization = _localize(art.path, model, data, result, explicit=localize)
     elif localize:
         click.echo("  (layer localization works on .tflite artifacts with a Keras reference; skipped)")
@@ -156,9 +157,9 @@ def _echo_result(result: Any) -> None:
         click.echo(f"  note: {guess}")
     where = (f"{result.samples} samples from {result.data_origin}; tolerance {result.tolerance_source}; "
              f"ran with {result.runtime}")
-    if result.status == "pass":
+    if result.status is Status.OK:
         click.echo(f"PASS {result.artifact} vs {result.reference} ({where})")
-    elif result.status == "fail":
+    elif result.status is Status.VERIFICATION_FAILED:
         click.echo(f"FAIL {result.artifact} vs {result.reference}: {result.failure_line()} ({where})")
     else:
         click.echo(f"NOT VERIFIED {result.artifact}: {result.reason} (this is not a pass)")
