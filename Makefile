@@ -58,7 +58,7 @@ clean:
 	rm -rf build .pytest_cache
 
 demo-assets: setup
-	$(PY) -m edgeexport.bundle.demo_assets
+	$(PY) sample_models/make_demo_assets.py
 
 report-screenshot: setup
 	@test -x /usr/bin/chromium || command -v chromium >/dev/null 2>&1 || { echo "error: Chromium not found; install it: apt-get install -y chromium"; exit 1; }

@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--calibration", type=Path, default=ROOT / "sample_models" / "digits.npz")
     args = parser.parse_args()
     started = time.perf_counter()
-    from edgeexport.api import convert
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
 
     print(f"command: python benchmarks/conversion.py --model {args.model.relative_to(ROOT)}")
     print(f"import edgeexport.api (TensorFlow on first conversion): {time.perf_counter() - started:.2f} s")
@@ -35,8 +35,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for index, (target, preset) in enumerate(CASES):
             begun = time.perf_counter()
-            report = convert(args.model, Path(tmp) / f"{index}", targets=(target,), preset=preset,
-                             calibration=args.calibration if preset == "int8" else None, verify=False)
+            calibration = Path(args.calibration) if preset == "int8" and args.calibration else None
+            report = convert(args.model, Path(tmp) / f"{index}",
+                             ConvertOptions(targets=(target,), preset=preset, calibration=calibration,
+                                            verify=VerifyOptions(enabled=False)))
             total = time.perf_counter() - begun
             artifact = report.artifacts[0].artifact
             print(f"{target:7} {preset:13} {artifact.conversion_seconds:9.2f} {total:8.2f} "

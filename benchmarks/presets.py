@@ -54,7 +54,7 @@ def mobilenet_v2(work: Path) -> tuple[Path, Path]:
 
 
 def run(model: Path, data: Path, work: Path, runs: int, finetune_epochs: int) -> None:
-    from edgeexport.api import convert
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
     from edgeexport.simulate.bench import bench
 
     print(f"{'target':7} {'preset':22} {'size':>10} {'gzip':>10} {'p50 ms':>8} {'quality':>28} {'convert s':>9}")
@@ -63,8 +63,9 @@ def run(model: Path, data: Path, work: Path, runs: int, finetune_epochs: int) ->
             out = work / f"{target}-{preset.replace(':', '-')}"
             begun = time.perf_counter()
             try:
-                report = convert(model, out, targets=(target,), preset=preset, calibration=data, verify_data=data,
-                                 verify_samples=360 if "digits" in model.name else 32, finetune_epochs=finetune_epochs)
+                checks = VerifyOptions(data=data, samples=360 if "digits" in model.name else 32)
+                report = convert(model, out, ConvertOptions(targets=(target,), preset=preset, calibration=data,
+                                                            verify=checks, finetune_epochs=finetune_epochs))
             except Exception as err:  # noqa: BLE001 - a benchmark row records the failure and goes on
                 print(f"{target:7} {preset:22} failed: {err}")
                 continue

@@ -43,6 +43,7 @@ def _measure(label: str, model_path: Path, artifact_path: Path, data: Path | Non
     from edgeexport.verify.stage import (
         artifact_from_path,
         open_artifact,
+        preset_tolerance,
         run_artifact,
         run_reference,
         verify_artifact,
@@ -51,16 +52,17 @@ def _measure(label: str, model_path: Path, artifact_path: Path, data: Path | Non
     model = load(open_source(model_path))
     artifact = artifact_from_path(artifact_path)
     # Warm-up at the same sample count: Keras traces once per batch shape, the first call also imports.
-    verify_artifact(artifact, model, data=data, samples=samples, preset=artifact.preset)
+    tolerance, source = preset_tolerance(artifact.preset)
+    verify_artifact(artifact, model, data=data, samples=samples, tolerance=tolerance, tolerance_source=source)
     specs = model.summary.inputs
     dataset = load_npz(data, specs, split="test").head(samples) if data else seeded_inputs(specs, samples)
-    runner = open_artifact(artifact.path, artifact.target)
+    runner = open_artifact(artifact.path)
     feeds = dataset.arrays
     reference_s = _best(lambda: run_reference(model, feeds))
     artifact_s = _best(lambda: run_artifact(runner, feeds))
     holder: list[Any] = []
     verify_s = _best(lambda: holder.append(verify_artifact(artifact, model, data=data, samples=samples,
-                                                             preset=artifact.preset)))
+                                                             tolerance=tolerance, tolerance_source=source)))
     result = holder[-1]
     bare = reference_s + artifact_s
     return (f"{label:34} {result.samples:7d} {reference_s:9.3f} {artifact_s:9.3f} {verify_s:9.3f} "
@@ -75,7 +77,7 @@ def main() -> int:
     print(f"command: python benchmarks/verify_speed.py --samples {args.samples} --size {args.size}")
     import keras
 
-    from edgeexport.api import convert
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
 
     digits = ROOT / "sample_models" / "digits_cnn.keras"
     data = ROOT / "sample_models" / "digits.npz"
@@ -83,11 +85,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for target in ("tflite", "coreml"):
-            convert(digits, out / "digits", targets=(target,), preset="fp32", verify=False, write_report=False)
+            convert(digits, out / "digits", ConvertOptions(targets=(target,), verify=VerifyOptions(enabled=False),
+                                                           write_report=False))
         mobilenet = keras.applications.MobileNetV2(input_shape=(args.size, args.size, 3), weights=None, classes=1000)
         mobilenet.save(out / "mobilenetv2.keras")
-        convert(out / "mobilenetv2.keras", out / "mnv2", targets=("tflite",), preset="fp32", verify=False,
-                write_report=False)
+        convert(out / "mobilenetv2.keras", out / "mnv2",
+                ConvertOptions(targets=("tflite",), verify=VerifyOptions(enabled=False), write_report=False))
         print(f"{'model':34} {'samples':>7} {'ref s':>9} {'art s':>9} {'verify s':>9} {'overhead':>9}  result")
         rows.append(_measure("digits_cnn fp32 tflite", digits, out / "digits" / "digits_cnn.fp32.tflite", data,
                              args.samples))

@@ -23,19 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "report.png")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import edgeexport
-    from edgeexport.bundle.demo_assets import ensure_estimates
+    from dataclasses import replace
+
+    from edgeexport.api import ConvertOptions, VerifyOptions, add_estimates, convert
     from edgeexport.report.html import write_html
     from edgeexport.report.jsonfile import write_json
     from edgeexport.report.screenshot import png_stats, screenshot
 
     samples = ROOT / "sample_models"
-    report = edgeexport.convert(samples / "digits_cnn.keras", args.out, targets=("tflite", "coreml"), preset="fp16",
-                                device="iphone-15-pro", verify_data=samples / "digits.npz").to_dict()
-    for target, devices in EXTRA_DEVICES.items():
-        subset = {"artifacts": [a for a in report["artifacts"] if a["target"] == target]}
-        ensure_estimates(subset, args.out, devices)
-    write_json(args.out / "report.json", report)
+    options = ConvertOptions(targets=("tflite", "coreml"), preset="fp16", device="iphone-15-pro",
+                             verify=VerifyOptions(data=samples / "digits.npz"))
+    report = convert(samples / "digits_cnn.keras", args.out, options)
+    entries = []
+    for entry in report.artifacts:  # each artifact also on the other devices of its platform
+        more = add_estimates(replace(report, artifacts=(entry,)), EXTRA_DEVICES[entry.artifact.target])
+        entries.extend(more.artifacts)
+    report = replace(report, artifacts=tuple(entries))
+    write_json(args.out / "report.json", report.to_dict())
     html = write_html(args.out / "report.html", report)
     screenshot(html, args.png)
     stats = png_stats(args.png)

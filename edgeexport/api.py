@@ -1,26 +1,45 @@
-"""The public Python API. The CLI is a thin skin over these functions.
+"""The public Python API. Every CLI command is a thin skin over these functions.
 
     >>> import edgeexport
-    >>> report = edgeexport.convert("sample_models/digits_cnn.keras", "build/digits", targets=("tflite",))
+    >>> from edgeexport.api import ConvertOptions
+    >>> report = edgeexport.convert("sample_models/digits_cnn.keras", "build/digits", ConvertOptions(targets=("tflite",)))
     >>> report.status
-    'ok'
+    <Status.OK: 'ok'>
+
+Options are typed, frozen objects (``ConvertOptions``, ``VerifyOptions``, ``SimulateOptions``, ``Budgets``,
+``Tolerance``); presets travel as ``Preset`` objects once resolved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from edgeexport.catalog.model import DeviceProfile, Preset
-from edgeexport.pipeline import Progress, make_plan, run_plan
-from edgeexport.report.jsonfile import write_json
+from edgeexport.catalog.model import DeviceProfile, Preset, Tolerance
+from edgeexport.options import (
+    SYNTHETIC,
+    Budgets,
+    BundleOptions,
+    ConvertOptions,
+    SimulateOptions,
+    VerifyOptions,
+)
 from edgeexport.report.model import Report
 from edgeexport.sources import open_source
-from edgeexport.types import LoadOptions, ModelSummary
+from edgeexport.types import LoadOptions, ModelSummary, SourceModel
 
-DEFAULT_TARGETS = ("tflite", "coreml")
-DEFAULT_PRESET = "fp32"
+if TYPE_CHECKING:
+    from edgeexport.pipeline import Progress
+    from edgeexport.simulate.bench import BenchResult
+    from edgeexport.simulate.estimate import LatencyEstimate
+    from edgeexport.verify.stage import Verification
+
+__all__ = [
+    "SYNTHETIC", "Budgets", "BundleOptions", "ConvertOptions", "DeviceProfile", "Preset", "Report", "SimulateOptions",
+    "Tolerance", "VerifyOptions", "add_estimates", "bench", "convert", "inspect", "load_device", "load_preset",
+    "simulate", "verify",
+]
 
 
 def load_device(name_or_path: str) -> DeviceProfile:
@@ -37,101 +56,115 @@ def load_preset(spec: str, *, extra_files: Sequence[Path] = ()) -> Preset:
     return _load_preset(spec, extra_files=tuple(extra_files))
 
 
-def inspect(model: str | Path, *, options: LoadOptions | None = None) -> ModelSummary:
-    """Inputs/outputs, op histogram, parameters and MACs of a model file (loads its framework)."""
+def inspect(model: str | Path, *, options: LoadOptions | None = None) -> tuple[SourceModel, ModelSummary]:
+    """The model file (format, sha256) and its summary: inputs/outputs, op histogram, parameters and MACs
+    (loads its framework)."""
     from edgeexport.sources import load
 
-    return load(open_source(model, options)).summary
+    source = open_source(model, options)
+    return source, load(source).summary
 
 
-def convert(
-    model: str | Path,
-    out_dir: str | Path,
-    *,
-    targets: Sequence[str] | None = None,
-    preset: str = DEFAULT_PRESET,
-    device: str | DeviceProfile | None = None,
-    calibration: str | Path | None = None,
-    options: LoadOptions | None = None,
-    preset_files: Sequence[Path] = (),
-    progress: Progress | None = None,
-    write_report: bool = True,
-    bundle: bool = False,
-    labels: str | Path | None = None,
-    preprocess: str | Path | None = None,
-    **plan_options: Any,
-) -> Report:
+def convert(model: str | Path, out_dir: str | Path, options: ConvertOptions | None = None, *,
+            progress: Progress | None = None) -> Report:
     """Convert ``model`` into ``out_dir`` for each target, run, verify and (with a device) simulate each artifact.
 
-    ``targets`` defaults to every target the device runs and the preset has a recipe for (both when neither
-    limits them). ``preset`` is a preset name, a composition (``"prune-50+int8"``) or ``"auto"`` (needs ``device``).
-    ``calibration`` is an ``.npz`` path or ``"synthetic"``. Writes ``out_dir/report.json`` unless
-    ``write_report`` is False. Raises an ``EdgeExportError`` when it cannot convert; a conversion whose
-    checks fail returns a Report whose ``status``/``exit_code`` say so.
+    See ``ConvertOptions`` for what can be asked (default: fp32 for every target). Writes ``out_dir/report.json``
+    and ``report.html`` unless ``options.write_report`` is False, and app bundles with ``options.bundle``.
+    Raises an ``EdgeExportError`` when it cannot convert; a conversion whose checks fail returns a Report whose
+    ``status``/``exit_code`` say so.
     """
-    bundle_inputs = _bundle_inputs(labels, preprocess) if bundle else None
-    source = open_source(model, options)
-    profile = load_device(device) if isinstance(device, str) else device
-    calibration_value: Path | str | None
-    if calibration is None or str(calibration) == "synthetic":
-        calibration_value = None if calibration is None else "synthetic"
-    else:
-        calibration_value = Path(calibration)
-    plan = make_plan(
-        source,
-        Path(out_dir),
-        targets=tuple(targets) if targets is not None else None,
-        preset=preset,
-        device=profile,
-        calibration=calibration_value,
-        preset_files=tuple(preset_files),
-        **plan_options,
-    )
+    from edgeexport.pipeline import make_plan, run_plan
+    from edgeexport.report.jsonfile import write_json
+
+    opts = options or ConvertOptions()
+    bundle_inputs = _bundle_inputs(opts.bundle) if opts.bundle is not None else None
+    source = open_source(model, opts.load)
+    profile = load_device(opts.device) if opts.device is not None else None
+    plan = make_plan(source, Path(out_dir), opts, profile)
     report = run_plan(plan, progress)
-    if write_report:
+    if opts.write_report:
         write_json(Path(out_dir) / "report.json", report.to_dict())
         from edgeexport.report.html import write_html
 
-        write_html(Path(out_dir) / "report.html", report.to_dict())
+        write_html(Path(out_dir) / "report.html", report)
     if bundle_inputs is not None:
         from edgeexport.bundle import write_bundles
 
-        write_bundles(Path(out_dir), report.to_dict(), preprocessing=bundle_inputs[0], info=bundle_inputs[1])
+        write_bundles(Path(out_dir), report, preprocessing=bundle_inputs[0], info=bundle_inputs[1])
     return report
 
 
-def _bundle_inputs(labels: str | Path | None, preprocess: str | Path | None) -> tuple[Any, Any]:
+def _bundle_inputs(bundle: BundleOptions) -> tuple[object, object]:
     """Preprocessing and labels, read before converting so a bad file fails fast (exit 3)."""
     from edgeexport.bundle import ModelInfo, parse_preprocessing, read_labels
 
-    return parse_preprocessing(preprocess), ModelInfo(labels=read_labels(Path(labels)) if labels else None)
+    labels = read_labels(bundle.labels) if bundle.labels else None
+    return parse_preprocessing(bundle.preprocess), ModelInfo(labels=labels)
 
 
-def verify(artifact: str | Path, reference: str | Path, *, data: str | Path | None = None, samples: int = 256,
-           options: LoadOptions | None = None) -> Any:
-    """Verify ``artifact`` against the ``reference`` model on ``data`` (an .npz; default seeded inputs).
+def verify(artifact: str | Path, *, reference: str | Path | None = None, golden: str | Path | None = None,
+           options: VerifyOptions | None = None, tolerance: Tolerance | None = None,
+           tolerance_source: str | None = None, preset_files: Sequence[Path] = (),
+           save_golden: str | Path | None = None, load: LoadOptions | None = None) -> Verification:
+    """Verify ``artifact`` against ``reference`` (a model file, run by its own framework) or a ``golden`` file.
 
-    Returns a ``Verification`` (``.passed``, ``.failure_line()``, ``.to_dict()``); the tolerance is the one of
-    the preset named in the artifact's file name (fp32's when there is none).
+    The tolerance is ``tolerance`` when given (``tolerance_source`` names it), else the preset's the artifact was
+    converted with (from its report.json, else its file name; ``preset_files`` resolve your own presets).
+    ``options``: data, samples and the Core ML engine. Returns a ``Verification`` (``.passed``, ``.status``).
     """
-    from edgeexport.sources import load
-    from edgeexport.verify.stage import artifact_from_path, verify_artifact
+    from edgeexport.verify.stage import (
+        artifact_from_path,
+        preset_tolerance,
+        verify_artifact,
+        verify_golden,
+    )
 
+    if (reference is None) == (golden is None):
+        raise ValueError("give exactly one of reference or golden")
+    opts = options or VerifyOptions()
     built = artifact_from_path(Path(artifact))
-    model = load(open_source(reference, options))
-    return verify_artifact(built, model, data=Path(data) if data else None, samples=samples, preset=built.preset)
+    if golden is not None:
+        return verify_golden(built, Path(golden), samples=opts.samples, tolerance=tolerance,
+                             precision=opts.coreml_precision, runtime=opts.coreml_runtime)
+    from edgeexport.sources import load as load_model
+
+    assert reference is not None
+    if tolerance is None:
+        tolerance, source = preset_tolerance(built.preset, tuple(preset_files))
+    else:
+        source = tolerance_source or "given"
+    model = load_model(open_source(reference, load))
+    return verify_artifact(built, model, data=opts.data, samples=opts.samples, tolerance=tolerance,
+                           tolerance_source=source, precision=opts.coreml_precision, runtime=opts.coreml_runtime,
+                           golden=Path(save_golden) if save_golden else None)
 
 
-def simulate(artifact: str | Path, device: str | DeviceProfile = "host", **options: Any) -> Any:
+def simulate(artifact: str | Path, device: str | DeviceProfile = "host",
+             options: SimulateOptions | None = None) -> LatencyEstimate:
     """Estimated latency, memory and energy of ``artifact`` on ``device`` (a ``LatencyEstimate``)."""
     from edgeexport.simulate import simulate as _simulate
 
+    opts = options or SimulateOptions()
     profile = load_device(device) if isinstance(device, str) else device
-    return _simulate(Path(artifact), profile, **options)
+    return _simulate(Path(artifact), profile, threads=opts.threads, compute_units=opts.compute_units,
+                     delegate=opts.delegate)
 
 
-def bench(artifact: str | Path, *, threads: int | None = None, runs: int = 50) -> Any:
+def bench(artifact: str | Path, *, threads: int | None = None, runs: int = 50) -> BenchResult:
     """Measured latency of a ``.tflite`` on this machine (a ``BenchResult``: p50/p90/min in ms, peak memory)."""
     from edgeexport.simulate.bench import bench as _bench
 
     return _bench(Path(artifact), threads=threads, runs=runs)
+
+
+def add_estimates(report: Report, devices: Sequence[str]) -> Report:
+    """``report`` with a simulated estimate on each of ``devices`` for every artifact that has none for it."""
+    from dataclasses import replace
+
+    entries = []
+    for entry in report.artifacts:
+        have = {estimate.device for estimate in entry.estimates}
+        extra = tuple(simulate(entry.artifact.path, device) for device in devices if device not in have)
+        entries.append(replace(entry, estimates=entry.estimates + extra))
+    return replace(report, artifacts=tuple(entries))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import EXIT_OK, EdgeExportError, ProfileError
 from edgeexport.types import Status
 from edgeexport.verify.junit import TestCase
@@ -162,8 +163,7 @@ def _budgets(raw: Any, where: str) -> dict[str, Any]:
 
 def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None) -> CheckResult:
     """Convert, verify and simulate every model x device x preset; one test case per check."""
-    from edgeexport.api import convert
-    from edgeexport.pipeline import Budgets
+    from edgeexport.api import Budgets, ConvertOptions, VerifyOptions, convert
 
     say = progress or (lambda _message: None)
     started = time.perf_counter()
@@ -183,16 +183,17 @@ def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None
                 say(f"{classname}: converting")
                 begun = time.perf_counter()
                 try:
-                    report = convert(
-                        model.path, out, targets=_targets_for(model.targets, device), preset=preset, device=device,
-                        calibration=model.calibration, verify_data=model.data, verify_samples=config.samples,
+                    options = ConvertOptions(
+                        targets=_targets_for(model.targets, device), preset=preset, device=device,
+                        calibration=model.calibration,
+                        verify=VerifyOptions(data=model.data, samples=config.samples, tighten=_tightened(budgets)),
                         check_budgets=True,
                         budgets=Budgets(max_latency_ms=latency,
                                         max_size_bytes=_kib(budgets.get("max_size_kb")),
                                         max_memory_bytes=_kib(budgets.get("max_memory_kb"))),
-                        tolerance_overrides=_tolerance_overrides(budgets),
-                        progress=lambda message, c=classname: say(f"{c}: {message}"),
                     )
+                    report = convert(model.path, out, options,
+                                     progress=lambda message, c=classname: say(f"{c}: {message}"))
                 except EdgeExportError as err:
                     cases.append(TestCase(classname, "convert", time.perf_counter() - begun, error=err.one_line()))
                     codes.append(err.exit_code)
@@ -222,9 +223,14 @@ def _kib(value: Any) -> int | None:
     return None if value is None else int(float(value) * 1024)
 
 
-def _tolerance_overrides(budgets: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
-    mapping = {"min_cosine": "cosine_min", "min_sqnr_db": "sqnr_db_min", "max_accuracy_drop": "accuracy_drop_max"}
-    return tuple((field_name, float(budgets[key])) for key, field_name in mapping.items() if key in budgets)
+def _tightened(budgets: Mapping[str, Any]) -> Tolerance | None:
+    """The verification limits a model's budgets set (``min_cosine`` ...), replacing the preset's."""
+    def limit(key: str) -> float | None:
+        return float(budgets[key]) if key in budgets else None
+
+    tolerance = Tolerance(cosine_min=limit("min_cosine"), sqnr_db_min=limit("min_sqnr_db"),
+                          accuracy_drop_max=limit("max_accuracy_drop"))
+    return None if tolerance == Tolerance() else tolerance
 
 
 def _artifact_cases(classname: str, entry: ArtifactReport,

@@ -8,9 +8,6 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import importlib
 import os
 import shutil
 import tempfile
@@ -18,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile, Preset, Tolerance
 from edgeexport.errors import (
@@ -29,26 +25,18 @@ from edgeexport.errors import (
     UnsupportedError,
     UnsupportedOpError,
 )
+from edgeexport.files import gzip_size, sha256_of, size_of
+from edgeexport.options import SYNTHETIC, Budgets, ConvertOptions
 from edgeexport.report.model import ArtifactReport, Report
+from edgeexport.simulate.estimate import LatencyEstimate
 from edgeexport.sources import load as load_source
-from edgeexport.sources.base import LoadedModel, PruneReport, endpoint_arrays
-from edgeexport.targets import SUFFIX, TARGETS
+from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport, endpoint_arrays
+from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
 from edgeexport.types import Artifact, SourceModel, TensorSpec
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 
 Progress = Callable[[str], None]
-SYNTHETIC = "synthetic"
 SYNTHETIC_SAMPLES = 64
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Limits an artifact must meet on the device: p50 latency in ms, size and peak memory in bytes (None: unchecked).
-    The device profile's RAM and flash are always budgets too."""
-
-    max_latency_ms: float | None = None
-    max_size_bytes: int | None = None
-    max_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,48 +52,32 @@ class PlanItem:
 class Plan:
     """What ``convert`` will do, checked for compatibility before anything heavy is imported.
 
-    ``calibration`` is a path to an ``.npz``, ``"synthetic"`` (explicitly asked for) or None.
+    ``calibration`` is a path to an ``.npz``, ``"synthetic"`` (explicitly asked for) or None; ``options`` the
+    rest of what the caller asked (verification, budgets, fine-tuning).
     """
 
     source: SourceModel
     out_dir: Path
     items: tuple[PlanItem, ...]
-    device: DeviceProfile | None = None
-    calibration: Path | str | None = None
-    verify: bool = True
-    verify_data: Path | None = None
-    verify_samples: int = 64
-    coreml_precision: str = "auto"
-    warn_only: bool = False
-    check_budgets: bool = False
-    budgets: Budgets = Budgets()
-    tolerance_overrides: tuple[tuple[str, float], ...] = ()
-    finetune_epochs: int = 30
+    device: DeviceProfile | None
+    calibration: Path | str | None
+    options: ConvertOptions
 
 
-def make_plan(
-    source: SourceModel,
-    out_dir: Path,
-    *,
-    targets: tuple[str, ...] | None,
-    preset: str,
-    device: DeviceProfile | None = None,
-    calibration: Path | str | None = None,
-    preset_files: tuple[Path, ...] = (),
-    **options: Any,
-) -> Plan:
+def make_plan(source: SourceModel, out_dir: Path, options: ConvertOptions, device: DeviceProfile | None) -> Plan:
     """Resolve presets per target (``auto`` asks the device profile) and refuse what cannot work (exit 3/4).
 
-    ``targets=None`` means every target that the device runs and the preset has a recipe for; targets named
-    explicitly must all work.
+    ``options.targets=None`` means every target that the device runs and the preset has a recipe for; targets
+    named explicitly must all work.
     """
     from edgeexport.catalog import check_compatible, choose_preset, load_preset
 
-    for target in targets or ():
-        if target not in TARGETS:
-            raise UnsupportedError(f"unknown target {target}", hint=f"targets: {', '.join(TARGETS)}")
-    explicit = targets is not None
-    wanted = tuple(targets) if targets is not None else tuple(TARGETS)
+    known = target_names()
+    for target in options.targets or ():
+        if target not in known:
+            raise UnsupportedError(f"unknown target {target}", hint=f"targets: {', '.join(known)}")
+    explicit = options.targets is not None
+    wanted = tuple(options.targets) if options.targets is not None else known
     if device is not None:
         runnable = tuple(t for t in wanted if t in device.targets)
         if not runnable or (explicit and len(runnable) < len(wanted)):
@@ -115,9 +87,11 @@ def make_plan(
                 hint=f"use --target {' or --target '.join(sorted(device.targets))}",
             )
         wanted = runnable
-    named = None if preset == "auto" else load_preset(preset, extra_files=preset_files)
+    preset = options.preset
+    calibration = options.calibration
+    named = None if preset == "auto" else load_preset(preset, extra_files=options.preset_files)
     if named is not None and not explicit:
-        wanted = tuple(t for t in wanted if t in named.targets) or wanted
+        wanted = tuple(t for t in wanted if target_named(t).accepts(named)) or wanted
     items = []
     for target in wanted:
         if named is None:
@@ -137,7 +111,7 @@ def make_plan(
     if isinstance(calibration, Path) and not calibration.is_file():
         raise DataError(f"calibration file not found: {calibration}")
     _check_out_dir(out_dir)
-    return Plan(source, out_dir, tuple(items), device, calibration, **options)
+    return Plan(source, out_dir, tuple(items), device, calibration, options)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -157,7 +131,9 @@ def _check_out_dir(out_dir: Path) -> None:
 
 def artifact_name(source: SourceModel, preset: Preset, target: str) -> str:
     """``<model>.<preset><suffix>``; ':' (as in prune-2:4) becomes '-' so the name is valid on every OS."""
-    return f"{source.name}.{preset.name.replace(':', '-')}{SUFFIX[target]}"
+    from edgeexport.catalog.presets import file_safe_name
+
+    return f"{source.name}.{file_safe_name(preset.name)}{suffix_of(target)}"
 
 
 def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
@@ -173,18 +149,18 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     entries: list[ArtifactReport] = []
     tolerances: dict[Path, Tolerance] = {}
     try:
-        exports: dict[str, tuple[Any, PruneReport | None, LoadedModel]] = {}
+        exports: dict[str, tuple[ExportedGraph, PruneReport | None, LoadedModel]] = {}
         for item in plan.items:
             pruning = item.preset.pruning
             key = repr(pruning)
             if key not in exports:
                 variant, prune_report = model, None
                 if pruning is not None:
+                    epochs = plan.options.finetune_epochs
                     say(f"pruning ({pruning.method}, {pruning.sparsity:.0%})"
-                        + (f", then distilling for {plan.finetune_epochs} epochs" if calibration else ""))
+                        + (f", then distilling for {epochs} epochs" if calibration else ""))
                     variant, prune_report = model.pruned(
-                        pruning, finetune_data=calibration.arrays if calibration else None,
-                        finetune_epochs=plan.finetune_epochs,
+                        pruning, finetune_data=calibration.arrays if calibration else None, finetune_epochs=epochs,
                     )
                     if prune_report.finetune_epochs == 0:
                         distillable = plan.source.format in ("keras", "h5") and calibration is None
@@ -198,7 +174,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
             say(f"converting to {item.target} ({item.preset.name})")
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
             entries.append(ArtifactReport(artifact, item.reason, prune_report))
-            tolerances[artifact.path] = replace(item.preset.tolerance, **dict(plan.tolerance_overrides))
+            tolerances[artifact.path] = item.preset.tolerance.tightened_by(plan.options.verify.tighten)
         notes = tuple(sorted({note for exported, _, _ in exports.values() for note in exported.notes}))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -211,7 +187,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
         warnings=tuple(warnings),
         notes=notes,
         out_dir=plan.out_dir,
-        warn_only=plan.warn_only,
+        warn_only=plan.options.warn_only,
         total_seconds=time.perf_counter() - started,
     )
 
@@ -230,26 +206,26 @@ def _calibration(plan: Plan, inputs: tuple[TensorSpec, ...], warnings: list[str]
 def _convert_one(
     plan: Plan,
     item: PlanItem,
-    exported: Any,
+    exported: ExportedGraph,
     calibration: Dataset | None,
     workdir: Path,
     prune_report: PruneReport | None,
     say: Progress,
 ) -> Artifact:
-    target_module = importlib.import_module(f"edgeexport.targets.{TARGETS[item.target]}")
+    target = target_named(item.target)
     name = artifact_name(plan.source, item.preset, item.target)
     staged = workdir / name
     started = time.perf_counter()
-    kwargs: dict[str, Any] = {
-        "calibration": endpoint_arrays(calibration.arrays, exported) if calibration else None,
-        "sparse": prune_report is not None and item.preset.pruning is not None and item.preset.pruning.method != "channels",
-    }
-    if item.target == "coreml":
-        kwargs["deployment_target"] = _deployment_target(plan.device, item.preset)
-    warnings = target_module.convert(exported, item.preset, staged, **kwargs)
+    pruning = item.preset.pruning
+    ctx = ConvertContext(
+        calibration=endpoint_arrays(calibration.arrays, exported) if calibration else None,
+        sparse=prune_report is not None and pruning is not None and pruning.method != "channels",
+        device=plan.device,
+    )
+    warnings = target.convert(exported, item.preset, staged, ctx)
     seconds = time.perf_counter() - started
     say(f"running the {item.target} artifact once")
-    inputs, outputs, smoke = _smoke_run(staged, item.target, plan)
+    inputs, outputs, smoke = _smoke_run(staged, target, plan)
     final = plan.out_dir / name
     _replace(staged, final)
     return Artifact(
@@ -257,9 +233,9 @@ def _convert_one(
         target=item.target,
         preset=item.preset.name,
         device=plan.device.name if plan.device else None,
-        sha256=_hash(final),
-        size_bytes=_size(final),
-        gzip_bytes=_gzip_size(final),
+        sha256=sha256_of(final),
+        size_bytes=size_of(final),
+        gzip_bytes=gzip_size(final),
         source_sha256=plan.source.sha256,
         conversion_seconds=round(seconds, 3),
         inputs=inputs,
@@ -271,24 +247,18 @@ def _convert_one(
     )
 
 
-def _deployment_target(device: DeviceProfile | None, preset: Preset) -> str | None:
-    """The newer of the device's Core ML deployment target and the preset's minimum (e.g. iOS16 to palettize)."""
-    wanted = [t for t in (device.coreml_deployment_target if device else None, preset.min_coreml_deployment_target) if t]
-    return max(wanted, key=lambda name: int(name.removeprefix("iOS"))) if wanted else None
-
-
-def _smoke_run(path: Path, target: str, plan: Plan) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], str]:
+def _smoke_run(path: Path, target: Target, plan: Plan) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], str]:
     """Load the artifact with its runtime and run one seeded input; an artifact that does not run is exit 4."""
     import numpy as np
 
-    runner = open_runner(path, target, precision=plan.coreml_precision)
+    runner = target.open_runner(path, precision=plan.options.verify.coreml_precision)
     feeds = seeded_inputs(runner.inputs, 1).arrays
     try:
         outputs = runner.run(feeds)
     except UnsupportedOpError as err:
-        if target != "coreml":
+        if target.executes_here:
             raise
-        # A valid package whose ops our Linux executor lacks: keep it; verification reports it as not verifiable.
+        # A valid package whose ops this platform cannot run: keep it; verification reports it as not verifiable.
         return runner.inputs, runner.outputs, f"not run on this platform: {err.one_line()}"
     except EdgeExportError:
         raise
@@ -297,19 +267,7 @@ def _smoke_run(path: Path, target: str, plan: Plan) -> tuple[tuple[TensorSpec, .
     bad = [name for name, value in outputs.items() if not np.all(np.isfinite(value))]
     if bad:
         raise ConversionError(f"{path.name} runs but produces NaN or inf in output(s) {', '.join(bad)}")
-    how = getattr(runner, "runtime_used", target)
-    return runner.inputs, runner.outputs, f"ran one seeded input with {how}"
-
-
-def open_runner(path: Path, target: str, *, precision: str = "auto") -> Any:
-    """The runtime for an artifact: LiteRT for .tflite, Core ML or the MIL executor for .mlpackage."""
-    if target == "tflite":
-        from edgeexport.runtimes.tflite import TfliteRunner
-
-        return TfliteRunner(path)
-    from edgeexport.runtimes.coreml import CoremlRunner
-
-    return CoremlRunner(path, precision=precision)
+    return runner.inputs, runner.outputs, f"ran one seeded input with {runner.runtime_name}"
 
 
 def _later_stages(
@@ -317,14 +275,15 @@ def _later_stages(
 ) -> ArtifactReport:
     """Verification against the reference and the latency estimate for the device, when those stages exist."""
     verification = None
-    if plan.verify:
+    checks = plan.options.verify
+    if checks.enabled:
         say(f"verifying {entry.artifact.path.name}")
         from edgeexport.verify.stage import verify_artifact
 
-        verification = verify_artifact(entry.artifact, model, data=plan.verify_data, samples=plan.verify_samples,
-                                       preset=entry.artifact.preset, precision=plan.coreml_precision,
-                                       tolerance=tolerance)
-    estimates: tuple[Any, ...] = ()
+        verification = verify_artifact(entry.artifact, model, data=checks.data, samples=checks.samples,
+                                       tolerance=tolerance, tolerance_source=f"preset {entry.artifact.preset}",
+                                       precision=checks.coreml_precision, runtime=checks.coreml_runtime)
+    estimates: tuple[LatencyEstimate, ...] = ()
     over: tuple[str, ...] = ()
     if plan.device is not None:
         say(f"simulating {entry.artifact.path.name} on {plan.device.name}")
@@ -332,13 +291,13 @@ def _later_stages(
 
         estimate = simulate(entry.artifact.path, plan.device)
         estimates = (estimate,)
-        over = budget_failures(estimate, plan.budgets)
-    if not plan.check_budgets:
+        over = budget_failures(estimate, plan.options.budgets)
+    if not plan.options.check_budgets:
         over = ()
     return replace(entry, verification=verification, estimates=estimates, budget_failures=over)
 
 
-def budget_failures(estimate: Any, budgets: Budgets) -> tuple[str, ...]:
+def budget_failures(estimate: LatencyEstimate, budgets: Budgets) -> tuple[str, ...]:
     """Sentences for every budget ``estimate`` breaks: the device's RAM/flash, and the user's latency/size/memory."""
     failures = list(estimate.budget.messages) if not estimate.budget.ok else []
     if budgets.max_latency_ms is not None and estimate.p50_ms > budgets.max_latency_ms:
@@ -357,25 +316,3 @@ def _replace(staged: Path, final: Path) -> None:
     elif final.exists():
         final.unlink()
     os.replace(staged, final)
-
-
-def _files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-
-
-def _hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    for file in _files(path):
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in _files(path))
-
-
-def _gzip_size(path: Path) -> int:
-    """gzip -9 size of the artifact's bytes (all files of a package, concatenated): what a download costs."""
-    return sum(len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0)) for f in _files(path))

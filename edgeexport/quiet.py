@@ -7,6 +7,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 from edgeexport.errors import EdgeExportError
 
@@ -51,3 +52,19 @@ def _restore(saved: dict[int, int]) -> None:
         os.dup2(copy, fd)
         os.close(copy)
         del saved[fd]
+
+
+def import_coremltools() -> Any:
+    """Import coremltools once with its chatter captured: on import it warns about untested TensorFlow, torch and
+    scikit-learn versions and, off macOS, prints a "Failed to load _MLModelProxy" line per native proxy. None of
+    that is about the user's model. Returns the ``coremltools`` module; call it before importing a submodule."""
+    import logging
+    import sys
+
+    if "coremltools" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # coremltools imports TensorFlow when it is installed
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        with captured_output(replay=False):
+            import coremltools  # noqa: F401 - imported for its side effect of loading once, quietly
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    return sys.modules["coremltools"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +54,25 @@ def digits_data() -> dict[str, object]:
 
     with np.load(SAMPLES / "digits.npz") as archive:
         return {key: archive[key] for key in archive.files}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_report_reads_back(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every report.json the suite writes under pytest's temporary directories validates against the published
+    schema and reads back into a Report whose ``to_dict()`` is the file (checked once, at the end)."""
+    yield
+    import json
+
+    from edgeexport.report.model import load_report
+
+    broken = []
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("report.json")):
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "schema_version" not in data:
+            continue  # a test's deliberately broken file
+        try:
+            if load_report(path).to_dict() != data:
+                broken.append(f"{path}: does not read back equal")
+        except Exception as err:  # noqa: BLE001 - collect every failure, report them together
+            broken.append(f"{path}: {err}")
+    assert not broken, "reports that do not round-trip:\n" + "\n".join(broken)

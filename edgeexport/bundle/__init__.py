@@ -15,8 +15,8 @@ from edgeexport.bundle.manifest import (
            parse_preprocessing,
            read_labels,
 )
-from edgeexport.bundle.schema_check import load_schema, validate
 from edgeexport.bundle.writer import BundleResult, read_report, write_bundles
+from edgeexport.jsonschemas import load_schema, validate
 
 __all__ = ["BundleResult", "ModelInfo", "Preprocessing", "build_manifest", "load_schema", "parse_preprocessing",
            "read_labels", "read_report", "validate", "write_bundles"]

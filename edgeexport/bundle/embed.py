@@ -29,6 +29,9 @@ Pairs = tuple[list[str], list[tuple[str, str]]]
 
 def embed_coreml(package: Path, manifest: Mapping[str, Any]) -> Pairs:
     """Write model metadata into the ``.mlpackage`` at ``package`` (in place) and keep it byte-deterministic."""
+    from edgeexport.quiet import import_coremltools
+
+    import_coremltools()
     from coremltools.proto import Model_pb2
 
     from edgeexport.targets.coreml import make_deterministic

@@ -7,7 +7,6 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import tomllib
@@ -18,6 +17,7 @@ from typing import Any
 
 from edgeexport import __version__
 from edgeexport.errors import DataError, UnsupportedError
+from edgeexport.files import sha256_of
 
 MANIFEST_SCHEMA_VERSION = "1.0"
 CHANNEL_ORDERS = ("none", "gray", "rgb", "bgr")
@@ -151,19 +151,8 @@ def file_entries(artifact: Path) -> list[dict[str, Any]]:
         names = [f"{artifact.name}/{p.relative_to(artifact).as_posix()}" for p in files]
     else:
         files, names = [artifact], [artifact.name]
-    return [{"path": name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size_bytes": p.stat().st_size}
+    return [{"path": name, "sha256": sha256_of(p), "size_bytes": p.stat().st_size}
             for name, p in zip(names, files, strict=True)]
-
-
-def artifact_sha256(artifact: Path) -> str:
-    """The same hash the pipeline records: the file, or every file of a package in sorted order with its path."""
-    if not artifact.is_dir():
-        return hashlib.sha256(artifact.read_bytes()).hexdigest()
-    digest = hashlib.sha256()
-    for file in sorted(p for p in artifact.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(artifact)).encode() + b"\0")
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
 
 
 def tensor_entry(spec: Mapping[str, Any], source_layout: str | None = None) -> dict[str, Any]:
@@ -260,7 +249,7 @@ def build_manifest(
             "path": bundled.name,
             "format": "mlpackage" if bundled.is_dir() else "tflite",
             "size_bytes": sum(f["size_bytes"] for f in file_entries(bundled)),
-            "sha256": artifact_sha256(bundled),
+            "sha256": sha256_of(bundled),
             "files": file_entries(bundled),
         },
         "inputs": [tensor_entry(t, _source_layout(report, artifact, t, "inputs")) for t in artifact.get("inputs", [])],

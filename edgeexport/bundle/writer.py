@@ -6,7 +6,6 @@ A bundle is staged in a temporary folder and renamed into place, so a failure le
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -14,12 +13,16 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest
-from edgeexport.bundle.schema_check import validate
 from edgeexport.errors import ConversionError, DataError
+from edgeexport.files import sha256_of
+from edgeexport.jsonschemas import validate
 from edgeexport.report.jsonfile import write_json
+
+if TYPE_CHECKING:
+    from edgeexport.report.model import Report
 
 MANIFEST_NAME = "manifest.json"
 
@@ -34,23 +37,28 @@ class BundleResult:
     manifest: dict[str, Any]
 
 
-def read_report(out_dir: Path) -> dict[str, Any]:
-    """``out_dir/report.json`` as a dict; DataError when missing or not a report."""
+def read_report(out_dir: Path) -> Report:
+    """``out_dir/report.json``, validated, with every artifact's sha256 checked against the file on disk: a
+    report is trusted only for the bytes it describes. DataError (exit 3) when missing, invalid or stale."""
+    from edgeexport.report.model import load_report
+
     path = out_dir / "report.json"
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise DataError(f"no report.json in {out_dir}", hint="run `edgeexport convert ... --out DIR` first") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"cannot read {path}: {err}") from err
-    if not isinstance(report, dict) or not isinstance(report.get("artifacts"), list):
-        raise DataError(f"{path} is not an edgeexport report (no artifacts list)")
+    if not path.is_file():
+        raise DataError(f"no report.json in {out_dir}", hint="run `edgeexport convert ... --out DIR` first")
+    report = load_report(path)
+    for entry in report.artifacts:
+        artifact = entry.artifact.path
+        if not artifact.exists():
+            raise DataError(f"{path} lists {artifact.name}, which is not in {out_dir}")
+        if sha256_of(artifact) != entry.artifact.sha256:
+            raise DataError(f"{artifact.name} does not match its report (sha256 differs): the report is stale",
+                            hint="convert again into this directory before bundling")
     return report
 
 
 def write_bundles(
     out_dir: Path,
-    report: Mapping[str, Any] | None = None,
+    report: Report | None = None,
     *,
     preprocessing: Preprocessing | None = None,
     info: ModelInfo | None = None,
@@ -61,17 +69,17 @@ def write_bundles(
     ``embed`` False copies artifacts unchanged (the manifest then lists everything as not embedded).
     Raises DataError for a missing artifact and ConversionError if a manifest would not match its schema.
     """
-    report = read_report(out_dir) if report is None else report
+    data = (read_report(out_dir) if report is None else report).to_dict()
     preprocessing = preprocessing or Preprocessing()
     info = info or ModelInfo()
-    artifacts = [a for a in report["artifacts"] if isinstance(a, dict)]
+    artifacts = [a for a in data["artifacts"] if isinstance(a, dict)]
     per_target = Counter(a.get("target") for a in artifacts)
     results = []
     for artifact in artifacts:
         folder = str(artifact["target"])
         if per_target[artifact["target"]] > 1:
             folder += "-" + str(artifact.get("preset", "")).replace(":", "-").replace("+", "-")
-        results.append(_write_one(out_dir, out_dir / "bundle" / folder, report, artifact, preprocessing, info, embed))
+        results.append(_write_one(out_dir, out_dir / "bundle" / folder, data, artifact, preprocessing, info, embed))
     return results
 
 

@@ -7,7 +7,7 @@ overheads in microseconds, memory sizes in bytes, clocks in GHz, power in watts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 TFLITE_MODES = ("fp32", "fp16", "dynamic-int8", "int8", "int8-io", "int16x8")
@@ -33,6 +33,13 @@ class Tolerance:
     sqnr_db_min: float | None = None
     top1_agreement_min: float | None = None
     accuracy_drop_max: float | None = None
+
+    def tightened_by(self, limits: Tolerance | None) -> Tolerance:
+        """This tolerance with every limit that ``limits`` sets replacing ours (``None``: unchanged)."""
+        if limits is None:
+            return self
+        given = {f.name: getattr(limits, f.name) for f in fields(limits) if getattr(limits, f.name) is not None}
+        return replace(self, **given)
 
 
 @dataclass(frozen=True)

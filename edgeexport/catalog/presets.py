@@ -369,3 +369,25 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise ProfileError(f"{what} {path} is not valid TOML: {err}") from None
 
+
+
+def file_safe_name(name: str) -> str:
+    """A preset name as it appears in artifact file names: ':' (as in prune-2:4) is '-' on every OS."""
+    return name.replace(":", "-")
+
+
+def preset_by_file_name(name: str, *, extra_files: Sequence[Path] = ()) -> Preset | None:
+    """The preset called ``name``, or whose file-safe name is ``name`` (each part of a ``+`` composition
+    matched on its own); None when nothing matches."""
+    try:
+        return load_preset(name, extra_files=extra_files)
+    except ProfileError:
+        pass
+    by_safe = {file_safe_name(p.name): p.name for p in list_presets(extra_files=extra_files)}
+    parts = [by_safe.get(part) for part in name.split("+")]
+    if any(part is None for part in parts):
+        return None
+    try:
+        return load_preset("+".join(str(part) for part in parts), extra_files=extra_files)
+    except ProfileError:
+        return None

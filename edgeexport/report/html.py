@@ -13,10 +13,13 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeexport.report.charts import bar_chart, histogram, line_chart, stacked_bar_chart
 from edgeexport.report.jsonfile import write_text
+
+if TYPE_CHECKING:
+    from edgeexport.report.model import Report
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -34,9 +37,9 @@ _ERROR_KEYS = ("error", "max_abs", "max_abs_error", "rel_error", "relative_error
                "mse", "rmse", "max_error")
 
 
-def write_html(path: Path, report: Mapping[str, Any]) -> Path:
-    """Write ``render_html(report)`` to ``path`` atomically (temporary file + rename)."""
-    return write_text(path, render_html(report))
+def write_html(path: Path, report: Report) -> Path:
+    """Write the page for ``report`` to ``path`` atomically (temporary file + rename)."""
+    return write_text(path, render_html(report.to_dict()))
 
 
 def render_html(report: Mapping[str, Any]) -> str:

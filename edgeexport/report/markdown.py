@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edgeexport.report.fmt import human_bytes
+from edgeexport.files import human_bytes
 
 
 def check_summary(rows: Sequence[dict[str, Any]], *, exit_code: int, failures: int, cases: int, seconds: float) -> str:

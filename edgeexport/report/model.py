@@ -1,52 +1,43 @@
 """The report: every stage's result, a schema version and a status that maps to the exit code.
 
-Stage results from other packages (verification, latency estimates) are carried as objects with a
-``to_dict()`` method and a ``passed`` flag, so this module imports none of them.
+``Report.to_dict`` is what ``report.json`` holds (schema ``schemas/report.schema.json``); ``load_report`` reads
+it back, validated with jsonschema, into an equal ``Report``, so renderers, the bundler and ``check`` work on
+typed objects whether the report was just made or read from disk.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from edgeexport import __version__
-from edgeexport.errors import EXIT_OK
+from edgeexport.errors import EXIT_OK, BadInputError
+from edgeexport.serial import StructureError, plain, structure
 from edgeexport.sources.base import PruneReport
-from edgeexport.types import Artifact, ModelSummary, SourceModel, Status
+from edgeexport.types import Artifact, LoadOptions, ModelSummary, SourceModel, Status
+
+if TYPE_CHECKING:
+    from edgeexport.simulate.estimate import LatencyEstimate
+    from edgeexport.verify.stage import Verification
 
 SCHEMA_VERSION = "2.0"
-
-
-class StageResult(Protocol):
-    """What a verification or simulation result offers the report."""
-
-    @property
-    def passed(self) -> bool: ...
-
-    @property
-    def status(self) -> Status: ...
-
-    def failure_line(self) -> str: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
 class ArtifactReport:
     """One produced artifact with why its preset was chosen and what the later stages said of it.
 
-    ``estimates`` are simulated runs on the device (objects with ``to_dict()``); ``budget_failures`` lists the
-    budgets they broke when budgets are enforced (``--check-budgets``), one sentence each.
+    ``estimates`` are simulated runs on the device; ``budget_failures`` lists the budgets they broke when budgets
+    are enforced (``--check-budgets``), one sentence each.
     """
 
     artifact: Artifact
     preset_reason: str = ""
     pruning: PruneReport | None = None
-    verification: StageResult | None = None
-    estimates: tuple[Any, ...] = ()
+    verification: Verification | None = None
+    estimates: tuple[LatencyEstimate, ...] = ()
     budget_failures: tuple[str, ...] = ()
 
     @property
@@ -92,12 +83,13 @@ class Report:
             "status": self.status.value,
             "exit_code": self.exit_code,
             "warn_only": self.warn_only,
-            "total_seconds": round(self.total_seconds, 3),
+            "total_seconds": self.total_seconds,
             "device": self.device,
             "source": {
                 "path": str(self.source.path),
                 "format": self.source.format,
                 "sha256": self.source.sha256,
+                "options": plain(self.source.options),
                 "summary": plain(self.summary),
             },
             "artifacts": [self._artifact_dict(a) for a in self.artifacts],
@@ -124,20 +116,74 @@ class Report:
                 pass
         return str(path)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], out_dir: Path | None = None) -> Report:
+        """The ``Report`` whose ``to_dict()`` is ``data``; artifact paths are resolved against ``out_dir``.
+        Raises BadInputError (exit 3) for data that does not validate against the report schema."""
+        from edgeexport.simulate.estimate import LatencyEstimate
+        from edgeexport.verify.stage import Verification
 
-def plain(value: Any) -> Any:
-    """Dataclasses, tuples, paths and numpy scalars turned into JSON-ready values (NaN/inf become None)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | frozenset | set):
-        items = sorted(value) if isinstance(value, frozenset | set) else value
-        return [plain(v) for v in items]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        validate_report(data)
+        try:
+            source_data = data["source"]
+            source = SourceModel(Path(source_data["path"]), source_data["format"], source_data["sha256"],
+                                 structure(LoadOptions, source_data.get("options", {}), "source.options"))
+            artifacts = []
+            for index, entry in enumerate(data["artifacts"]):
+                where = f"artifacts[{index}]"
+                fields_only = {k: v for k, v in entry.items() if k not in _ARTIFACT_EXTRAS}
+                fields_only["path"] = str(out_dir / entry["path"]) if out_dir is not None else entry["path"]
+                verification = entry.get("verification")
+                artifacts.append(ArtifactReport(
+                    artifact=structure(Artifact, fields_only, where),
+                    preset_reason=entry.get("preset_reason", ""),
+                    pruning=structure(PruneReport, entry["pruning"], f"{where}.pruning") if entry.get("pruning") else None,
+                    verification=None if verification is None
+                    else structure(Verification, verification, f"{where}.verification"),
+                    estimates=tuple(structure(LatencyEstimate, e, f"{where}.estimates[{i}]")
+                                    for i, e in enumerate(entry.get("estimates", []))),
+                    budget_failures=tuple(entry.get("budget_failures", [])),
+                ))
+            return cls(
+                source=source,
+                summary=structure(ModelSummary, source_data["summary"], "source.summary"),
+                artifacts=tuple(artifacts),
+                device=data.get("device"),
+                warnings=tuple(data.get("warnings", [])),
+                notes=tuple(data.get("notes", [])),
+                out_dir=out_dir,
+                warn_only=bool(data.get("warn_only", False)),
+                total_seconds=float(data.get("total_seconds", 0.0)),
+                schema_version=data["schema_version"],
+                tool_version=data["tool"]["version"],
+            )
+        except (StructureError, KeyError, TypeError) as err:
+            raise BadInputError(f"report does not match schema {SCHEMA_VERSION}: {err}") from err
+
+
+# Keys of a report's artifact entry that are not Artifact fields: computed (status) or other stages' results.
+_ARTIFACT_EXTRAS = frozenset({"status", "preset_reason", "pruning", "verification", "estimates", "budget_failures"})
+
+
+def validate_report(data: Any) -> None:
+    """Raise BadInputError (exit 3) naming the first place where ``data`` breaks the report schema."""
+    from edgeexport.jsonschemas import REPORT_SCHEMA, validate
+
+    errors = validate(data, REPORT_SCHEMA)
+    if errors:
+        raise BadInputError(f"report does not match schema {SCHEMA_VERSION}: {errors[0]}"
+                            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+
+
+def load_report(path: Path) -> Report:
+    """Read ``report.json`` at ``path`` into a ``Report`` (artifact paths relative to its directory).
+    Missing, unreadable or invalid: BadInputError (exit 3)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BadInputError(f"no report at {path}") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInputError(f"cannot read report {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise BadInputError(f"report {path} is not a JSON object")
+    return Report.from_dict(data, out_dir=path.parent)

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgeexport.report.fmt import human_bytes
+from edgeexport.files import human_bytes
 from edgeexport.report.model import Report
 from edgeexport.types import ModelSummary
 

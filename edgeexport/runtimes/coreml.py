@@ -14,21 +14,25 @@ does not care which engine ran. ``runtime``:
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeexport.errors import DataError, ModelFormatError, UnsupportedError
+from edgeexport.runtimes.base import BaseRunner
 from edgeexport.runtimes.mil import PRECISIONS, MilProgram, load_program
 from edgeexport.types import TensorSpec
 
 RUNTIMES = ("auto", "coreml", "mil")
 
 
-class CoremlRunner:
-    """Runs one ``.mlpackage`` (or ML Program ``.mlmodel``); see the module docstring for the options."""
+class CoremlRunner(BaseRunner):
+    """Runs one ``.mlpackage`` (or ML Program ``.mlmodel``); see the module docstring for the options.
+
+    ``fallback`` says why ``runtime="auto"`` ran the MIL executor on macOS, where Core ML itself was expected
+    (empty otherwise: off macOS the executor is the only engine, not a fallback).
+    """
 
     def __init__(self, path: Path, *, runtime: str = "auto", precision: str = "auto") -> None:
         if runtime not in RUNTIMES:
@@ -41,11 +45,17 @@ class CoremlRunner:
         self.inputs: tuple[TensorSpec, ...] = self._program.inputs
         self.outputs: tuple[TensorSpec, ...] = self._program.outputs
         self._mlmodel: Any = None
-        self.runtime_used = "mil"
+        self._runtime = "mil"
+        self.fallback = ""
         if runtime in ("auto", "coreml"):
             self._mlmodel = self._load_coreml(strict=runtime == "coreml")
             if self._mlmodel is not None:
-                self.runtime_used = "coreml"
+                self._runtime = "coreml"
+
+    @property
+    def runtime_name(self) -> str:
+        """``"coreml"`` (Core ML's own predict) or ``"mil"`` (our numpy executor)."""
+        return self._runtime
 
     def _load_coreml(self, *, strict: bool) -> Any:
         if sys.platform != "darwin":
@@ -56,21 +66,27 @@ class CoremlRunner:
                 )
             return None
         try:
+            from edgeexport.quiet import import_coremltools
+
+            import_coremltools()
             import coremltools as ct
 
             units = ct.ComputeUnit.CPU_ONLY if self.precision == "fp32" else ct.ComputeUnit.ALL
             return ct.models.MLModel(str(self.path), compute_units=units)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Core ML's load errors have no common type
+            reason = " ".join(str(exc).split())[:200]
             if strict:
-                raise ModelFormatError(f"Core ML could not load {self.path}: {' '.join(str(exc).split())[:200]}") from exc
-            return None  # auto: the MIL executor still checks the package
+                raise ModelFormatError(f"Core ML could not load {self.path}: {reason}") from exc
+            # auto: the MIL executor still checks the package, and the result says it was not Core ML itself.
+            self.fallback = f"Core ML could not load {self.path.name} ({reason}); ran it with the MIL executor instead"
+            return None
 
     @property
     def program(self) -> MilProgram:
         """The MIL program of the package (loaded whichever runtime runs it)."""
         return self._program
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs by name for one set of inputs (input name -> array of the declared shape)."""
         if self._mlmodel is None:
             return self._program.run(feeds, precision=self.precision)

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgeexport.errors import ConversionError, DataError, ModelFormatError
 from edgeexport.quiet import captured_output
+from edgeexport.runtimes.base import BaseRunner
 from edgeexport.types import QuantParams, TensorSpec
 
 _QUANTIZED = ("int8", "uint8", "int16")
@@ -31,14 +32,17 @@ def _spec(detail: Mapping[str, Any], name: str) -> TensorSpec:
     return TensorSpec(name=name, shape=shape, dtype=dtype, layout=layout, quantization=quant)
 
 
-class TfliteRunner:
+class TfliteRunner(BaseRunner):
     """Run a ``.tflite`` with the LiteRT interpreter.
 
     ``threads``: interpreter threads (default: LiteRT's default). ``preserve_all_tensors`` keeps intermediate
     tensors readable for localisation (slower; disables buffer reuse). Inputs and outputs are named by their
     signature-def names when the model has one signature, else by tensor names; feeds may use either.
-    Raises ModelFormatError for a corrupt file and ConversionError when it cannot allocate.
+    ``run`` takes N samples for a batch-1 artifact and loops (``loops_batch``). Raises ModelFormatError for a
+    corrupt file and ConversionError when it cannot allocate.
     """
+
+    loops_batch = True
 
     def __init__(self, path_or_bytes: Path | bytes, *, threads: int | None = None,
                  preserve_all_tensors: bool = False) -> None:
@@ -91,27 +95,18 @@ class TfliteRunner:
             out_names = [by_index_out.get(d["index"], d["name"]) for d in outs]
         return in_names, out_names
 
-    def _resolve(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        arrays: list[np.ndarray] = []
-        known = {n for n, _ in self._in}
-        given = {self._aliases.get(k, k): v for k, v in feeds.items()}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise DataError(f"unknown input(s) {', '.join(unknown)}; the model takes {', '.join(sorted(known))}")
-        for name, _ in self._in:
-            if name not in given:
-                if len(self._in) == 1 and len(given) == 1:
-                    arrays.append(np.asarray(next(iter(given.values()))))
-                    continue
-                raise DataError(f"missing input {name!r}; the model takes {', '.join(n for n, _ in self._in)}")
-            arrays.append(np.asarray(given[name]))
-        return arrays
+    @property
+    def runtime_name(self) -> str:
+        return "litert"
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aliases(self) -> Mapping[str, str]:
+        return self._aliases
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Real-valued feeds in (quantized here for integer inputs), float32 outputs out (dequantized).
 
         When the artifact has batch 1 and the feeds have N > 1 rows, runs N times and stacks the results."""
-        arrays = self._resolve(feeds)
+        arrays = [feeds[name] for name, _ in self._in]
         quantized = []
         for (name, detail), array in zip(self._in, arrays, strict=True):
             quantized.append(self._quantize(detail, array))
@@ -127,7 +122,8 @@ class TfliteRunner:
 
     def run_raw(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Feeds in the model's own dtypes (no quantization); outputs as stored."""
-        arrays = [a.astype(np.dtype(d["dtype"]), copy=False) for (_, d), a in zip(self._in, self._resolve(feeds), strict=True)]
+        checked = self.checked_feeds(feeds)
+        arrays = [checked[name].astype(np.dtype(d["dtype"]), copy=False) for name, d in self._in]
         return self._run_batched(arrays)
 
     @staticmethod

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.errors import ModelFormatError
+from edgeexport.files import size_of
 from edgeexport.simulate.graph import DTYPE_BYTES, Op, OpGraph, Tensor
 from edgeexport.simulate.ops import mil_family, work_of
 
@@ -22,12 +23,11 @@ _MIL_DTYPES = {"fp16": "float16", "fp32": "float32", "fp64": "float64", "int8": 
 _ACTIVATION_DTYPE = {"float16": "fp16", "float32": "fp32", "int8": "int8", "uint8": "int8", "int16": "int16"}
 
 
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
 def load_program(path: Path) -> Any:
     """The MIL program of an ML Program package (ModelFormatError for a neural-network or corrupt model)."""
+    from edgeexport.quiet import import_coremltools
+
+    import_coremltools()
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto.load import load
 
@@ -110,7 +110,7 @@ def read_mlpackage(path: Path) -> OpGraph:
     weight_bytes = sum(t.nbytes for t in tensors if t.constant)
     return OpGraph(
         format="mlpackage", path=Path(path), tensors=tuple(tensors), ops=tuple(ops),
-        inputs=tuple(index[id(v)] for v in func.inputs.values()), outputs=outputs, size_bytes=_dir_size(Path(path)),
+        inputs=tuple(index[id(v)] for v in func.inputs.values()), outputs=outputs, size_bytes=size_of(Path(path)),
         weight_bytes=weight_bytes, sparsity=weight_zeros / weight_values if weight_values else 0.0,
         warnings=tuple(warnings),
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile
+from edgeexport.serial import plain
 from edgeexport.simulate.cost import (
     DEFAULT_CACHE_BYTES,
     TPU_PARAMETER_CACHE_BYTES,
@@ -88,7 +89,7 @@ class LatencyEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists; pairs become objects)."""
-        data = asdict(self)
+        data: dict[str, Any] = plain(self)
         data["family_ms"] = {family: ms for family, ms in self.family_ms}
         data["alternatives"] = {path: ms for path, ms in self.alternatives}
         return data

@@ -6,12 +6,12 @@ format is one module registered by name in ``LOADERS``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeexport.files import sha256_of
 from edgeexport.errors import ModelFormatError
 from edgeexport.types import LoadOptions, SourceModel
 
@@ -59,24 +59,11 @@ def detect_format(path: Path) -> str:
     raise ModelFormatError(f"unknown model format: {path.name}", hint=f"expected {EXPECTED}")
 
 
-def hash_path(path: Path) -> str:
-    """SHA-256 of a file, or of every file under a directory (relative path and bytes, in sorted order)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def open_source(path: str | Path, options: LoadOptions | None = None) -> SourceModel:
     """Find the model at ``path`` and identify its format without importing any framework."""
     resolved = Path(path)
     fmt = detect_format(resolved)
-    return SourceModel(path=resolved, format=fmt, sha256=hash_path(resolved), options=options or LoadOptions())
+    return SourceModel(path=resolved, format=fmt, sha256=sha256_of(resolved), options=options or LoadOptions())
 
 
 def load(source: SourceModel) -> LoadedModel:

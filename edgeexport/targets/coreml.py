@@ -13,26 +13,24 @@ import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeexport.catalog.model import Preset
 from edgeexport.errors import ConversionError, UnsupportedError, UnsupportedOpError
 from edgeexport.sources.base import ExportedGraph
+from edgeexport.quiet import import_coremltools
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+from edgeexport.targets.base import ConvertContext
 from edgeexport.targets.overrides import matching_names, mil_op_types
+
+if TYPE_CHECKING:
+    from edgeexport.catalog.model import DeviceProfile
+    from edgeexport.runtimes.coreml import CoremlRunner
 
 DEFAULT_DEPLOYMENT_TARGET = "iOS16"  # the oldest target with fp16 ML Programs and palettized weights
 _NOT_IMPLEMENTED = "not implemented"
-
-
-def import_coremltools() -> Any:
-    """Import coremltools with its version-compatibility chatter silenced (it warns on every import)."""
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with captured_output():
-        import coremltools as ct
-    return ct
 
 
 def convert(
@@ -208,16 +206,31 @@ def _first_line(err: Exception) -> str:
     return (text.splitlines()[0] if text else type(err).__name__)[:400]
 
 
-def package_size(path: Path) -> int:
-    """Bytes on disk of a file or of every file in a package directory."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+def deployment_target(device: DeviceProfile | None, preset: Preset) -> str | None:
+    """The newer of the device's Core ML deployment target and the preset's minimum (e.g. iOS16 to palettize)."""
+    wanted = [t for t in (device.coreml_deployment_target if device else None, preset.min_coreml_deployment_target) if t]
+    return max(wanted, key=lambda name: int(name.removeprefix("iOS"))) if wanted else None
 
 
-def remove(path: Path) -> None:
-    """Delete a file or package directory, if present."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
+class CoremlTarget:
+    """The ``coreml`` target: ML Program packages. Off macOS they run on our MIL executor, which may lack a
+    kernel for an op a valid package uses, so not every artifact executes here."""
+
+    name = "coreml"
+    suffix = ".mlpackage"
+    executes_here = False
+
+    def accepts(self, preset: Preset) -> bool:
+        return self.name in preset.targets
+
+    def convert(self, exported: ExportedGraph, preset: Preset, out_path: Path, ctx: ConvertContext) -> list[str]:
+        return convert(exported, preset, out_path, deployment_target=deployment_target(ctx.device, preset),
+                       calibration=ctx.calibration, sparse=ctx.sparse)
+
+    def open_runner(self, path: Path, *, precision: str = "auto", runtime: str = "auto") -> CoremlRunner:
+        from edgeexport.runtimes.coreml import CoremlRunner
+
+        return CoremlRunner(path, runtime=runtime, precision=precision)
+
+
+TARGET = CoremlTarget()

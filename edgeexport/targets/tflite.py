@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,11 @@ from edgeexport.errors import (
 )
 from edgeexport.sources.base import ExportedGraph
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+from edgeexport.targets.base import ConvertContext
 from edgeexport.targets.overrides import matching_names, tflite_op_types
+
+if TYPE_CHECKING:
+    from edgeexport.runtimes.tflite import TfliteRunner
 
 CALIBRATED_MODES = frozenset({"int8", "int8-io", "int16x8"})
 _FLEX_PATTERN = re.compile(r"(?:Flex ops|ops are not supported|not supported by the TFLite)[^:]*:\s*(.+)", re.I)
@@ -179,3 +183,25 @@ def _conversion_error(err: Exception, preset: str) -> Exception:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     message = next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(err).__name__)
     return ConversionError(f"TFLite conversion ({preset}) failed: {message[:400]}")
+
+
+class TfliteTarget:
+    """The ``tflite`` target: ``.tflite`` flatbuffers, run with LiteRT (which runs every artifact it loads)."""
+
+    name = "tflite"
+    suffix = ".tflite"
+    executes_here = True
+
+    def accepts(self, preset: Preset) -> bool:
+        return self.name in preset.targets
+
+    def convert(self, exported: ExportedGraph, preset: Preset, out_path: Path, ctx: ConvertContext) -> list[str]:
+        return convert(exported, preset, out_path, calibration=ctx.calibration, sparse=ctx.sparse)
+
+    def open_runner(self, path: Path, *, precision: str = "auto", runtime: str = "auto") -> TfliteRunner:
+        from edgeexport.runtimes.tflite import TfliteRunner
+
+        return TfliteRunner(path)
+
+
+TARGET = TfliteTarget()

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Tolerance
+from edgeexport.serial import plain
 from edgeexport.errors import DataError
 from edgeexport.types import Permutation, TensorSpec
 from edgeexport.verify.metrics import OutputMetrics, compute
@@ -81,8 +82,8 @@ class Check:
         return f"{self.output}: {self.label} {shown} {relation} {self.limit:.10g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "limit": self.limit, "kind": self.direction, "value": _finite(self.value),
-                "passed": self.passed}
+        data: dict[str, Any] = plain(self)
+        return data
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,6 @@ class OutputComparison:
         return self.error is None and all(c.passed is not False for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        from edgeexport.report.model import plain
-
         return {
             "name": self.name,
             "artifact_name": self.artifact_name,
@@ -114,11 +113,6 @@ class OutputComparison:
             "checks": [c.to_dict() for c in self.checks],
         }
 
-
-def _finite(value: float | None) -> float | None | str:
-    if value is not None and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 def judge(name: str, metrics: OutputMetrics, tolerance: Tolerance) -> tuple[Check, ...]:

@@ -76,7 +76,7 @@ class Localization:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        from edgeexport.report.model import plain
+        from edgeexport.serial import plain
 
         data: dict[str, Any] = plain(self)
         for layer in data["layers"]:
@@ -193,8 +193,12 @@ def localize_tflite(
     Raises UnsupportedError (exit 4) when the reference is not a Keras model or no layer could be mapped.
     """
     from edgeexport.runtimes.tflite import TfliteRunner
+    from edgeexport.targets.base import target_for
+    from edgeexport.targets.tflite import TARGET as TFLITE
     from edgeexport.verify.stage import preset_from_name
 
+    if target_for(artifact) is not TFLITE:
+        raise UnsupportedError(f"layer localization works on .tflite artifacts; {artifact.name} is not one")
     tolerance = tolerance or Tolerance()
     specs = model.summary.inputs
     dataset = load_npz(data, specs, split="test", what="verification data").head(samples) if data else seeded_inputs(specs, samples)

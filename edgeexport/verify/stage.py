@@ -14,8 +14,6 @@ exception, for a numerical failure) whose ``status`` is a ``types.Status``:
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from edgeexport.catalog.model import Tolerance
-from edgeexport.errors import ProfileError, UnsupportedOpError
+from edgeexport.files import sha256_of, size_of
+from edgeexport.errors import UnsupportedOpError
+from edgeexport.runtimes.base import Runner
 from edgeexport.sources.base import LoadedModel
-from edgeexport.types import Artifact, Permutation, Status
+from edgeexport.types import Artifact, Status
 from edgeexport.verify.compare import (
     OutputComparison,
     artifact_feeds,
@@ -39,7 +39,6 @@ from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 DEFAULT_PRESET = "fp32"
 # Reference models run in chunks of this many samples: bounds memory for image models at 256+ samples.
 REFERENCE_CHUNK = 64
-SUFFIX_TARGET = {".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,7 @@ class Verification:
     guesses: tuple[str, ...] = ()
     reason: str = ""
     seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -103,28 +103,32 @@ class Verification:
             "artifact": self.artifact,
             "reference": self.reference,
             "failure": self.failure_line() or None,
-            "reason": self.reason or None,
+            "reason": self.reason,
             "runtime": self.runtime,
             "samples": self.samples,
             "data_origin": self.data_origin,
             "tolerance": dataclasses.asdict(self.tolerance),
             "tolerance_source": self.tolerance_source,
             "guesses": list(self.guesses),
-            "seconds": round(self.seconds, 3),
+            "seconds": self.seconds,
             "outputs": [c.to_dict() for c in self.outputs],
+            "warnings": list(self.warnings),
         }
 
 
-def tolerance_for(preset: str | None) -> tuple[Tolerance, str]:
-    """The tolerance of ``preset`` (fp32's when it is None or unknown) and a note saying which was used."""
+def preset_tolerance(preset: str | None, preset_files: tuple[Path, ...] = ()) -> tuple[Tolerance, str]:
+    """The tolerance of the preset named ``preset`` (also its file-name form, ``prune-2-4`` for ``prune-2:4``) and
+    where it came from. An unknown name falls back to fp32's, and the source says so in words."""
     from edgeexport.catalog import load_preset
+    from edgeexport.catalog.presets import preset_by_file_name
 
     if preset:
-        for name in (preset, re.sub(r"(\d+)-(\d+)", r"\1:\2", preset)):
-            try:
-                return load_preset(name).tolerance, f"preset {name}"
-            except ProfileError:
-                continue
+        found = preset_by_file_name(preset, extra_files=preset_files)
+        if found is not None:
+            return found.tolerance, f"preset {found.name}"
+        default = load_preset(DEFAULT_PRESET).tolerance
+        return default, (f"preset {DEFAULT_PRESET} (default: preset {preset!r} is unknown here; "
+                         "pass --tolerance PRESET or --preset-file)")
     return load_preset(DEFAULT_PRESET).tolerance, f"preset {DEFAULT_PRESET} (default)"
 
 
@@ -135,54 +139,44 @@ def preset_from_name(path: Path) -> str | None:
 
 
 def artifact_from_path(path: Path) -> Artifact:
-    """An ``Artifact`` for a file on disk. Preset and axis permutations come from the ``report.json`` that
-    ``convert`` wrote next to it when there is one (permutations are never guessed), else from the name."""
-    from edgeexport.errors import ModelFormatError
-    from edgeexport.sources import hash_path
+    """An ``Artifact`` for a file on disk. When the ``report.json`` that ``convert`` wrote next to it lists it with
+    the same sha256, that entry is the artifact (preset, tensors, axis permutations: never guessed); otherwise
+    only what the file itself says (its preset from the name, no permutations)."""
+    from edgeexport.errors import BadInputError, ModelFormatError
+    from edgeexport.report.model import load_report
+    from edgeexport.targets.base import target_name_for
 
     if not path.exists():
         raise ModelFormatError(f"artifact not found: {path}")
-    target = SUFFIX_TARGET.get(path.suffix.lower())
-    if target is None:
-        raise ModelFormatError(f"{path.name} is not an artifact edgeexport can run", hint="expected .tflite or .mlpackage")
-    preset = preset_from_name(path) or DEFAULT_PRESET
-    permutations: tuple[Permutation, ...] = ()
-    report = path.parent / "report.json"
-    if report.is_file():
+    target = target_name_for(path)
+    sha256 = sha256_of(path)
+    report_path = path.parent / "report.json"
+    if report_path.is_file():
         try:
-            entries = json.loads(report.read_text()).get("artifacts", [])
-        except (OSError, ValueError, AttributeError):
-            entries = []
-        for entry in entries:
-            if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
-                preset = str(entry.get("preset") or preset)
-                permutations = tuple(
-                    Permutation(str(p["kind"]), str(p["tensor"]), tuple(int(a) for a in p["axes"]))
-                    for p in entry.get("permutations") or ()
-                )
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-    return Artifact(path=path, target=target, preset=preset, device=None, sha256=hash_path(path), size_bytes=size,
-                    gzip_bytes=0, source_sha256="", conversion_seconds=0.0, inputs=(), outputs=(),
-                    permutations=permutations)
+            report = load_report(report_path)
+        except BadInputError:
+            report = None
+        for entry in report.artifacts if report is not None else ():
+            if entry.artifact.path.name == path.name and entry.artifact.sha256 == sha256:
+                return dataclasses.replace(entry.artifact, path=path)
+    return Artifact(path=path, target=target, preset=preset_from_name(path) or DEFAULT_PRESET, device=None,
+                    sha256=sha256, size_bytes=size_of(path), gzip_bytes=0, source_sha256="", conversion_seconds=0.0,
+                    inputs=(), outputs=())
 
 
-def open_artifact(path: Path, target: str, *, precision: str = "auto", runtime: str = "auto") -> Any:
-    """LiteRT for .tflite; Core ML (or the MIL executor, ``runtime``/``precision`` passed through) otherwise."""
-    if target == "tflite":
-        from edgeexport.runtimes.tflite import TfliteRunner
+def open_artifact(path: Path, *, precision: str = "auto", runtime: str = "auto") -> Runner:
+    """The runner of the artifact's target (LiteRT, Core ML or the MIL executor)."""
+    from edgeexport.targets.base import target_for
 
-        return TfliteRunner(path)
-    from edgeexport.runtimes.coreml import CoremlRunner
-
-    return CoremlRunner(path, runtime=runtime, precision=precision)
+    return target_for(path).open_runner(path, precision=precision, runtime=runtime)
 
 
-def run_artifact(runner: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_artifact(runner: Runner, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run all samples: at once when the artifact takes the batch, else one sample at a time (batch-1
-    artifacts; the LiteRT runner loops by itself, other runners are looped here)."""
+    artifacts whose runner does not loop by itself)."""
     count = len(next(iter(feeds.values())))
     fixed_one = all(spec.shape and spec.shape[0] == 1 for spec in runner.inputs)
-    if count == 1 or not fixed_one or hasattr(runner, "run_raw"):
+    if count == 1 or not fixed_one or runner.loops_batch:
         return {k: np.asarray(v) for k, v in runner.run(feeds).items()}
     parts = [runner.run({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(count)]
     return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
@@ -201,8 +195,8 @@ def _dataset(model: LoadedModel, data: Path | None, samples: int) -> Dataset:
     return seeded_inputs(model.summary.inputs, samples)
 
 
-def _runtime_name(runner: Any, target: str) -> str:
-    return "litert" if target == "tflite" else str(getattr(runner, "runtime_used", target))
+def _runner_warnings(runner: Runner) -> tuple[str, ...]:
+    return (runner.fallback,) if runner.fallback else ()
 
 
 def _not_verifiable(artifact: Path, reference: str, err: UnsupportedOpError, tolerance: Tolerance, source: str,
@@ -218,25 +212,24 @@ def verify_artifact(
     *,
     data: Path | None,
     samples: int,
-    preset: str,
+    tolerance: Tolerance,
+    tolerance_source: str,
     precision: str = "auto",
-    tolerance: Tolerance | None = None,
     runtime: str = "auto",
     golden: Path | None = None,
 ) -> Verification:
     """Run ``artifact`` and ``model`` on the first ``samples`` test samples of ``data`` (split ``test`` of
-    the ``.npz``; seeded random inputs when None) and judge the outputs against ``tolerance`` (default: the
-    preset's). ``precision``/``runtime`` go to the Core ML runner. With ``golden``, also writes a golden file
-    of these inputs and the reference outputs. Raises DataError (exit 3) for data that does not fit the model.
+    the ``.npz``; seeded random inputs when None) and judge the outputs against ``tolerance``, whose origin
+    ``tolerance_source`` names (``"preset int8"``). ``precision``/``runtime`` go to the Core ML runner. With
+    ``golden``, also writes a golden file of these inputs and the reference outputs. Raises DataError (exit 3)
+    for data that does not fit the model.
     """
     started = time.perf_counter()
-    preset_tolerance, preset_source = tolerance_for(preset)
-    source = preset_source if tolerance is None or tolerance == preset_tolerance else "given"
-    tolerance = tolerance or preset_tolerance
+    source = tolerance_source
     dataset = _dataset(model, data, samples)
     reference_name = model.source.path.name
     try:
-        runner = open_artifact(artifact.path, artifact.target, precision=precision, runtime=runtime)
+        runner = open_artifact(artifact.path, precision=precision, runtime=runtime)
     except UnsupportedOpError as err:
         return _not_verifiable(artifact.path, reference_name, err, tolerance, source, dataset.origin, dataset.count,
                                runtime, started)
@@ -245,16 +238,16 @@ def verify_artifact(
         actual = run_artifact(runner, feeds)
     except UnsupportedOpError as err:
         return _not_verifiable(artifact.path, reference_name, err, tolerance, source, dataset.origin, dataset.count,
-                               _runtime_name(runner, artifact.target), started)
+                               runner.runtime_name, started)
     expected = run_reference(model, dataset.arrays)
     comparisons, output_guesses = compare_outputs(expected, actual, tolerance, permutations=artifact.permutations,
                                                   labels=dataset.labels)
     if golden is not None:
-        _write_golden(golden, feeds, expected, comparisons, dataset, tolerance, preset, reference_name, artifact)
+        _write_golden(golden, feeds, expected, comparisons, dataset, tolerance, artifact.preset, reference_name, artifact)
     status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference_name, comparisons, tolerance, source, dataset.origin,
-                        dataset.count, _runtime_name(runner, artifact.target), input_guesses + output_guesses,
-                        seconds=time.perf_counter() - started)
+                        dataset.count, runner.runtime_name, input_guesses + output_guesses,
+                        seconds=time.perf_counter() - started, warnings=_runner_warnings(runner))
 
 
 def _write_golden(path: Path, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray],
@@ -294,7 +287,7 @@ def verify_golden(
     if tolerance is not None:
         source = "given"
     elif named is not None:
-        tolerance, source = tolerance_for(artifact.preset or named)
+        tolerance, source = preset_tolerance(artifact.preset or named)
     else:
         tolerance, source = golden.tolerance, f"golden file ({golden.preset or 'custom'})"
     count = golden.samples if samples is None else min(samples, golden.samples)
@@ -303,7 +296,7 @@ def verify_golden(
     origin = f"golden {golden_path.name} ({golden.origin})"
     reference = f"golden {golden_path.name}"
     try:
-        runner = open_artifact(artifact.path, artifact.target, precision=precision, runtime=runtime)
+        runner = open_artifact(artifact.path, precision=precision, runtime=runtime)
     except UnsupportedOpError as err:
         return _not_verifiable(artifact.path, reference, err, tolerance, source, origin, count, runtime, started)
     feeds, input_guesses = artifact_feeds(inputs, runner.inputs)
@@ -311,10 +304,10 @@ def verify_golden(
         actual = run_artifact(runner, feeds)
     except UnsupportedOpError as err:
         return _not_verifiable(artifact.path, reference, err, tolerance, source, origin, count,
-                               _runtime_name(runner, artifact.target), started)
+                               runner.runtime_name, started)
     expected = {k: v[:count] for k, v in golden.outputs.items()}
     comparisons, output_guesses = compare_outputs(expected, actual, tolerance, labels=labels)
     status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference, comparisons, tolerance, source, origin, count,
-                        _runtime_name(runner, artifact.target), input_guesses + output_guesses,
-                        seconds=time.perf_counter() - started)
+                        runner.runtime_name, input_guesses + output_guesses,
+                        seconds=time.perf_counter() - started, warnings=_runner_warnings(runner))

@@ -14,20 +14,20 @@ import pytest
 
 from edgeexport.bundle import ModelInfo, parse_preprocessing, validate, write_bundles
 from edgeexport.bundle.embed import TFLITE_METADATA_NAME, read_tflite_metadata
-from edgeexport.bundle.manifest import artifact_sha256
+from edgeexport.files import sha256_of as artifact_sha256
 
 LABELS = tuple(str(d) for d in range(10))
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import edgeexport
+    from tests import support
 
     root = Path(__file__).resolve().parents[2] / "sample_models"
     out = tmp_path_factory.mktemp("bundle") / "digits"
     labels = out.parent / "labels.txt"
     labels.write_text("\n".join(LABELS) + "\n")
-    edgeexport.convert(root / "digits_cnn.keras", out, targets=("tflite", "coreml"), preset="fp16",
+    support.convert(root / "digits_cnn.keras", out, targets=("tflite", "coreml"), preset="fp16",
                        device="iphone-15-pro", verify_data=root / "digits.npz", bundle=True, labels=labels,
                        preprocess="scale=0.0625")
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeexport.api import convert
+from tests.support import convert
 from edgeexport.runtimes.tflite import TfliteRunner
 
 
@@ -31,7 +31,7 @@ def test_fp32_both_targets_are_written_with_a_versioned_report(fp32_report: obje
     names = sorted(p.name for p in out.iterdir())
     assert names == ["digits_cnn.fp32.mlpackage", "digits_cnn.fp32.tflite", "report.html", "report.json"]
     data = json.loads((out / "report.json").read_text())
-    assert data["schema_version"] == "1.0"
+    assert data["schema_version"] == "2.0"
     assert data["status"] == "ok" and data["exit_code"] == 0
     assert data["source"]["format"] == "keras" and len(data["source"]["sha256"]) == 64
     assert data["source"]["summary"]["params"] == 8506

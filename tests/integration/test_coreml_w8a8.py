@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from edgeexport.api import convert
+from tests.support import convert
 from edgeexport.runtimes.mil import load_program
 
 

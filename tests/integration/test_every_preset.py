@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeexport.api import convert
+from tests.support import convert
 from edgeexport.catalog import list_presets
 
 CASES = [(preset.name, target) for preset in list_presets() for target in sorted(preset.targets)]

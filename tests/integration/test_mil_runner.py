@@ -42,7 +42,7 @@ def tiny_package(tiny: tuple[Path, object]) -> Path:
 def test_auto_falls_back_to_the_mil_executor_off_macos(tiny: tuple[Path, object]) -> None:
     tiny_package, model = tiny
     runner = CoremlRunner(tiny_package)
-    assert runner.runtime_used == "mil"
+    assert runner.runtime_name == "mil"
     assert [s.shape for s in runner.inputs] == [(1, 8, 8, 2)] and [s.shape for s in runner.outputs] == [(1, 3)]
     x = np.random.default_rng(0).uniform(size=(1, 8, 8, 2)).astype(np.float32)
     (got,) = runner.run({runner.inputs[0].name: x}).values()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeexport.api import convert
+from tests.support import convert
 from edgeexport.runtimes.tflite import TfliteRunner
 from tests.conftest import CliResult
 

@@ -50,11 +50,11 @@ class TableReader(HTMLParser):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import edgeexport
+    from tests import support
 
     root = Path(__file__).resolve().parents[2] / "sample_models"
     out = tmp_path_factory.mktemp("html") / "digits"
-    edgeexport.convert(root / "digits_cnn.keras", out, targets=("tflite",), preset="fp16", device="pixel-8",
+    support.convert(root / "digits_cnn.keras", out, targets=("tflite",), preset="fp16", device="pixel-8",
                        verify_data=root / "digits.npz")
     return out
 

@@ -23,10 +23,10 @@ DATA = SAMPLES / "digits.npz"
 
 
 def _convert(model: Path, out: Path, target: str, preset: str, data: Path = DATA) -> Any:
-    import edgeexport
+    from tests import support
 
     calibration = data if preset in ("int8", "int8-io", "int16x8") else None
-    return edgeexport.convert(model, out, targets=(target,), preset=preset, calibration=calibration,
+    return support.convert(model, out, targets=(target,), preset=preset, calibration=calibration,
                               verify_data=data, verify_samples=64, write_report=False)
 
 
@@ -165,10 +165,10 @@ def test_bad_data_exits_3(digits: dict[str, Any], planted: dict[str, Path], run_
 def test_localization_names_the_planted_layer(planted: dict[str, Path], run_cli: Any, tmp_path: Path) -> None:
     from edgeexport.sources import load, open_source
     from edgeexport.verify.localize import localize_tflite
-    from edgeexport.verify.stage import tolerance_for
+    from edgeexport.verify.stage import preset_tolerance
 
     found = localize_tflite(planted["int8"], load(open_source(planted["model"])), data=planted["data"],
-                            tolerance=tolerance_for("int8")[0])
+                            tolerance=preset_tolerance("int8")[0])
     assert [e.layer for e in found.layers] == ["fc1", "fc2", "hostile", "head"]
     assert found.first_over == "hostile" and found.largest_drop == "hostile"
     by_name = {e.layer: e for e in found.layers}
@@ -213,13 +213,16 @@ def test_every_preset_passes_its_tolerance(target: str, preset: str, tmp_path: P
     _convert(DIGITS, tmp_path, target, preset)
     suffix = ".tflite" if target == "tflite" else ".mlpackage"
     artifact = artifact_from_path(tmp_path / f"digits_cnn.{preset}{suffix}")
-    result = verify_artifact(artifact, load(open_source(DIGITS)), data=DATA, samples=256, preset=artifact.preset)
+    tolerance, source = preset_tolerance(artifact.preset)
+    result = verify_artifact(artifact, load(open_source(DIGITS)), data=DATA, samples=256, tolerance=tolerance,
+                             tolerance_source=source)
     assert result.passed, result.failure_line()
     assert result.samples == 256 and result.tolerance_source == f"preset {preset}"
     classifier = result.outputs[0].metrics.classifier
     if (target, preset) == ("coreml", "fp16"):
         # --coreml-precision fp32 reaches the MIL executor: without per-op fp16 rounding the error shrinks.
-        exact = verify_artifact(artifact, load(open_source(DIGITS)), data=DATA, samples=256, preset=preset,
+        exact = verify_artifact(artifact, load(open_source(DIGITS)), data=DATA, samples=256, tolerance=tolerance,
+                                tolerance_source=source,
                                 precision="fp32")
         assert exact.runtime == "mil" and exact.outputs[0].metrics.sqnr_db > result.outputs[0].metrics.sqnr_db + 2
     assert classifier is not None and classifier.accuracy_drop_points is not None and classifier.accuracy_drop_points < 2.0

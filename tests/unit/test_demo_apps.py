@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from edgeexport.bundle.manifest import artifact_sha256
-from edgeexport.bundle.schema_check import load_schema, resolve, validate
+from edgeexport.files import sha256_of as artifact_sha256
+from edgeexport.jsonschemas import load_schema, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 ANDROID_ASSETS = ROOT / "android_demo" / "app" / "src" / "main" / "assets"
@@ -53,8 +53,9 @@ def swift_keys(block: str) -> set[str]:
 
 
 def object_properties(pointer: str) -> set[str]:
-    schema = load_schema()
-    node = resolve(schema, pointer)
+    node = load_schema()
+    for part in pointer.removeprefix("#/").split("/") if pointer != "#" else ():
+        node = node[part]
     assert "object" in ([node["type"]] if isinstance(node["type"], str) else node["type"]), pointer
     return set(node["properties"])
 
@@ -75,7 +76,7 @@ def test_bundled_assets_exist_and_validate(assets: Path) -> None:
     assert 5_000 < manifest["artifact"]["size_bytes"] < 100_000
 
     sample = json.loads((assets / "sample_input.json").read_text())
-    assert validate(sample, load_schema()["$defs"]["sample_input"], root=load_schema()) == []
+    assert validate(sample, definition="sample_input") == []
     tensor = next(t for t in manifest["inputs"] if t["name"] == sample["input"])
     count = 1
     for dim in tensor["shape"]:

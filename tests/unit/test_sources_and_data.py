@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgeexport.errors import DataError, ModelFormatError
-from edgeexport.sources import detect_format, hash_path, open_source
+from edgeexport.files import sha256_of as hash_path
+from edgeexport.sources import detect_format, open_source
 from edgeexport.types import TensorSpec
 from edgeexport.verify.inputs import load_npz, seeded_inputs
 

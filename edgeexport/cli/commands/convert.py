@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edgeexport.targets.base import target_names
 from edgeexport.cli.options import (
     config_defaults,
     device_option,
@@ -32,7 +33,7 @@ Examples:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output directory (default: build/<model name>).")
-@click.option("--target", "-t", "targets", multiple=True, type=click.Choice(["tflite", "coreml"]),
+@click.option("--target", "-t", "targets", multiple=True, type=click.Choice(target_names()),
               help="Target format; repeat for several (default: both, or what the device runs).")
 @click.option("--preset", "-p", default=None,
               help="Preset name, a composition like prune-50+int8, or auto (needs --device). Default: fp32, "
@@ -102,42 +103,34 @@ def command(
     """
     from rich.console import Console
 
-    from edgeexport.api import convert
-    from edgeexport.pipeline import Budgets
+    from edgeexport.api import Budgets, BundleOptions, ConvertOptions, VerifyOptions, convert
     from edgeexport.report.jsonfile import dumps
     from edgeexport.report.terminal import render_report
     from edgeexport.types import LoadOptions
 
-    options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
-                          keep_layout=keep_layout)
+    load = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
+                       keep_layout=keep_layout)
     out = out_dir or Path("build") / model.name.split(".")[0]
-    chosen_preset = preset or ("auto" if device else "fp32")
+    options = ConvertOptions(
+        targets=targets or None,
+        preset=preset or ("auto" if device else "fp32"),
+        device=device,
+        calibration=None if calibration is None else "synthetic" if calibration == "synthetic" else Path(calibration),
+        preset_files=preset_files + project_preset_files(),
+        load=load,
+        verify=VerifyOptions(enabled=not no_verify, data=verify_data, samples=verify_samples,
+                             coreml_precision="fp32" if coreml_precision == "fp32" else "auto"),
+        budgets=Budgets(max_latency_ms=max_latency_ms,
+                        max_size_bytes=None if max_size_kb is None else int(max_size_kb * 1024)),
+        check_budgets=check_budgets or max_latency_ms is not None or max_size_kb is not None,
+        finetune_epochs=finetune_epochs,
+        warn_only=warn_only,
+        bundle=BundleOptions(labels=labels, preprocess=preprocess) if bundle else None,
+    )
     # A pipe or CI log is not a terminal; rich would then wrap at 80 columns and cut the artifact names.
     console = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
     with console.status("starting", spinner="dots") as status:
-        report = convert(
-            model,
-            out,
-            targets=targets or None,
-            preset=chosen_preset,
-            device=device,
-            calibration=calibration,
-            options=options,
-            preset_files=preset_files + project_preset_files(),
-            progress=lambda message: status.update(message),
-            verify=not no_verify,
-            verify_data=verify_data,
-            verify_samples=verify_samples,
-            coreml_precision=coreml_precision,
-            warn_only=warn_only,
-            check_budgets=check_budgets or max_latency_ms is not None or max_size_kb is not None,
-            budgets=Budgets(max_latency_ms=max_latency_ms,
-                            max_size_bytes=None if max_size_kb is None else int(max_size_kb * 1024)),
-            finetune_epochs=finetune_epochs,
-            bundle=bundle,
-            labels=labels,
-            preprocess=preprocess,
-        )
+        report = convert(model, out, options, progress=lambda message: status.update(message))
     if as_json:
         sys.stdout.write(dumps(report.to_dict()))
     else:

@@ -34,17 +34,16 @@ def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsaf
     """Show MODEL's inputs and outputs (names, shapes, dtypes), op histogram, parameters and MACs."""
     from rich.console import Console
 
+    from edgeexport.api import inspect
     from edgeexport.report.jsonfile import dumps
-    from edgeexport.report.model import plain
-    from edgeexport.sources import load, open_source
+    from edgeexport.serial import plain
     from edgeexport.types import LoadOptions
 
     options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
                           keep_layout=keep_layout)
-    source = open_source(model, options)
     console = Console(stderr=True, highlight=False)
-    with console.status(f"loading {source.path.name}", spinner="dots"):
-        summary = load(source).summary
+    with console.status(f"loading {model.name}", spinner="dots"):
+        source, summary = inspect(model, options=options)
     if as_json:
         data = {"path": str(source.path), "format": source.format, "sha256": source.sha256, "summary": plain(summary)}
         sys.stdout.write(dumps(data))

@@ -59,15 +59,12 @@ def command(artifact: Path, devices: tuple[str, ...], threads: int | None, compu
       edgeexport simulate out/model_int8.tflite --device pixel-7 --device raspberry-pi-4 --threads 4
       edgeexport simulate out/model.mlpackage --device iphone-15-pro --compute-units cpu_and_gpu --json
     """
-    from edgeexport.catalog import load_device
-    from edgeexport.simulate.estimate import simulate
+    from edgeexport.api import SimulateOptions, simulate
     from edgeexport.simulate.graph import read_graph
 
-    graph = read_graph(artifact)
-    estimates = [
-        simulate(artifact, load_device(name), threads=threads, compute_units=compute_units, delegate=delegate, graph=graph)
-        for name in devices
-    ]
+    graph = read_graph(artifact)  # read once here to name its format and op count, and to fail before any device
+    options = SimulateOptions(threads=threads, compute_units=compute_units, delegate=delegate)
+    estimates = [simulate(artifact, name, options) for name in devices]
     if as_json:
         click.echo(json.dumps({"artifact": str(artifact), "estimates": [e.to_dict() for e in estimates]}, indent=2))
     else:

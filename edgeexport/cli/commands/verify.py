@@ -7,12 +7,15 @@ Exit codes: 0 pass, 5 failed (one line names the worst metric and output), 4 not
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgeexport.cli.options import config_defaults, warn_only_option
 from edgeexport.types import Status
+
+if TYPE_CHECKING:
+    from edgeexport.verify.stage import Verification
 
 EXAMPLES = """\b
 Examples:
@@ -75,49 +78,34 @@ def command(
     Either --reference MODEL (with --data) or --golden FILE. Exit 0 pass, 5 fail, 4 not verifiable here,
     3 bad data; --warn-only always exits 0 after reporting.
     """
-    from edgeexport.catalog.model import Tolerance
-    from edgeexport.verify.stage import (
-        artifact_from_path,
-        verify_artifact,
-        verify_golden,
-    )
+    from edgeexport.api import Tolerance, VerifyOptions, verify
 
     if (reference is None) == (golden is None):
         raise click.UsageError("give exactly one of --reference MODEL or --golden FILE")
     if golden is not None and (save_golden or localize):
         raise click.UsageError("--save-golden and --localize need --reference, not --golden")
-    limits = {"max_abs": atol, "cosine_min": cosine, "sqnr_db_min": sqnr, "top1_agreement_min": top1}
-    tolerance: Tolerance | None = None
-    if any(v is not None for v in limits.values()):
+    tolerance = Tolerance(max_abs=atol, cosine_min=cosine, sqnr_db_min=sqnr, top1_agreement_min=top1)
+    source = "command line"
+    if tolerance == Tolerance():
+        tolerance = None
         if tolerance_preset:
-            raise click.UsageError("--tolerance PRESET and explicit limits (--atol/--cosine/--sqnr/--top1) exclude each other")
-        tolerance = Tolerance(**limits)
+            from edgeexport.catalog import load_preset
+
+            tolerance = load_preset(tolerance_preset).tolerance  # unknown name: exit 3 with the known names
+            source = f"preset {tolerance_preset}"
     elif tolerance_preset:
-        from edgeexport.catalog import load_preset
+        raise click.UsageError("--tolerance PRESET and explicit limits (--atol/--cosine/--sqnr/--top1) exclude each other")
 
-        tolerance = load_preset(tolerance_preset).tolerance  # unknown name: exit 3 with the known names
-
-    art = artifact_from_path(artifact)
-    model: Any = None
-    if golden is not None:
-        result = verify_golden(art, golden, samples=samples, tolerance=tolerance, precision=coreml_precision,
-                               runtime=coreml_runtime)
-    else:
-        from edgeexport.sources import load, open_source
-
-        assert reference is not None
-        model = load(open_source(reference))
-        result = verify_artifact(art, model, data=data, samples=samples, preset=art.preset, precision=coreml_precision,
-                                 tolerance=tolerance, runtime=coreml_runtime, golden=save_golden)
-        if tolerance is not None:
-            result = _with_source(result, f"preset {tolerance_preset}" if tolerance_preset else "command line")
-
+    options = VerifyOptions(data=data, samples=samples,
+                            coreml_precision="fp32" if coreml_precision == "fp32" else "auto",
+                            coreml_runtime="mil" if coreml_runtime == "mil" else
+                            "coreml" if coreml_runtime == "coreml" else "auto")
+    result = verify(artifact, reference=reference, golden=golden, options=options, tolerance=tolerance,
+                    tolerance_source=source, save_golden=save_golden)
     _echo_result(result)
     localization = None
-    if model is not None and (localize or result.status is Status.VERIFICATION_FAILED) and art.target == "tflite":
-        localization = _localize(art.path, model, data, result, explicit=localize)
-    elif localize:
-        click.echo("  (layer localization works on .tflite artifacts with a Keras reference; skipped)")
+    if reference is not None and (localize or result.status is Status.VERIFICATION_FAILED):
+        localization = _localize(artifact, reference, data, result, explicit=localize)
     if json_path is not None:
         from edgeexport.report.jsonfile import write_json
 
@@ -134,13 +122,7 @@ def command(
     return 0 if warn_only else result.exit_code
 
 
-def _with_source(result: Any, source: str) -> Any:
-    from dataclasses import replace
-
-    return replace(result, tolerance_source=source)
-
-
-def _echo_result(result: Any) -> None:
+def _echo_result(result: Verification) -> None:
     for comparison in result.outputs:
         m = comparison.metrics
         if m is None:
@@ -165,16 +147,16 @@ def _echo_result(result: Any) -> None:
         click.echo(f"NOT VERIFIED {result.artifact}: {result.reason} (this is not a pass)")
 
 
-def _localize(path: Path, model: Any, data: Path | None, result: Any, *, explicit: bool) -> Any:
+def _localize(path: Path, reference: Path, data: Path | None, result: Verification, *, explicit: bool) -> Any:
     from edgeexport.errors import UnsupportedError
+    from edgeexport.sources import load, open_source
     from edgeexport.verify.localize import localize_tflite
 
     try:
-        found = localize_tflite(path, model, data=data, tolerance=result.tolerance)
+        found = localize_tflite(path, load(open_source(reference)), data=data, tolerance=result.tolerance)
     except UnsupportedError as err:
-        if explicit:
-            raise
-        click.echo(f"  (no layer localization: {err.one_line()})")
+        # A localization that cannot run here is a note: the verification's own result decides the exit code.
+        click.echo(f"  (no layer localization{'' if explicit else ' after the failure'}: {err.one_line()})")
         return None
     for line in found.lines():
         click.echo(f"  {line}")

@@ -319,6 +319,9 @@ def load_program(path: Path) -> MilProgram:
     if not path.exists():
         raise ModelFormatError(f"Core ML model not found: {path}")
     try:
+        from edgeexport.quiet import import_coremltools
+
+        import_coremltools()
         import coremltools as ct
         from coremltools.converters.mil.frontend.milproto.load import (
             load as load_milproto,

@@ -1,6 +1,6 @@
 """Refresh the demo apps' bundled assets from the digits sample.
 
-    python -m edgeexport.bundle.demo_assets [--work build/demo-assets]
+    python sample_models/make_demo_assets.py [--work build/demo-assets] [--only android|ios]
 
 Android: digits_cnn.keras -> int8 .tflite for pixel-8 (its int8 NPU path is the fastest; float I/O, so the app
 feeds floats). iOS: fp16 .mlpackage for iphone-15-pro (the Neural Engine runs fp16). Each is converted,
@@ -15,12 +15,12 @@ import argparse
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 ANDROID_ASSETS = ROOT / "android_demo" / "app" / "src" / "main" / "assets"
 IOS_RESOURCES = ROOT / "ios_demo" / "DigitsDemo.swiftpm" / "Sources" / "DigitsDemo" / "Resources"
@@ -48,20 +48,6 @@ DEMOS = (
 )
 
 
-def ensure_estimates(report: dict[str, Any], out_dir: Path, devices: Sequence[str]) -> dict[str, Any]:
-    """Add a simulated estimate (``edgeexport.simulate``) for each of ``devices`` an artifact has none for."""
-    from edgeexport.catalog import load_device
-    from edgeexport.simulate import simulate
-
-    for artifact in report["artifacts"]:
-        have = {e.get("device") for e in artifact.get("estimates") or []}
-        for device in devices:
-            if device not in have:
-                artifact.setdefault("estimates", []).append(
-                    simulate(out_dir / artifact["path"], load_device(device)).to_dict())
-    return report
-
-
 def sample_input(index: int = SAMPLE_INDEX, input_name: str = "image") -> dict[str, Any]:
     """Row ``index`` of the digits test split as raw 0..16 intensities (the preprocessing undoes this)."""
     import numpy as np
@@ -75,26 +61,20 @@ def sample_input(index: int = SAMPLE_INDEX, input_name: str = "image") -> dict[s
 
 def build(demo: DemoTarget, work: Path) -> dict[str, Any]:
     """Convert, bundle and copy one demo's assets; returns the manifest written."""
-    import edgeexport
-    from edgeexport.bundle import (
-        ModelInfo,
-        parse_preprocessing,
-        validate,
-        write_bundles,
-    )
-    from edgeexport.bundle.schema_check import load_schema
+    from edgeexport.api import ConvertOptions, VerifyOptions, add_estimates, convert
+    from edgeexport.bundle import ModelInfo, parse_preprocessing, validate, write_bundles
     from edgeexport.report.jsonfile import write_json
 
     out = work / demo.app
     calibration = SAMPLES / "digits.npz" if demo.preset == "int8" else None
-    report = edgeexport.convert(SAMPLES / "digits_cnn.keras", out, targets=(demo.target,), preset=demo.preset,
-                                device=demo.device, calibration=calibration, verify_data=SAMPLES / "digits.npz")
-    data = ensure_estimates(report.to_dict(), out, (demo.device,))
+    options = ConvertOptions(targets=(demo.target,), preset=demo.preset, device=demo.device, calibration=calibration,
+                             verify=VerifyOptions(data=SAMPLES / "digits.npz"))
+    report = add_estimates(convert(SAMPLES / "digits_cnn.keras", out, options), (demo.device,))
     info = ModelInfo(version="1.0.0", description="Handwritten digit classifier (8x8 grey, scikit-learn digits)",
                      author="edgeexport sample", license="BSD-3-Clause", labels=LABELS)
-    (bundle,) = write_bundles(out, data, preprocessing=parse_preprocessing(PREPROCESS), info=info)
+    (bundle,) = write_bundles(out, report, preprocessing=parse_preprocessing(PREPROCESS), info=info)
     sample = sample_input(input_name=bundle.manifest["inputs"][0]["name"])
-    errors = validate(sample, load_schema()["$defs"]["sample_input"])
+    errors = validate(sample, definition="sample_input")
     if errors:
         raise ValueError(f"sample input does not match its schema: {errors}")
     _replace_assets(demo.assets, bundle.artifact, bundle.manifest_path)
@@ -117,7 +97,7 @@ def _replace_assets(assets: Path, artifact: Path, manifest: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeexport.bundle.demo_assets",
+    parser = argparse.ArgumentParser(prog="python sample_models/make_demo_assets.py",
                                      description="Refresh android_demo/ and ios_demo/ assets from the digits sample.")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "demo-assets", help="scratch output directory")
     parser.add_argument("--only", choices=[d.app for d in DEMOS], default=None, help="refresh one app only")
@@ -139,4 +119,4 @@ def _summary(demo: DemoTarget, manifest: Mapping[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # script entry point: `python -m edgeexport.bundle.demo_assets`
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The contract of a conversion target, and the registry that names them.
+
+A target turns the fixed-shape TensorFlow graph of a source model into one artifact file (or package) with a
+preset, and opens a runner for artifacts of its kind. A new target is one module with a ``TARGET`` object and
+one line in ``_REGISTRY``; nothing else in edgeexport compares target names.
+
+The registry knows each target's name and file suffixes without importing its module, so the CLI can list
+targets and recognise artifact paths without loading a framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgeexport.errors import ModelFormatError, UnsupportedError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from edgeexport.catalog.model import DeviceProfile, Preset
+    from edgeexport.runtimes.base import Runner
+    from edgeexport.sources.base import ExportedGraph
+
+
+@dataclass(frozen=True)
+class ConvertContext:
+    """What a conversion needs besides the graph and the preset.
+
+    ``calibration`` maps the graph's input names to samples (leading sample axis) for calibrated presets;
+    ``sparse`` asks for pruned weights to be stored sparsely; ``device`` is the profile converted for (None: none).
+    """
+
+    calibration: Mapping[str, NDArray[Any]] | None = None
+    sparse: bool = False
+    device: DeviceProfile | None = None
+
+
+class Target(Protocol):
+    """One artifact format. ``executes_here`` is False when this machine may lack a runtime for some of its
+    artifacts (a Core ML op our MIL executor has no kernel for): such an artifact is kept and reported as
+    not verifiable instead of failing the conversion."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def suffix(self) -> str: ...
+
+    @property
+    def executes_here(self) -> bool: ...
+
+    def accepts(self, preset: Preset) -> bool:
+        """Whether ``preset`` has a recipe for this target."""
+        ...
+
+    def convert(self, exported: ExportedGraph, preset: Preset, out_path: Path, ctx: ConvertContext) -> list[str]:
+        """Write the artifact at ``out_path``; return warnings. Raises ConversionError / UnsupportedOpError."""
+        ...
+
+    def open_runner(self, path: Path, *, precision: str = "auto", runtime: str = "auto") -> Runner:
+        """A runner for an artifact of this target (``precision``/``runtime`` matter to Core ML only)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: str
+    suffixes: tuple[str, ...]  # the first is what convert writes
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "tflite": _Entry("edgeexport.targets.tflite", (".tflite",)),
+    "coreml": _Entry("edgeexport.targets.coreml", (".mlpackage", ".mlmodel")),
+}
+
+
+def target_names() -> tuple[str, ...]:
+    """Every target's name, in the order convert produces them (no framework import)."""
+    return tuple(_REGISTRY)
+
+
+def suffix_of(name: str) -> str:
+    """The file suffix convert gives an artifact of target ``name``."""
+    return _entry(name).suffixes[0]
+
+
+def target_named(name: str) -> Target:
+    """The target called ``name`` (imports its module, not its framework). Unknown: UnsupportedError (exit 4)."""
+    module = importlib.import_module(_entry(name).module)
+    target: Target = module.TARGET
+    return target
+
+
+def target_name_for(path: Path) -> str:
+    """The name of the target whose artifacts end like ``path``; ModelFormatError (exit 3) for anything else."""
+    suffix = path.suffix.lower()
+    for name, entry in _REGISTRY.items():
+        if suffix in entry.suffixes:
+            return name
+    known = ", ".join(s for entry in _REGISTRY.values() for s in entry.suffixes)
+    raise ModelFormatError(f"{path.name} is not an artifact edgeexport can run", hint=f"expected {known}")
+
+
+def target_for(path: Path) -> Target:
+    """The target of the artifact at ``path`` (by its suffix)."""
+    return target_named(target_name_for(path))
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        raise UnsupportedError(f"unknown target {name}", hint=f"targets: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
