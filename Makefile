@@ -8,11 +8,12 @@ PYTHON312   := $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/pyth
                  $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench samples clean help demo-assets report-screenshot
+.PHONY: setup demo test test-all lint bench samples clean help demo-assets report-screenshot
 
 help:
 	@echo "make demo      convert the digits sample for both targets and a device, print the report"
 	@echo "make test      run the test suite (fast set; 'make test-all' adds the slow architecture sweep)"
+	@echo "make lint      type-check edgeexport/ (mypy --strict) and lint it with ruff"
 	@echo "make bench     run the benchmarks and print their figures"
 	@echo "make samples   regenerate sample_models/ (deterministic, about 15 s)"
 	@echo "make demo-assets       refresh android_demo/ and ios_demo/ bundled model + manifest + sample"
@@ -36,6 +37,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check edgeexport tests benchmarks sample_models docs
+	$(VENV)/bin/mypy
 
 test-all: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

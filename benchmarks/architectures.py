@@ -253,7 +253,7 @@ def run_tflite(flatbuffer: bytes, feeds: dict[str, Any]) -> list[Any]:
 
 def named_feeds(model: Any, feeds: list[Any]) -> dict[str, Any]:
     """``feeds`` (in ``model.inputs`` order) keyed by the names of the exported signature."""
-    from edgeexport.targets.keras_compat import fixed_input_signature
+    from edgeexport.sources.keras_compat import fixed_input_signature
 
     return {spec.name: value for spec, value in zip(fixed_input_signature(model), feeds, strict=True)}
 
@@ -323,7 +323,7 @@ def measure(arch: Architecture, workdir: Path) -> Row:
     """Build, prepare, export and convert one architecture to both targets; errors are recorded, not raised."""
     import numpy as np
 
-    from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
+    from edgeexport.sources.keras_compat import export_saved_model, prepare_for_export
 
     model = arch.model()
     feeds = arch.inputs(model, np.random.default_rng(SEED), 1)
@@ -404,7 +404,7 @@ def rnn_loop_vs_unroll(workdir: Path, steps: list[int], repeats: int = 200) -> N
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeexport.targets.keras_compat import export_saved_model, prepare_for_export
+    from edgeexport.sources.keras_compat import export_saved_model, prepare_for_export
 
     print("| model | form | convert s | TFLite KB | p50 ms (1 thread) | ops |")
     print("|---|---|---:|---:|---:|---|")

@@ -2,7 +2,7 @@
 
     >>> import edgeexport
     >>> from edgeexport.api import ConvertOptions
-    >>> report = edgeexport.convert("sample_models/digits_cnn.keras", "build/digits", ConvertOptions(targets=("tflite",)))
+    >>> report = edgeexport.convert("sample_models/digits_cnn.keras", "build/digits", ConvertOptions(preset="fp16"))
     >>> report.status
     <Status.OK: 'ok'>
 

@@ -19,7 +19,7 @@ Config (paths are relative to the config file)::
     path = "sample_models/digits_cnn.keras"
     devices = ["pixel-8", "iphone-15-pro"]
     presets = ["auto"]
-    targets = ["tflite", "coreml"]     # optional: default both, limited to what each device runs
+    targets = [...]                    # optional target names (default: all, limited to what each device runs)
     calibration = "sample_models/digits.npz"
     data = "sample_models/digits.npz"
 """

@@ -30,9 +30,9 @@ from edgeexport.options import SYNTHETIC, Budgets, ConvertOptions
 from edgeexport.report.model import ArtifactReport, Report
 from edgeexport.simulate.estimate import LatencyEstimate
 from edgeexport.sources import load as load_source
-from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport, endpoint_arrays
+from edgeexport.sources.base import LoadedModel, endpoint_arrays
 from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
-from edgeexport.types import Artifact, SourceModel, TensorSpec
+from edgeexport.types import Artifact, ExportedGraph, PruneReport, SourceModel, TensorSpec
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 
 Progress = Callable[[str], None]

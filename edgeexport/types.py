@@ -191,3 +191,40 @@ class Artifact:
     sparsity: float | None = None
     smoke_check: str = ""
     permutations: tuple[Permutation, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    """A SavedModel directory with one ``serve`` endpoint whose inputs have fully fixed shapes.
+
+    ``input_names``/``output_names`` are the names the endpoint uses, in the model's order; ``notes`` says
+    what had to change to export (e.g. RNNs unrolled for a fixed batch of 1); ``permutations`` records every
+    axis permutation between the source model's tensors and the endpoint's (ONNX NCHW -> NHWC).
+    """
+
+    directory: Path
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    permutations: tuple[Permutation, ...] = ()
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What pruning did: achieved sparsity of the pruned tensors (0..1), parameters before and after, and the
+    distillation fine-tune that followed (epochs 0 when there was none; output MSE against the original model on
+    the calibration samples before and after it)."""
+
+    method: str
+    target_sparsity: float
+    achieved_sparsity: float
+    params_before: int
+    params_after: int
+    layers_pruned: int
+    layers_skipped: tuple[str, ...] = ()
+    macs_before: int | None = None
+    macs_after: int | None = None
+    finetune_epochs: int = 0
+    finetune_samples: int = 0
+    finetune_mse_before: float | None = None
+    finetune_mse_after: float | None = None

@@ -247,7 +247,7 @@ def build_manifest(
         "device": artifact.get("device") or report.get("device"),
         "artifact": {
             "path": bundled.name,
-            "format": "mlpackage" if bundled.is_dir() else "tflite",
+            "format": bundled.suffix.removeprefix("."),
             "size_bytes": sum(f["size_bytes"] for f in file_entries(bundled)),
             "sha256": sha256_of(bundled),
             "files": file_entries(bundled),

@@ -101,7 +101,7 @@ def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artif
         embedded: list[str] = []
         missing: list[tuple[str, str]] = []
         if embed:
-            embedded, missing = _embed(copy, artifact["target"], draft)
+            embedded, missing = _embed(copy, draft)
         else:
             missing = [(f"{artifact['target']}.metadata", "bundling ran with embedding turned off")]
         manifest = build_manifest(report, artifact, copy, preprocessing=preprocessing, info=info,
@@ -118,11 +118,8 @@ def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artif
     return BundleResult(target_dir, target_dir / source.name, target_dir / MANIFEST_NAME, manifest)
 
 
-def _embed(copy: Path, target: str, manifest: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
-    from edgeexport.bundle.embed import embed_coreml, embed_tflite
+def _embed(copy: Path, manifest: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Metadata written into the artifact copy by its target, and what could not be (with why)."""
+    from edgeexport.targets.base import target_for
 
-    if target == "coreml":
-        return embed_coreml(copy, manifest)
-    if target == "tflite":
-        return embed_tflite(copy, manifest)
-    return [], [(f"{target}.metadata", f"no metadata writer for target {target}")]
+    return target_for(copy).embed_metadata(copy, manifest)

@@ -15,7 +15,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ _PRESET_KEYS = {"description", "targets", "quantization", "pruning", "tolerance"
                 "min_coreml_deployment_target"}
 _QUANT_KEYS = {"tflite_mode", "coreml_precision", "coreml_weights", "requires_calibration"}
 _PRUNE_KEYS = {"method", "sparsity", "n", "m"}
-_TOL_KEYS = {"max_abs", "mean_abs", "cosine_min", "sqnr_db_min", "top1_agreement_min", "accuracy_drop_max"}
+_TOL_KEYS = {f.name for f in fields(Tolerance)}
 _OVERRIDE_KEYS = {"op_type", "name", "keep"}
 
 

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from edgeexport import __version__
 from edgeexport.errors import EXIT_OK, BadInputError
 from edgeexport.serial import StructureError, plain, structure
-from edgeexport.sources.base import PruneReport
-from edgeexport.types import Artifact, LoadOptions, ModelSummary, SourceModel, Status
+from edgeexport.types import Artifact, LoadOptions, ModelSummary, PruneReport, SourceModel, Status
 
 if TYPE_CHECKING:
     from edgeexport.simulate.estimate import LatencyEstimate

@@ -130,7 +130,7 @@ class KerasModel(LoadedModel):
         tf = quiet_tensorflow()
         import keras
 
-        from edgeexport.targets.keras_compat import prepare_for_export
+        from edgeexport.sources.keras_compat import prepare_for_export
 
         model, changes = prepare_for_export(self.model)
         names = self.output_names
@@ -165,8 +165,8 @@ class KerasModel(LoadedModel):
             achieved_sparsity=stats.achieved_sparsity,
             params_before=stats.params_before,
             params_after=stats.params_after,
-            layers_pruned=stats.layers_pruned,
-            layers_skipped=tuple(stats.layers_skipped),
+            layers_pruned=len(stats.layers_pruned),
+            layers_skipped=tuple(f"{name}: {why}" for name, why in stats.layers_skipped),
             macs_before=stats.macs_before,
             macs_after=stats.macs_after,
             finetune_epochs=tuned.epochs if tuned else 0,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from edgeexport.catalog.model import DeviceProfile, Preset
     from edgeexport.runtimes.base import Runner
-    from edgeexport.sources.base import ExportedGraph
+    from edgeexport.types import ExportedGraph
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ class Target(Protocol):
 
     def open_runner(self, path: Path, *, precision: str = "auto", runtime: str = "auto") -> Runner:
         """A runner for an artifact of this target (``precision``/``runtime`` matter to Core ML only)."""
+        ...
+
+    def embed_metadata(self, path: Path, manifest: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+        """Write a bundle manifest's model metadata into the artifact at ``path``; return the fields embedded and
+        the (field, why not) pairs that the format cannot hold."""
         ...
 
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from edgeexport.catalog.model import Preset
 from edgeexport.errors import ConversionError, UnsupportedError, UnsupportedOpError
-from edgeexport.sources.base import ExportedGraph
 from edgeexport.quiet import import_coremltools
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
 from edgeexport.targets.base import ConvertContext
+from edgeexport.types import ExportedGraph
 from edgeexport.targets.overrides import matching_names, mil_op_types
 
 if TYPE_CHECKING:
@@ -231,6 +231,11 @@ class CoremlTarget:
         from edgeexport.runtimes.coreml import CoremlRunner
 
         return CoremlRunner(path, runtime=runtime, precision=precision)
+
+    def embed_metadata(self, path: Path, manifest: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+        from edgeexport.targets.metadata import embed_coreml
+
+        return embed_coreml(path, manifest)
 
 
 TARGET = CoremlTarget()

@@ -22,9 +22,9 @@ from edgeexport.errors import (
     EdgeExportError,
     UnsupportedOpError,
 )
-from edgeexport.sources.base import ExportedGraph
 from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
 from edgeexport.targets.base import ConvertContext
+from edgeexport.types import ExportedGraph
 from edgeexport.targets.overrides import matching_names, tflite_op_types
 
 if TYPE_CHECKING:
@@ -202,6 +202,11 @@ class TfliteTarget:
         from edgeexport.runtimes.tflite import TfliteRunner
 
         return TfliteRunner(path)
+
+    def embed_metadata(self, path: Path, manifest: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+        from edgeexport.targets.metadata import embed_tflite
+
+        return embed_tflite(path, manifest)
 
 
 TARGET = TfliteTarget()

@@ -1,6 +1,6 @@
 """Common Keras 3 architectures convert to TFLite (numerically equal, builtin ops only) and to Core ML.
 
-Pipeline under test (edgeexport.targets.keras_compat + coreml_tf_ops): prepare_for_export ->
+Pipeline under test (edgeexport.sources.keras_compat + coreml_tf_ops): prepare_for_export ->
 export_saved_model (one fixed-shape ``serve`` endpoint, batch 1) -> TFLiteConverter.from_saved_model and
 coremltools.convert of the endpoint's concrete function. The model builders live in
 benchmarks/architectures.py so the benchmark and the tests convert the same models.
@@ -62,7 +62,7 @@ class Converted:
     """One architecture taken through the pipeline once and shared by the tests of that architecture."""
 
     def __init__(self, name: str, workdir: Path) -> None:
-        from edgeexport.targets.keras_compat import (
+        from edgeexport.sources.keras_compat import (
             export_saved_model,
             prepare_for_export,
         )
@@ -148,7 +148,7 @@ def test_coreml_numerics_with_mil_executor(name: str, converted: Any, tmp_path: 
 
 
 def _signature(model: Any) -> list[Any]:
-    from edgeexport.targets.keras_compat import fixed_input_signature
+    from edgeexport.sources.keras_compat import fixed_input_signature
 
     return fixed_input_signature(model)
 
@@ -190,7 +190,7 @@ def test_models_without_rnn_are_returned_unchanged(converted: Any) -> None:
 def test_fixed_signature_names_shapes_and_dtypes() -> None:
     import keras
 
-    from edgeexport.targets.keras_compat import fixed_input_signature
+    from edgeexport.sources.keras_compat import fixed_input_signature
 
     tokens = keras.Input((16,), dtype="int32", name="tokens")
     image = keras.Input((8, 8, 3), name="image pixels")  # a space is not valid in a signature name
@@ -207,7 +207,7 @@ def test_unknown_dimension_is_bad_input_naming_the_input() -> None:
     import keras
 
     from edgeexport.errors import BadInputError
-    from edgeexport.targets.keras_compat import fixed_input_signature
+    from edgeexport.sources.keras_compat import fixed_input_signature
 
     inp = keras.Input((None, 8), name="frames")
     model = keras.Model(inp, keras.layers.GlobalAveragePooling1D()(inp))
@@ -219,7 +219,7 @@ def test_rnn_with_unknown_steps_is_unsupported() -> None:
     import keras
 
     from edgeexport.errors import UnsupportedError
-    from edgeexport.targets.keras_compat import prepare_for_export
+    from edgeexport.sources.keras_compat import prepare_for_export
 
     inp = keras.Input((None, 4), name="frames")
     model = keras.Model(inp, keras.layers.GRU(3)(inp))
@@ -231,7 +231,7 @@ def test_multi_input_model_exports_and_converts(tmp_path: Path) -> None:
     import keras
     import tensorflow as tf
 
-    from edgeexport.targets.keras_compat import export_saved_model
+    from edgeexport.sources.keras_compat import export_saved_model
 
     keras.utils.set_random_seed(3)
     a = keras.Input((6,), name="a")
@@ -261,7 +261,7 @@ def test_sequential_and_nested_rnns_are_unrolled() -> None:
     """RNNs inside a Sequential nested in a Functional model are found and unrolled; the rest is shared."""
     import keras
 
-    from edgeexport.targets.keras_compat import prepare_for_export
+    from edgeexport.sources.keras_compat import prepare_for_export
 
     keras.utils.set_random_seed(5)
     inner = keras.Sequential([keras.Input((6, 3)), keras.layers.SimpleRNN(4, return_sequences=True)], name="inner")
@@ -286,7 +286,7 @@ def test_sequential_and_nested_rnns_are_unrolled() -> None:
 def test_long_sequences_keep_their_loop_for_tflite_only() -> None:
     import keras
 
-    from edgeexport.targets.keras_compat import (
+    from edgeexport.sources.keras_compat import (
         TFLITE_UNROLL_MAX_STEPS,
         Target,
         prepare_for_export,

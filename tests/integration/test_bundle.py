@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgeexport.bundle import ModelInfo, parse_preprocessing, validate, write_bundles
-from edgeexport.bundle.embed import TFLITE_METADATA_NAME, read_tflite_metadata
+from edgeexport.targets.metadata import TFLITE_METADATA_NAME, read_tflite_metadata
 from edgeexport.files import sha256_of as artifact_sha256
 
 LABELS = tuple(str(d) for d in range(10))

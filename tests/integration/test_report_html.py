@@ -76,7 +76,7 @@ def test_table_rows_match_report_json(converted: Path) -> None:
         assert row[3] == f"{artifact['size_bytes'] / 1024:,.1f} KiB"
         assert row[4] == f"{artifact['gzip_bytes'] / 1024:,.1f} KiB"
         verification = artifact["verification"]
-        assert row[5].startswith(verification["status"] if verification else "not run")
+        assert row[5].startswith(("pass" if verification["passed"] else "verification failed") if verification else "not run")
         devices = sorted({e["device"] for e in artifact["estimates"]})
         assert header[6:] == [f"est. latency {d}" for d in devices]
         for cell, device in zip(row[6:], devices, strict=True):

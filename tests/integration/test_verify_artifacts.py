@@ -110,7 +110,7 @@ def test_verify_fp32_passes_and_writes_junit_and_json(digits: dict[str, Any], ru
     assert (tests, failures, errors) == (3, 0, 0)  # fp32 sets max_abs, mean_abs and cosine
     assert names == ["probs.max_abs", "probs.mean_abs", "probs.cosine"]
     data = json.loads((tmp_path / "v.json").read_text())
-    assert data["status"] == "pass" and data["tolerance"]["cosine_min"] == 0.9999
+    assert data["status"] == "ok" and data["passed"] is True and data["tolerance"]["cosine_min"] == 0.9999
     assert data["outputs"][0]["metrics"]["classifier"]["top1_agreement"] == 1.0
 
 
@@ -208,7 +208,7 @@ def test_not_verifiable_is_not_a_pass(tmp_path: Path, run_cli: Any, monkeypatch:
 )
 def test_every_preset_passes_its_tolerance(target: str, preset: str, tmp_path: Path) -> None:
     from edgeexport.sources import load, open_source
-    from edgeexport.verify.stage import artifact_from_path, verify_artifact
+    from edgeexport.verify.stage import artifact_from_path, preset_tolerance, verify_artifact
 
     _convert(DIGITS, tmp_path, target, preset)
     suffix = ".tflite" if target == "tflite" else ".mlpackage"

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from edgeexport.serial import plain
 from edgeexport.catalog import (
     Preset,
     Tolerance,
@@ -47,8 +48,7 @@ def _preset_dict(preset: Preset) -> dict[str, Any]:
         "quantization": {"tflite_mode": q.tflite_mode, "coreml_precision": q.coreml_precision,
                          "coreml_weights": q.coreml_weights, "requires_calibration": q.requires_calibration},
         "pruning": None if p is None else {"method": p.method, "sparsity": p.sparsity, "n": p.n, "m": p.m},
-        "tolerance": {k: getattr(t, k) for k in ("max_abs", "mean_abs", "cosine_min", "sqnr_db_min",
-                                                 "top1_agreement_min", "accuracy_drop_max")},
+        "tolerance": plain(t),
         "overrides": [{"keep": o.keep, "op_type": o.op_type, "name": o.name} for o in preset.overrides],
         "min_coreml_deployment_target": preset.min_coreml_deployment_target,
     }

@@ -116,7 +116,7 @@ def command(
     if junit_path is not None:
         from edgeexport.verify.junit import verification_cases, write_junit
 
-        write_junit(junit_path, f"edgeexport verify {art.path.name}", verification_cases(result))
+        write_junit(junit_path, f"edgeexport verify {artifact.name}", verification_cases(result))
     if save_golden is not None:
         click.echo(f"golden: {save_golden}")
     return 0 if warn_only else result.exit_code
