@@ -6,7 +6,7 @@ was". Each class carries the process exit code the CLI uses for it, so the CLI's
 
 Exit codes (see ARCHITECTURE.md):
     0 success, 1 bug, 2 usage, 3 bad input, 4 unsupported / conversion failed,
-    5 verification failed, 6 budget exceeded.
+    5 verification failed, 6 budget exceeded, 7 regressed against a baseline (``check --baseline``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ EXIT_BAD_INPUT = 3
 EXIT_UNSUPPORTED = 4
 EXIT_VERIFICATION_FAILED = 5
 EXIT_BUDGET_EXCEEDED = 6
+EXIT_REGRESSED = 7  # check --baseline: a metric got worse than [check.regression] allows (issue 16)
 
 
 class EdgeExportError(Exception):
@@ -98,3 +99,9 @@ class BudgetExceededError(EdgeExportError):
     """Raised only by callers that want an exception for a budget check that failed."""
 
     exit_code = EXIT_BUDGET_EXCEEDED
+
+
+class MissingExtraError(EdgeExportError):
+    """A flag needs an optional extra that is not installed (``--ray`` without ``edgeexport[ray]``): a usage error."""
+
+    exit_code = EXIT_USAGE
