@@ -139,6 +139,7 @@ def cell_record(config: CheckConfig, outcome: CellOutcome, print_: str) -> dict[
         "report": outcome.report,
         "reused": outcome.reused,
         "conversions": outcome.conversions,
+        "seconds": round(outcome.seconds, 3),
         "metrics": {target: dict(values) for target, values in outcome.metrics.items()},
         "cases": [asdict(case) for case in outcome.cases],
         "rows": list(outcome.rows),

@@ -112,16 +112,16 @@ def write_evidence(directory: Path, *, config_path: Path, models: Iterable[tuple
             entries.append(("report", report.parent / "report.html"))
     entries.extend(outputs)
     entries.append(("report", copy))
-    files: list[dict[str, Any]] = []
-    seen: set[Path] = set()
+    files: dict[Path, dict[str, Any]] = {}
     for role, path in entries:
         for file in _expand(path):
             resolved = file.resolve()
-            if resolved in seen:
+            if resolved in files:  # one file in several roles (calibration and verification data)
+                if role not in files[resolved]["roles"]:
+                    files[resolved]["roles"].append(role)
                 continue
-            seen.add(resolved)
-            files.append({"path": os.path.relpath(resolved, directory.resolve()), "role": role,
-                          "sha256": _sha256(file), "size_bytes": file.stat().st_size})
+            files[resolved] = {"path": os.path.relpath(resolved, directory.resolve()), "roles": [role],
+                               "sha256": _sha256(file), "size_bytes": file.stat().st_size}
     manifest = {
         "schema": SCHEMA,
         "created_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -131,7 +131,7 @@ def write_evidence(directory: Path, *, config_path: Path, models: Iterable[tuple
         "platform": platform_info(),
         "out": os.path.relpath(out.resolve(), directory.resolve()),
         "reused_cells": [{"id": r["id"], "fingerprint": r["fingerprint"]} for r in reused],
-        "files": files,
+        "files": list(files.values()),
     }
     return write_json(directory / MANIFEST, manifest)
 
