@@ -22,6 +22,11 @@ Config (paths are relative to the config file)::
     targets = ["tflite", "coreml"]     # optional: default both, limited to what each device runs
     calibration = "sample_models/digits.npz"
     data = "sample_models/digits.npz"
+    [check.regression]                 # check --baseline: how much worse a metric may get (check_baseline.py)
+    latency_pct = 5                    # also size_pct, memory_pct, accuracy_points, sqnr_db, cosine, accelerator_points
+    [check.ray]                        # check --ray: what each cell's task reserves
+    cpus = 1
+    memory_mb = 2048
 """
 
 from __future__ import annotations

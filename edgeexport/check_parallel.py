@@ -79,7 +79,8 @@ class LineProgress:
         self.done += 1
         status = outcome_status(outcome)
         self.failed += status in ("error", "failed")
-        self.stream.write(f"[{self.done}/{self.total}] {name}: {status} in {outcome.seconds:.1f} s "
+        timing = f" in {outcome.seconds:.1f} s" if outcome.seconds else ""  # a dead worker's cell has no time
+        self.stream.write(f"[{self.done}/{self.total}] {name}: {status}{timing} "
                           f"({self.running} running, {self.failed} failed, ETA {self.eta()})\n")
         self.stream.flush()
 

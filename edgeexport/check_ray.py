@@ -11,10 +11,12 @@ into a worker-local directory that is sent back as a tar and unpacked under the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import secrets
 import shutil
+import sys
 import tarfile
 import tempfile
 import time
@@ -45,7 +47,13 @@ def run_ray(config: CheckConfig, cells: Sequence[Cell], address: str, jobs: int,
     """Run ``cells`` as Ray tasks. ``address``: ``"local"`` starts a local cluster with ``jobs`` CPUs, ``"auto"``
     joins the one of ``RAY_ADDRESS`` (or the one running here), anything else is a cluster address.
     ``transfer="object-store"`` sends outputs back through the object store even when the path is shared."""
-    ray = import_ray()
+    # Ray's driver threads print worker deaths on stdout, which belongs to --json: send them to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run_ray(import_ray(), config, cells, address, jobs, progress, transfer)
+
+
+def _run_ray(ray: Any, config: CheckConfig, cells: Sequence[Cell], address: str, jobs: int, progress: CellProgress,
+             transfer: str) -> list[CellOutcome]:
     started_here = not ray.is_initialized()
     if started_here:
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
