@@ -22,13 +22,18 @@ Config (paths are relative to the config file)::
     targets = [...]                    # optional target names (default: all, limited to what each device runs)
     calibration = "sample_models/digits.npz"
     data = "sample_models/digits.npz"
+    [check.regression]                 # check --baseline: how much worse a metric may get (check_baseline.py)
+    latency_pct = 5                    # also size_pct, memory_pct, accuracy_points, sqnr_db, cosine, accelerator_points
+    [check.ray]                        # check --ray: what each cell's task reserves
+    cpus = 1
+    memory_mb = 2048
 """
 
 from __future__ import annotations
 
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +73,8 @@ class CheckConfig:
     out: Path
     samples: int
     models: tuple[ModelEntry, ...]
+    regression: Mapping[str, float] = field(default_factory=dict)  # [check.regression], defaults filled in
+    cluster: Mapping[str, float] = field(default_factory=dict)  # [check.ray]: cpus and memory_mb per cell
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class CheckResult:
     reports: tuple[Path, ...] = ()
     seconds: float = 0.0
     rows: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    cells: tuple[CellOutcome, ...] = ()
 
     @property
     def failures(self) -> int:
@@ -138,7 +146,11 @@ def load_config(path: Path) -> CheckConfig:
     samples = table.get("samples", 64)
     if not isinstance(samples, int) or samples < 1:
         raise ProfileError(f"{path}: field 'check.samples' must be a positive integer")
-    return CheckConfig(path, base / str(table.get("out", "build/check")), samples, tuple(entries))
+    from edgeexport.check_baseline import parse_cluster, parse_thresholds
+
+    return CheckConfig(path, base / str(table.get("out", "build/check")), samples, tuple(entries),
+                       parse_thresholds(table.get("regression", {}), f"{path}: check.regression"),
+                       parse_cluster(table.get("ray", {}), f"{path}: check.ray"))
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -161,52 +173,112 @@ def _budgets(raw: Any, where: str) -> dict[str, Any]:
     return dict(raw)
 
 
-def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None) -> CheckResult:
-    """Convert, verify and simulate every model x device x preset; one test case per check."""
-    from edgeexport.api import Budgets, ConvertOptions, VerifyOptions, convert
+@dataclass(frozen=True)
+class Cell:
+    """One model x device x preset of the matrix; ``index`` is its place in the serial order."""
 
-    say = progress or (lambda _message: None)
-    started = time.perf_counter()
-    cases: list[TestCase] = []
-    codes = [EXIT_OK]
-    reports: list[Path] = []
-    rows: list[dict[str, Any]] = []
-    for model in config.models:
+    index: int
+    model: int  # index into CheckConfig.models
+    device: str
+    preset: str
+
+    def classname(self, config: CheckConfig) -> str:
+        return f"{config.models[self.model].path.name}.{self.device}.{self.preset}"
+
+    def out_dir(self, config: CheckConfig) -> Path:
+        """Where this cell's artifacts and report go (under ``config.out``)."""
+        model = config.models[self.model]
+        return config.out / model.path.name.split(".")[0] / self.device / self.preset.replace(":", "-")
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What one cell produced: its test cases and table rows, the worst exit code it implies (an error it raised, or
+    its artifacts' statuses; 0: none), its
+    report path relative to ``config.out`` (None when conversion failed), baseline metrics per target, how many
+    artifacts it converted in this run (0 when reused from a baseline) and its wall time in seconds."""
+
+    cell: Cell
+    cases: tuple[TestCase, ...]
+    rows: tuple[dict[str, Any], ...]
+    error_code: int = EXIT_OK
+    report: str | None = None
+    metrics: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    conversions: int = 0
+    seconds: float = 0.0
+    reused: bool = False
+
+
+def cells_of(config: CheckConfig) -> tuple[Cell, ...]:
+    """Every cell in the serial order: models, then devices, then presets, as the config lists them."""
+    cells: list[Cell] = []
+    for m, model in enumerate(config.models):
         for device in model.devices:
             for preset in model.presets:
-                classname = f"{model.path.name}.{device}.{preset}"
-                out = config.out / model.path.name.split(".")[0] / device / preset.replace(":", "-")
-                budgets = model.budgets
-                latency = budgets.get("max_latency_ms")
-                if isinstance(latency, dict):
-                    latency = latency.get(device)
-                say(f"{classname}: converting")
-                begun = time.perf_counter()
-                try:
-                    options = ConvertOptions(
-                        targets=_targets_for(model.targets, device), preset=preset, device=device,
-                        calibration=model.calibration,
-                        verify=VerifyOptions(data=model.data, samples=config.samples, tighten=_tightened(budgets)),
-                        check_budgets=True,
-                        budgets=Budgets(max_latency_ms=latency,
-                                        max_size_bytes=_kib(budgets.get("max_size_kb")),
-                                        max_memory_bytes=_kib(budgets.get("max_memory_kb"))),
-                    )
-                    report = convert(model.path, out, options,
-                                     progress=lambda message, c=classname: say(f"{c}: {message}"))
-                except EdgeExportError as err:
-                    cases.append(TestCase(classname, "convert", time.perf_counter() - begun, error=err.one_line()))
-                    codes.append(err.exit_code)
-                    rows.append({"model": model.path.name, "device": device, "preset": preset, "target": "-",
-                                 "status": f"error: {err.one_line()}"})
-                    continue
-                reports.append(out / "report.json")
-                for entry in report.artifacts:
-                    artifact_cases, statuses = _artifact_cases(classname, entry, budgets)
-                    cases.extend(artifact_cases)
-                    codes.append(Status.worst(statuses).exit_code)
-                    rows.append(_row(model.path.name, device, preset, entry))
-    return CheckResult(tuple(cases), max(codes), tuple(reports), time.perf_counter() - started, tuple(rows))
+                cells.append(Cell(len(cells), m, device, preset))
+    return tuple(cells)
+
+
+def run_cell(config: CheckConfig, cell: Cell, progress: Callable[[str], None] | None = None) -> CellOutcome:
+    """Convert, verify and simulate one cell; an ``EdgeExportError`` becomes an error case, anything else raises."""
+    from edgeexport.api import Budgets, ConvertOptions, VerifyOptions, convert
+    from edgeexport.check_baseline import artifact_metrics
+
+    say = progress or (lambda _message: None)
+    model = config.models[cell.model]
+    device, preset = cell.device, cell.preset
+    classname = cell.classname(config)
+    out = cell.out_dir(config)
+    budgets = model.budgets
+    latency = budgets.get("max_latency_ms")
+    if isinstance(latency, dict):
+        latency = latency.get(device)
+    say(f"{classname}: converting")
+    begun = time.perf_counter()
+    try:
+        options = ConvertOptions(
+            targets=_targets_for(model.targets, device), preset=preset, device=device, calibration=model.calibration,
+            verify=VerifyOptions(data=model.data, samples=config.samples, tighten=_tightened(budgets)),
+            check_budgets=True,
+            budgets=Budgets(max_latency_ms=latency, max_size_bytes=_kib(budgets.get("max_size_kb")),
+                            max_memory_bytes=_kib(budgets.get("max_memory_kb"))),
+        )
+        report = convert(model.path, out, options, progress=lambda message: say(f"{classname}: {message}"))
+    except EdgeExportError as err:
+        seconds = time.perf_counter() - begun
+        return CellOutcome(cell, (TestCase(classname, "convert", seconds, error=err.one_line()),),
+                           ({"model": model.path.name, "device": device, "preset": preset, "target": "-",
+                             "status": f"error: {err.one_line()}"},), err.exit_code, seconds=seconds)
+    cases: list[TestCase] = []
+    rows: list[dict[str, Any]] = []
+    metrics: dict[str, Mapping[str, float | None]] = {}
+    statuses: list[Status] = []
+    for entry in report.artifacts:
+        artifact_cases, artifact_statuses = _artifact_cases(classname, entry, budgets)
+        cases.extend(artifact_cases)
+        statuses.extend(artifact_statuses)
+        rows.append(_row(model.path.name, device, preset, entry))
+        metrics[entry.artifact.target] = artifact_metrics(entry)
+    code = Status.worst(statuses).exit_code  # the same Status convert gives each artifact decides the cell
+    return CellOutcome(cell, tuple(cases), tuple(rows), code, str((out / "report.json").relative_to(config.out)),
+                       metrics, conversions=len(report.artifacts), seconds=time.perf_counter() - begun)
+
+
+def gather(config: CheckConfig, outcomes: Sequence[CellOutcome], seconds: float) -> CheckResult:
+    """The matrix's result from its cells' outcomes, in the serial order whatever order they finished in."""
+    ordered = sorted(outcomes, key=lambda o: o.cell.index)
+    cases = tuple(case for o in ordered for case in o.cases)
+    codes = [EXIT_OK, *(o.error_code for o in ordered)]
+    reports = tuple(config.out / o.report for o in ordered if o.report is not None and not o.reused)
+    rows = tuple(row for o in ordered for row in o.rows)
+    return CheckResult(cases, max(codes), reports, seconds, rows, tuple(ordered))
+
+
+def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None) -> CheckResult:
+    """Convert, verify and simulate every model x device x preset, one after the other; one test case per check."""
+    started = time.perf_counter()
+    outcomes = [run_cell(config, cell, progress) for cell in cells_of(config)]
+    return gather(config, outcomes, time.perf_counter() - started)
 
 
 def _targets_for(targets: tuple[str, ...], device: str) -> tuple[str, ...] | None:

@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 3
 EXIT_UNSUPPORTED = 4
 EXIT_VERIFICATION_FAILED = 5
 EXIT_BUDGET_EXCEEDED = 6
-EXIT_REGRESSED = 7
+EXIT_REGRESSED = 7  # check --baseline: a metric got worse than [check.regression] allows
 
 
 class EdgeExportError(Exception):
@@ -99,3 +99,9 @@ class BudgetExceededError(EdgeExportError):
     """Raised only by callers that want an exception for a budget check that failed."""
 
     exit_code = EXIT_BUDGET_EXCEEDED
+
+
+class MissingExtraError(EdgeExportError):
+    """A flag needs an optional extra that is not installed (``--ray`` without ``edgeexport[ray]``): a usage error."""
+
+    exit_code = EXIT_USAGE

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("devices", "List device profiles, or show one with the source of every number."),
     "presets": ("presets", "List quantization and pruning presets with their tolerances."),
     "bundle": ("bundle", "Write app-ready bundles (artifact + manifest.json) from an output directory."),
+    "evidence": ("evidence", "Re-hash a check run's evidence bundle and report any file that changed."),
 }
 
 
@@ -67,7 +68,7 @@ Examples:
 
 \b
 Exit codes: 0 ok, 1 bug, 2 usage, 3 bad input, 4 unsupported or conversion failed,
-5 verification failed, 6 budget exceeded.
+5 verification failed, 6 budget exceeded, 7 regressed against a baseline.
 """
 
 
