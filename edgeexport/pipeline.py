@@ -324,6 +324,8 @@ def _later_stages(
         verification = verify_artifact(entry.artifact, model, data=plan.verify_data, samples=plan.verify_samples,
                                        preset=entry.artifact.preset, precision=plan.coreml_precision,
                                        tolerance=tolerance)
+        if verification.status == "fail":
+            verification = _with_localization(verification, entry.artifact, model, plan)
     estimates: tuple[Any, ...] = ()
     over: tuple[str, ...] = ()
     if plan.device is not None:
@@ -336,6 +338,20 @@ def _later_stages(
     if not plan.check_budgets:
         over = ()
     return replace(entry, verification=verification, estimates=estimates, budget_failures=over)
+
+
+def _with_localization(verification: Any, artifact: Artifact, model: LoadedModel, plan: Plan) -> Any:
+    """A failed verification with its per-layer error attached (report.json/html), when the reference has layers."""
+    from edgeexport.errors import UnsupportedError
+    from edgeexport.verify.localize import DEFAULT_SAMPLES, localize
+
+    try:
+        found = localize(artifact.path, model, data=plan.verify_data, tolerance=verification.tolerance,
+                         samples=min(plan.verify_samples, DEFAULT_SAMPLES), preset=artifact.preset,
+                         permutations=artifact.permutations, precision=plan.coreml_precision)
+    except UnsupportedError:
+        return verification
+    return replace(verification, localization=found)
 
 
 def budget_failures(estimate: Any, budgets: Budgets) -> tuple[str, ...]:

@@ -69,10 +69,16 @@ class Verification:
     guesses: tuple[str, ...] = ()
     reason: str = ""
     seconds: float = 0.0
+    localization: Any = None  # a verify.localize.Localization when the per-layer error was computed
 
     @property
     def passed(self) -> bool:
         return self.status == "pass"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What weakens this verification (a reference that ignores its input, tied samples left out)."""
+        return tuple(w for c in self.outputs for w in c.warnings)
 
     @property
     def exit_code(self) -> int:
@@ -118,6 +124,8 @@ class Verification:
             "guesses": list(self.guesses),
             "seconds": round(self.seconds, 3),
             "outputs": [c.to_dict() for c in self.outputs],
+            "warnings": list(self.warnings),
+            **({"localization": self.localization.to_dict()} if self.localization is not None else {}),
         }
 
 

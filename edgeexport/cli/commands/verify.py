@@ -44,7 +44,8 @@ Examples:
 @click.option("--save-golden", type=click.Path(path_type=Path), default=None,
               help="Save the inputs and reference outputs as a golden file for later --golden runs.")
 @click.option("--localize", is_flag=True,
-              help="Find the first layer where a TFLite artifact departs from a Keras reference (also run on failure).")
+              help="Per-layer error against a Keras or ONNX reference: the worst layers and the first over tolerance "
+                   "(also run on failure).")
 @click.option("--coreml-precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True,
               help="How the MIL executor computes fp16 Core ML programs (auto rounds each op to fp16).")
 @click.option("--coreml-runtime", type=click.Choice(["auto", "mil", "coreml"]), default="auto", show_default=True,
@@ -113,10 +114,9 @@ def command(
 
     _echo_result(result)
     localization = None
-    if model is not None and (localize or result.status == "fail") and art.target == "tflite":
-        localization = _localize(art.path, model, data, result, explicit=localize)
-    elif localize:
-        click.echo("  (layer localization works on .tflite artifacts with a Keras reference; skipped)")
+    if model is not None and (localize or result.status == "fail"):
+        localization = _localize(art, model, data, result, explicit=localize, samples=samples,
+                                 precision=coreml_precision)
     if json_path is not None:
         from edgeexport.report.jsonfile import write_json
 
@@ -147,13 +147,16 @@ def _echo_result(result: Any) -> None:
             continue
         parts = [f"cos {m.cosine:.6f}", f"sqnr {m.sqnr_db:.1f} dB", f"max_abs {m.max_abs:.3g}", f"rmse {m.rmse:.3g}"]
         if m.classifier is not None:
-            parts.append(f"top1 {m.classifier.top1_agreement:.4f}")
+            top1 = m.classifier.top1_agreement
+            parts.append("top1 n/a" if top1 is None else f"top1 {top1:.4f}")
             if m.classifier.accuracy_drop_points is not None:
                 parts.append(f"acc {m.classifier.reference_accuracy:.2%} -> {m.classifier.artifact_accuracy:.2%}")
         shown = comparison.name if comparison.matched_by == "name" else f"{comparison.name}~{comparison.artifact_name}"
         click.echo(f"  {shown}: " + ", ".join(parts))
     for guess in result.guesses:
         click.echo(f"  note: {guess}")
+    for warning in result.warnings:
+        click.echo(f"  warning: {warning}")
     where = (f"{result.samples} samples from {result.data_origin}; tolerance {result.tolerance_source}; "
              f"ran with {result.runtime}")
     if result.status == "pass":
@@ -164,12 +167,14 @@ def _echo_result(result: Any) -> None:
         click.echo(f"NOT VERIFIED {result.artifact}: {result.reason} (this is not a pass)")
 
 
-def _localize(path: Path, model: Any, data: Path | None, result: Any, *, explicit: bool) -> Any:
+def _localize(art: Any, model: Any, data: Path | None, result: Any, *, explicit: bool, samples: int,
+              precision: str) -> Any:
     from edgeexport.errors import UnsupportedError
-    from edgeexport.verify.localize import localize_tflite
+    from edgeexport.verify.localize import DEFAULT_SAMPLES, localize
 
     try:
-        found = localize_tflite(path, model, data=data, tolerance=result.tolerance)
+        found = localize(art.path, model, data=data, tolerance=result.tolerance, samples=min(samples, DEFAULT_SAMPLES),
+                         preset=art.preset, permutations=art.permutations, precision=precision)
     except UnsupportedError as err:
         if explicit:
             raise

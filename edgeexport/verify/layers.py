@@ -1,0 +1,317 @@
+"""Per-layer error of an artifact against its reference model: every intermediate output compared.
+
+Reference side: Keras (every layer's output through a probe model) or ONNX (every node output, added as graph
+outputs for onnxruntime). Artifact side: TFLite (LiteRT with all tensors preserved; quantized tensors dequantized
+with their own scale and zero point) or Core ML (the MIL executor's intermediate values, in the program's fp16/fp32
+types). Tensors are matched by what they compute (``edgeexport.verify.layer_match``: names, fusion-aware), and
+layouts by the channels-first/-last permutation that fits.
+
+Metrics per layer: mean cosine similarity over samples, SQNR (dB) over all values, and the median over channels
+of the per-channel SQNR (dB). The channel figure is what finds an outlier channel: when one channel of a tensor
+has a hundred times the range of the others, a per-tensor int8 scale ruins every other channel while the tensor's
+overall SQNR, dominated by the large channel, still looks good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgeexport.errors import UnsupportedError
+from edgeexport.sources.base import LoadedModel
+from edgeexport.types import Permutation
+from edgeexport.verify.compare import artifact_feeds
+from edgeexport.verify.layer_match import ArtifactTensor, layout_axes, layout_candidates, match_layers
+from edgeexport.verify.metrics import cosine_per_sample, sqnr_db
+
+# A finite stand-in for an exact (inf dB) SQNR when layers are ranked and plotted.
+SQNR_CAP_DB = 150.0
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """The artifact's error at one reference layer output.
+
+    ``fused`` names reference layers folded into this tensor by the converter (a conv before its BatchNorm), which
+    have no tensor of their own; ``channel_sqnr_db`` is the median per-channel SQNR (channels on the reference's
+    channel axis: last for Keras, 1 for ONNX). SQNRs are in dB (``inf`` when exact); ``max_abs`` in the layer's
+    units. ``over`` is set by ``judge_layers``.
+    """
+
+    layer: str
+    layer_type: str
+    tensor: str
+    fused: tuple[str, ...]
+    shape: tuple[int, ...]
+    cosine: float
+    sqnr_db: float
+    channel_sqnr_db: float
+    max_abs: float
+    over: bool = False
+
+    @property
+    def score_db(self) -> float:
+        """The worse of the two SQNRs, capped: lower is worse (what layers are ranked by)."""
+        return min(self.sqnr_db, self.channel_sqnr_db, SQNR_CAP_DB)
+
+
+@dataclass(frozen=True)
+class ReferenceLayers:
+    """Reference intermediate outputs: (layer name, layer type, per-sample shape) in topological order, their
+    values (samples first) and the channel axis of their layout (-1 channels-last, 1 channels-first)."""
+
+    layers: tuple[tuple[str, str, tuple[int, ...]], ...]
+    values: dict[str, NDArray[Any]]
+    channel_axis: int
+    folds: dict[str, str] = dataclasses.field(default_factory=dict)
+    activated: frozenset[str] = frozenset()
+
+
+def reference_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+    """Every intermediate output of ``model`` on ``inputs``; UnsupportedError (exit 4) for other formats."""
+    if model.source.format in ("keras", "h5"):
+        return _keras_layers(model, inputs)
+    if model.source.format == "onnx":
+        return _onnx_layers(model, inputs)
+    raise UnsupportedError(f"per-layer errors need a Keras or ONNX reference, not {model.source.format}",
+                           hint="a SavedModel's graph keeps no layer boundaries to compare at")
+
+
+def _keras_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+    import keras
+
+    keras_model: Any = getattr(model, "model")  # noqa: B009 - KerasModel has it; LoadedModel does not declare it
+    layers, outputs = [], []
+    for layer in keras_model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        try:
+            output = layer.output
+        except (AttributeError, ValueError):  # a shared layer has several outputs: no single tensor to compare
+            continue
+        if isinstance(output, list | tuple):
+            continue
+        layers.append((layer.name, type(layer).__name__, tuple(int(d) for d in output.shape[1:] if d is not None)))
+        outputs.append(output)
+    if not outputs:
+        raise UnsupportedError("the reference model has no layer outputs to compare")
+    probe = keras.Model(keras_model.inputs, outputs)
+    names = [spec.name for spec in model.summary.inputs]
+    ordered = [np.asarray(inputs[name]) for name in names]
+    values = probe(ordered if len(ordered) > 1 else ordered[0], training=False)
+    values = values if isinstance(values, list | tuple) else [values]
+    activated = frozenset(layer.name for layer in keras_model.layers
+                          if getattr(getattr(layer, "activation", None), "__name__", "linear") != "linear")
+    return ReferenceLayers(tuple(layers), {n: np.asarray(v) for (n, _, _), v in zip(layers, values)}, -1,
+                           _keras_folds(keras_model), activated)
+
+
+def _keras_folds(keras_model: Any) -> dict[str, str]:
+    """Layer -> the BatchNormalization layer that is its only consumer (what converters fold into conv weights)."""
+    consumers: dict[str, list[str]] = {}
+    for layer in keras_model.layers:
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in getattr(node, "input_tensors", []):
+                history = getattr(tensor, "_keras_history", None)
+                if history is not None:
+                    consumers.setdefault(history.operation.name, []).append(layer.name)
+    kinds = {layer.name: type(layer).__name__ for layer in keras_model.layers}
+    return {name: users[0] for name, users in consumers.items()
+            if len(users) == 1 and kinds.get(users[0]) == "BatchNormalization"}
+
+
+def _onnx_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(getattr(model, "model"))  # noqa: B009 - OnnxModel.model, not declared by LoadedModel
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    present = {o.name for o in proto.graph.output}
+    layers: list[tuple[str, str, str]] = []
+    for index, node in enumerate(proto.graph.node):
+        if not node.output or node.output[0] not in types or node.op_type in ("Constant", "Shape"):
+            continue
+        out = node.output[0]
+        if out not in present:
+            proto.graph.output.append(types[out])
+            present.add(out)
+        layers.append((node.name or f"{node.op_type}_{index}", node.op_type, out))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = [out for _, _, out in layers]
+    count = len(next(iter(inputs.values())))
+    parts = [session.run(wanted, {k: np.asarray(v[i : i + 1]) for k, v in inputs.items()}) for i in range(count)]
+    values = {name: np.concatenate([np.asarray(p[j]) for p in parts], axis=0)
+              for j, (name, _, _) in enumerate(layers)}
+    float_layers = [(name, kind, tuple(values[name].shape[1:])) for name, kind, _ in layers
+                    if values[name].dtype.kind == "f" and values[name].ndim >= 2]
+    return ReferenceLayers(tuple(float_layers), {n: values[n] for n, _, _ in float_layers}, 1)
+
+
+class _ArtifactProbe:
+    """The artifact's dynamic tensors (``tensors``) and a way to collect chosen ones over all samples."""
+
+    tensors: list[ArtifactTensor]
+    input_specs: Any
+
+    def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
+        raise NotImplementedError
+
+
+class _TfliteProbe(_ArtifactProbe):
+    def __init__(self, path: Path) -> None:
+        from edgeexport.runtimes.tflite import TfliteRunner
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # LiteRT warns that preserving all tensors is for debugging: it is
+            self.runner = TfliteRunner(path, preserve_all_tensors=True)
+        self.input_specs = self.runner.inputs
+        details = {int(d["index"]): d for d in self.runner._interp.get_tensor_details()}
+        self.details = details
+        dynamic = {int(d["index"]) for d in self.runner._interp.get_input_details()}
+        self.tensors = []
+        for op in self.runner.ops_details():
+            reads = [int(i) for i in op["inputs"] if int(i) in dynamic]
+            if not reads:
+                continue  # weights dequantized once: not an activation
+            for out in op["outputs"]:
+                dynamic.add(int(out))
+                d = details[int(out)]
+                self.tensors.append(ArtifactTensor(str(out), str(d["name"]), str(op["op_name"]),
+                                                   tuple(str(i) for i in reads), tuple(int(x) for x in d["shape"])))
+
+    def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
+        count = len(next(iter(feeds.values())))
+        parts: dict[str, list[NDArray[Any]]] = {k: [] for k in keys}
+        for i in range(count):
+            self.runner.run({k: v[i : i + 1] for k, v in feeds.items()})
+            for key in keys:
+                detail = self.details[int(key)]
+                value = self.runner.tensor(int(key))
+                scale, zero = detail.get("quantization", (0.0, 0))
+                if np.dtype(detail["dtype"]).kind in "iu" and scale:
+                    value = (value.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+                parts[key].append(value.astype(np.float32))
+        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+
+class _MilProbe(_ArtifactProbe):
+    def __init__(self, path: Path, precision: str) -> None:
+        from edgeexport.runtimes.mil import load_program
+
+        self.program = load_program(path)
+        self.precision = precision
+        self.input_specs = self.program.inputs
+        dynamic = {spec.name for spec in self.program.inputs}
+        self.tensors = []
+        for step in self.program._steps:
+            refs = [r for _, ref in step.inputs for r in ((ref,) if isinstance(ref, str) else ref)]
+            reads = [r for r in refs if r in dynamic]
+            if step.constexpr or not reads:
+                continue
+            for name, dtype, shape in step.outputs:
+                dynamic.add(name)
+                if dtype is None or shape is None or any(d is None for d in shape):
+                    continue
+                self.tensors.append(ArtifactTensor(name, name, step.op_type, tuple(reads),
+                                                   tuple(int(d) for d in shape if d is not None)))
+
+    def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
+        count = len(next(iter(feeds.values())))
+        parts: dict[str, list[NDArray[Any]]] = {k: [] for k in keys}
+        for i in range(count):
+            self.program.run({k: v[i : i + 1] for k, v in feeds.items()}, precision=self.precision,
+                             keep_intermediates=True)
+            for key in keys:
+                parts[key].append(np.asarray(self.program.intermediates[key], dtype=np.float32))
+        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+
+
+def _probe(artifact: Path, precision: str) -> _ArtifactProbe:
+    if artifact.suffix.lower() == ".tflite":
+        return _TfliteProbe(artifact)
+    if artifact.suffix.lower() in (".mlpackage", ".mlmodel"):
+        return _MilProbe(artifact, precision)
+    raise UnsupportedError(f"per-layer errors cannot read {artifact.name}", hint="expected .tflite or .mlpackage")
+
+
+def channel_sqnr_db(reference: NDArray[Any], actual: NDArray[Any], axis: int) -> float:
+    """Median over channels (``axis`` of batch-first arrays) of each channel's SQNR in dB; for 2-D outputs the
+    feature axis is the channel. ``inf`` when exact."""
+    ref = np.moveaxis(reference.astype(np.float64), axis if reference.ndim > 2 else -1, -1)
+    out = np.moveaxis(actual.astype(np.float64), axis if actual.ndim > 2 else -1, -1)
+    ref = ref.reshape(-1, ref.shape[-1])
+    out = out.reshape(-1, out.shape[-1])
+    signal = np.sum(ref**2, axis=0)
+    noise = np.sum((ref - out) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(noise == 0, np.inf, np.where(signal == 0, -np.inf, 10 * np.log10(signal / noise)))
+    return float(np.median(per))
+
+
+def per_layer_errors(
+    artifact: Path,
+    reference: LoadedModel,
+    inputs: Mapping[str, NDArray[Any]],
+    *,
+    permutations: Sequence[Permutation] = (),
+    precision: str = "auto",
+) -> tuple[list[LayerError], list[str]]:
+    """The error of ``artifact`` (.tflite or .mlpackage) at every reference layer it could be matched to, on
+    ``inputs`` (reference input name -> array, samples first), in reference layer order; and the reference layers
+    with no matching artifact tensor. ``precision`` goes to the MIL executor (``"auto"`` or ``"fp32"``).
+
+    Raises UnsupportedError (exit 4) for a SavedModel reference or when no layer could be matched.
+    """
+    ref = reference_layers(reference, inputs)
+    probe = _probe(Path(artifact), precision)
+    matches, unmapped = match_layers([(name, shape) for name, _, shape in ref.layers], probe.tensors, ref.folds, ref.activated)
+    if not matches:
+        raise UnsupportedError(f"no layer of the reference could be matched to a tensor of {Path(artifact).name}")
+    feeds, _ = artifact_feeds(inputs, probe.input_specs, permutations)
+    collected = probe.collect(feeds, [m.tensor.key for m in matches])
+    kinds = {name: kind for name, kind, _ in ref.layers}
+    # Where a shape fits several layouts (16x16x16), the artifact's layout is the one its unambiguous tensors use.
+    votes: Counter[tuple[int, ...]] = Counter()
+    for m in matches:
+        found = layout_candidates(tuple(ref.values[m.layer].shape[1:]), m.tensor.shape[1:])
+        if len(found) == 1 and len(found[0]) >= 3:
+            votes[found[0]] += 1
+    errors = []
+    for m in matches:
+        expected = ref.values[m.layer]
+        usual = [axes for axes, _ in votes.most_common() if len(axes) == expected.ndim]
+        axes = layout_axes(tuple(expected.shape[1:]), m.tensor.shape[1:], usual[0] if usual else None)
+        actual = collected[m.tensor.key].reshape((len(expected), *m.tensor.shape[1:]))
+        if axes is not None and axes != tuple(range(expected.ndim)):
+            actual = np.transpose(actual, np.argsort(axes))  # back into the reference's layout
+        actual = actual.reshape(expected.shape)
+        errors.append(LayerError(m.layer, kinds[m.layer], m.tensor.name[:160], m.fused, tuple(expected.shape[1:]),
+                                 float(np.mean(cosine_per_sample(expected, actual))), sqnr_db(expected, actual),
+                                 channel_sqnr_db(expected, actual, ref.channel_axis),
+                                 float(np.max(np.abs(expected.astype(np.float64) - actual))) if expected.size else 0.0))
+    return errors, unmapped
+
+
+def judge_layers(errors: Sequence[LayerError], cosine_min: float, sqnr_min: float) -> list[LayerError]:
+    """``errors`` with ``over`` set: cosine under ``cosine_min`` or either SQNR under ``sqnr_min`` (dB)."""
+    from dataclasses import replace
+
+    return [replace(e, over=e.cosine < cosine_min or e.score_db < sqnr_min) for e in errors]
+
+
+def finite(value: float) -> float | str:
+    """JSON-ready: ``inf`` / ``-inf`` as strings."""
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
