@@ -1,7 +1,7 @@
 """Per-layer error of an artifact against its reference model: every intermediate output compared.
 
-Reference side: Keras (every layer's output through a probe model) or ONNX (every node output, added as graph
-outputs for onnxruntime). Artifact side: TFLite (LiteRT with all tensors preserved; quantized tensors dequantized
+Reference side: Keras (every layer's output through a probe model), ONNX (every node output, added as graph
+outputs for onnxruntime) or SavedModel (every float op output of the frozen serving graph). Artifact side: TFLite (LiteRT with all tensors preserved; quantized tensors dequantized
 with their own scale and zero point) or Core ML (the MIL executor's intermediate values, in the program's fp16/fp32
 types). Tensors are matched by what they compute (``edgeexport.verify.layer_match``: names, fusion-aware), and
 layouts by the channels-first/-last permutation that fits.
@@ -30,11 +30,14 @@ from edgeexport.errors import UnsupportedError
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Permutation
 from edgeexport.verify.compare import artifact_feeds
-from edgeexport.verify.layer_match import ArtifactTensor, layout_axes, layout_candidates, match_layers
+from edgeexport.verify.layer_match import ArtifactTensor, Match, layout_axes, layout_candidates, match_layers
 from edgeexport.verify.metrics import cosine_per_sample, sqnr_db
 
 # A finite stand-in for an exact (inf dB) SQNR when layers are ranked and plotted.
 SQNR_CAP_DB = 150.0
+# Matching by value: samples used, and the least cosine similarity that counts as "computes the same thing".
+MATCH_SAMPLES = 4
+MATCH_COSINE = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class LayerError:
     ``fused`` names reference layers folded into this tensor by the converter (a conv before its BatchNorm), which
     have no tensor of their own; ``channel_sqnr_db`` is the median per-channel SQNR (channels on the reference's
     channel axis: last for Keras, 1 for ONNX). SQNRs are in dB (``inf`` when exact); ``max_abs`` in the layer's
-    units. ``over`` is set by ``judge_layers``.
+    units. ``over`` is set by ``judge_layers``; ``matched_by`` is ``"name"`` or ``"value"`` (see ``match_by_value``).
     """
 
     layer: str
@@ -57,6 +60,7 @@ class LayerError:
     channel_sqnr_db: float
     max_abs: float
     over: bool = False
+    matched_by: str = "name"
 
     @property
     def score_db(self) -> float:
@@ -74,6 +78,7 @@ class ReferenceLayers:
     channel_axis: int
     folds: dict[str, str] = dataclasses.field(default_factory=dict)
     activated: frozenset[str] = frozenset()
+    match_by: str = "name"
 
 
 def reference_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
@@ -82,8 +87,9 @@ def reference_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> 
         return _keras_layers(model, inputs)
     if model.source.format == "onnx":
         return _onnx_layers(model, inputs)
-    raise UnsupportedError(f"per-layer errors need a Keras or ONNX reference, not {model.source.format}",
-                           hint="a SavedModel's graph keeps no layer boundaries to compare at")
+    if model.source.format == "savedmodel":
+        return _savedmodel_layers(model, inputs)
+    raise UnsupportedError(f"per-layer errors need a Keras, ONNX or SavedModel reference, not {model.source.format}")
 
 
 def _keras_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
@@ -157,7 +163,40 @@ def _onnx_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> Refe
               for j, (name, _, _) in enumerate(layers)}
     float_layers = [(name, kind, tuple(values[name].shape[1:])) for name, kind, _ in layers
                     if values[name].dtype.kind == "f" and values[name].ndim >= 2]
-    return ReferenceLayers(tuple(float_layers), {n: values[n] for n, _, _ in float_layers}, 1)
+    return ReferenceLayers(tuple(float_layers), {n: values[n] for n, _, _ in float_layers}, 1, match_by="value")
+
+
+def _savedmodel_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+    """Every float op output of the SavedModel's frozen, inlined serving graph (run one sample at a time, the
+    fixed batch-1 signature), named by op name without the call wrappers."""
+    from edgeexport.sources.tfgraph import frozen_graph_def, quiet_tensorflow
+
+    tf = quiet_tensorflow()
+    graph_def = frozen_graph_def(getattr(model, "_fixed_function")())  # noqa: B009 - SavedModel's, not declared
+
+    def imported() -> None:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(imported, [])
+    ops = wrapped.graph.get_operations()
+    placeholders = {op.name: op.outputs[0] for op in ops if op.type == "Placeholder"}
+    names = [spec.name for spec in model.summary.inputs]
+    feeds = [placeholders[n] for n in names] if all(n in placeholders for n in names) else list(placeholders.values())
+    fetch = [op for op in ops if op.type not in ("Const", "Placeholder", "Identity", "NoOp") and op.outputs
+             and op.outputs[0].dtype.is_floating and op.outputs[0].shape.rank and op.outputs[0].shape.rank >= 2]
+    if not fetch:
+        raise UnsupportedError("the SavedModel's graph has no intermediate float tensors to compare")
+    pruned = wrapped.prune(feeds, [op.outputs[0] for op in fetch])
+    count = len(next(iter(inputs.values())))
+    parts = [pruned(*[tf.constant(np.asarray(inputs[n][i : i + 1])) for n in names]) for i in range(count)]
+    layers, values = [], {}
+    for j, op in enumerate(fetch):
+        name = op.name
+        while name.startswith(("StatefulPartitionedCall/", "PartitionedCall/")):
+            name = name.split("/", 1)[1]
+        values[name] = np.concatenate([np.asarray(p[j]) for p in parts], axis=0)
+        layers.append((name, str(op.type), tuple(values[name].shape[1:])))
+    return ReferenceLayers(tuple(layers), values, -1, match_by="value")
 
 
 class _ArtifactProbe:
@@ -184,9 +223,11 @@ class _TfliteProbe(_ArtifactProbe):
         self.tensors = []
         for op in self.runner.ops_details():
             reads = [int(i) for i in op["inputs"] if int(i) in dynamic]
-            if not reads:
-                continue  # weights dequantized once: not an activation
+            if not reads or op["op_name"] == "DELEGATE":
+                continue  # weights dequantized once are not activations; a delegate node repeats its ops' outputs
             for out in op["outputs"]:
+                if int(out) in dynamic:
+                    continue
                 dynamic.add(int(out))
                 d = details[int(out)]
                 self.tensors.append(ArtifactTensor(str(out), str(d["name"]), str(op["op_name"]),
@@ -194,6 +235,7 @@ class _TfliteProbe(_ArtifactProbe):
 
     def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
         count = len(next(iter(feeds.values())))
+        keys = list(dict.fromkeys(keys))
         parts: dict[str, list[NDArray[Any]]] = {k: [] for k in keys}
         for i in range(count):
             self.runner.run({k: v[i : i + 1] for k, v in feeds.items()})
@@ -273,14 +315,21 @@ def per_layer_errors(
     ``inputs`` (reference input name -> array, samples first), in reference layer order; and the reference layers
     with no matching artifact tensor. ``precision`` goes to the MIL executor (``"auto"`` or ``"fp32"``).
 
-    Raises UnsupportedError (exit 4) for a SavedModel reference or when no layer could be matched.
+    Keras layers are matched by name (``layer_match``). ONNX node names do not survive onnx2tf and SavedModel op
+    names are not layers, so those are matched by value (``match_by_value``), which the result records in
+    ``matched_by``. Raises UnsupportedError (exit 4) for other references or when no layer could be matched.
     """
     ref = reference_layers(reference, inputs)
     probe = _probe(Path(artifact), precision)
-    matches, unmapped = match_layers([(name, shape) for name, _, shape in ref.layers], probe.tensors, ref.folds, ref.activated)
+    feeds, _ = artifact_feeds(inputs, probe.input_specs, permutations)
+    how = ref.match_by
+    if how == "name":
+        matches, unmapped = match_layers([(name, shape) for name, _, shape in ref.layers], probe.tensors, ref.folds,
+                                         ref.activated)
+    else:
+        matches, unmapped = match_by_value(ref, probe, feeds)
     if not matches:
         raise UnsupportedError(f"no layer of the reference could be matched to a tensor of {Path(artifact).name}")
-    feeds, _ = artifact_feeds(inputs, probe.input_specs, permutations)
     collected = probe.collect(feeds, [m.tensor.key for m in matches])
     kinds = {name: kind for name, kind, _ in ref.layers}
     # Where a shape fits several layouts (16x16x16), the artifact's layout is the one its unambiguous tensors use.
@@ -293,16 +342,64 @@ def per_layer_errors(
     for m in matches:
         expected = ref.values[m.layer]
         usual = [axes for axes, _ in votes.most_common() if len(axes) == expected.ndim]
-        axes = layout_axes(tuple(expected.shape[1:]), m.tensor.shape[1:], usual[0] if usual else None)
-        actual = collected[m.tensor.key].reshape((len(expected), *m.tensor.shape[1:]))
-        if axes is not None and axes != tuple(range(expected.ndim)):
-            actual = np.transpose(actual, np.argsort(axes))  # back into the reference's layout
-        actual = actual.reshape(expected.shape)
+        if how == "value":
+            axes = _best_axes(expected, collected[m.tensor.key], m.tensor.shape)
+        else:
+            axes = layout_axes(tuple(expected.shape[1:]), m.tensor.shape[1:], usual[0] if usual else None)
+        actual = _aligned(collected[m.tensor.key], m.tensor.shape, expected.shape, axes)
         errors.append(LayerError(m.layer, kinds[m.layer], m.tensor.name[:160], m.fused, tuple(expected.shape[1:]),
                                  float(np.mean(cosine_per_sample(expected, actual))), sqnr_db(expected, actual),
                                  channel_sqnr_db(expected, actual, ref.channel_axis),
-                                 float(np.max(np.abs(expected.astype(np.float64) - actual))) if expected.size else 0.0))
+                                 float(np.max(np.abs(expected.astype(np.float64) - actual))) if expected.size else 0.0,
+                                 matched_by=how))
     return errors, unmapped
+
+
+def _aligned(value: NDArray[Any], tensor_shape: tuple[int, ...], reference_shape: tuple[int, ...],
+             axes: tuple[int, ...] | None) -> NDArray[Any]:
+    """Artifact values (samples stacked on axis 0) in the reference's layout and shape."""
+    actual = value.reshape((reference_shape[0], *tensor_shape[1:]))
+    if axes is not None and axes != tuple(range(len(reference_shape))):
+        actual = np.transpose(actual, np.argsort(axes))
+    return actual.reshape(reference_shape)
+
+
+def _best_axes(expected: NDArray[Any], value: NDArray[Any], tensor_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Of the layouts that fit, the one under which the artifact tensor is most similar to the reference."""
+    options = layout_candidates(tuple(expected.shape[1:]), tensor_shape[1:])
+    if len(options) <= 1:
+        return options[0] if options else None
+    return max(options, key=lambda axes: float(np.mean(cosine_per_sample(
+        expected, _aligned(value, tensor_shape, expected.shape, axes)))))
+
+
+def match_by_value(ref: ReferenceLayers, probe: _ArtifactProbe, feeds: Mapping[str, NDArray[Any]]
+                   ) -> tuple[list[Match], list[str]]:
+    """Match reference layers to artifact tensors by what they compute when names carry nothing (onnx2tf renames
+    every op): each artifact tensor goes to the same-shaped reference layer it resembles most (cosine over the first
+    ``MATCH_SAMPLES`` samples, at least ``MATCH_COSINE``), ties to the later layer (a fused Conv+Relu tensor is the
+    Relu's output); each layer keeps the tensor most similar to it. This favours low errors, so a layer that went
+    badly wrong may be left unmatched: the report says ``matched_by = "value"``."""
+    head = {k: v[:MATCH_SAMPLES] for k, v in feeds.items()}
+    shapes = [(i, name, shape) for i, (name, _, shape) in enumerate(ref.layers)]
+    candidates = [t for t in probe.tensors if any(layout_candidates(shape, t.shape[1:]) for _, _, shape in shapes)]
+    values = probe.collect(head, [t.key for t in candidates])
+    chosen: dict[str, tuple[float, int, ArtifactTensor]] = {}  # layer -> (cosine, position, tensor)
+    for position, tensor in enumerate(candidates):
+        best: tuple[float, int, str] | None = None
+        for index, name, shape in shapes:
+            expected = ref.values[name][:MATCH_SAMPLES]
+            for axes in layout_candidates(shape, tensor.shape[1:]):
+                actual = _aligned(values[tensor.key], tensor.shape, expected.shape, axes)
+                cos = float(np.mean(cosine_per_sample(expected, actual)))
+                if cos >= MATCH_COSINE and (best is None or (cos, index) > best[:2]):
+                    best = (cos, index, name)
+        if best is not None:
+            cos, _, name = best
+            if name not in chosen or (cos, position) > chosen[name][:2]:
+                chosen[name] = (cos, position, tensor)
+    matches = [Match(name, chosen[name][2], ()) for _, name, _ in shapes if name in chosen]
+    return matches, [name for _, name, _ in shapes if name not in chosen]
 
 
 def judge_layers(errors: Sequence[LayerError], cosine_min: float, sqnr_min: float) -> list[LayerError]:

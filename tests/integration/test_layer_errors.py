@@ -111,3 +111,30 @@ def test_embedding_vocabulary_and_dynamic_int8_without_int8(tmp_path: Path) -> N
     warnings = report.artifacts[0].artifact.warnings
     assert any("quantized no tensor to int8" in w for w in warnings), warnings
     assert np.isfinite(report.artifacts[0].verification.outputs[0].metrics.cosine)
+
+
+def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> None:
+    import edgeexport
+    from edgeexport.sources import load, open_source
+    from edgeexport.verify.localize import localize
+    from edgeexport.verify.stage import artifact_from_path, tolerance_for
+
+    samples = ROOT / "sample_models"
+    edgeexport.convert(samples / "digits_cnn.onnx", tmp_path, targets=("tflite",), preset="fp32",
+                       verify_data=samples / "digits_nchw.npz", write_report=True)
+    art = artifact_from_path(tmp_path / "digits_cnn.fp32.tflite")
+    assert art.permutations  # NCHW reference, NHWC artifact
+    found = localize(art.path, load(open_source(samples / "digits_cnn.onnx")), data=samples / "digits_nchw.npz",
+                     samples=8, tolerance=tolerance_for("fp32")[0], permutations=art.permutations)
+    names = [e.layer for e in found.layers]
+    # onnx2tf fuses Conv+Relu: the fused tensor is the Relu's output; the Conv has no tensor of its own.
+    assert {"Relu_2", "Relu_4", "MaxPool_5", "Relu_7", "Softmax_13"} <= set(names) and "Conv_1" in found.unmapped
+    assert found.first_over is None and all(e.matched_by == "value" and e.score_db > 100 for e in found.layers)
+
+    edgeexport.convert(samples / "digits_mlp_savedmodel", tmp_path, targets=("tflite",), preset="dynamic-int8",
+                       write_report=False)
+    saved = localize(tmp_path / "digits_mlp_savedmodel.dynamic-int8.tflite",
+                     load(open_source(samples / "digits_mlp_savedmodel")), samples=8,
+                     tolerance=tolerance_for("dynamic-int8")[0])
+    relu = next(e for e in saved.layers if e.layer.endswith("hidden_1/Relu"))
+    assert 30 < relu.score_db < 100  # int8 weights: close, not exact
