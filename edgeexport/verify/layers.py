@@ -310,6 +310,20 @@ def per_layer_errors(
     *,
     permutations: Sequence[Permutation] = (),
     precision: str = "auto",
+) -> list[LayerError]:
+    """The error of ``artifact`` at every reference layer it computes, in reference layer order (``compare_layers``
+    without the list of unmatched layers). ``over`` is not set: judge with ``judge_layers`` or rank by ``score_db``.
+    """
+    return compare_layers(artifact, reference, inputs, permutations=permutations, precision=precision)[0]
+
+
+def compare_layers(
+    artifact: Path,
+    reference: LoadedModel,
+    inputs: Mapping[str, NDArray[Any]],
+    *,
+    permutations: Sequence[Permutation] = (),
+    precision: str = "auto",
 ) -> tuple[list[LayerError], list[str]]:
     """The error of ``artifact`` (.tflite or .mlpackage) at every reference layer it could be matched to, on
     ``inputs`` (reference input name -> array, samples first), in reference layer order; and the reference layers

@@ -1,7 +1,8 @@
 """Divergence localization: where an artifact departs from its reference, layer by layer.
 
-``edgeexport.verify.layers.per_layer_errors`` gives the error at every reference layer the artifact computes
-(TFLite or Core ML artifacts; Keras or ONNX references; fused groups compared at their last layer). This module
+``edgeexport.verify.layers.compare_layers`` (``per_layer_errors`` for callers such as a precision search) gives
+the error at every reference layer the artifact computes (TFLite or Core ML artifacts; Keras, ONNX or SavedModel
+references; fused groups compared at their last layer). This module
 judges the curve against a tolerance, ranks the layers by error and words the verdict: the first layer over
 tolerance in reference order is the suggested culprit, to keep in float through a per-layer preset override.
 """
@@ -18,7 +19,7 @@ from edgeexport.catalog.model import Tolerance
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Permutation
 from edgeexport.verify.inputs import load_npz, seeded_inputs
-from edgeexport.verify.layers import LayerError, finite, judge_layers, per_layer_errors
+from edgeexport.verify.layers import LayerError, compare_layers, finite, judge_layers
 
 __all__ = ["DEFAULT_SAMPLES", "LayerError", "Localization", "localize", "localize_tflite"]
 
@@ -123,7 +124,7 @@ def localize(
     specs = model.summary.inputs
     dataset = (load_npz(data, specs, split="test", what="verification data").head(samples) if data
                else seeded_inputs(specs, samples))
-    errors, unmapped = per_layer_errors(artifact, model, dataset.arrays, permutations=permutations,
+    errors, unmapped = compare_layers(artifact, model, dataset.arrays, permutations=permutations,
                                         precision=precision)
     cos_limit = tolerance.cosine_min if tolerance.cosine_min is not None else FALLBACK_COSINE
     sqnr_limit = tolerance.sqnr_db_min if tolerance.sqnr_db_min is not None else FALLBACK_SQNR_DB

@@ -49,6 +49,7 @@ def test_outlier_int8_failure_is_localized_at_conv1(outlier: dict[str, Any]) -> 
     assert "Per-layer error (SQNR dB" in render_html(report.to_dict())
 
 
+@pytest.mark.slow  # about a minute: a MobileNetV3 conversion and two runs with every tensor kept
 def test_fp16_mobilenetv3_flags_nothing(tmp_path: Path, run_cli: Any) -> None:
     import keras
 
@@ -73,8 +74,10 @@ def test_fp16_mobilenetv3_flags_nothing(tmp_path: Path, run_cli: Any) -> None:
     assert fused.get("conv_bn") == ["conv"]
     # An untrained softmax head outputs the same probabilities for every input: the pass proves little.
     assert "same for every input" in result.out and data["warnings"]
+    assert "same for every input" in (tmp_path / "report.html").read_text()
 
 
+@pytest.mark.slow  # a Core ML conversion and the MIL executor over every layer
 def test_coreml_fp16_per_layer_errors(tmp_path: Path) -> None:
     import edgeexport
     from edgeexport.sources import load, open_source
@@ -106,6 +109,9 @@ def test_embedding_vocabulary_and_dynamic_int8_without_int8(tmp_path: Path) -> N
     assert loaded.summary.inputs[0].value_range == (0.0, 299.0)
     drawn = _dataset(loaded, None, 64).arrays["tokens"]
     assert drawn.max() > 9 and drawn.max() <= 299
+    model.export(str(tmp_path / "bag_savedmodel"), verbose=False)  # the same vocabulary, read from the TF graph
+    saved = load(open_source(tmp_path / "bag_savedmodel"))
+    assert [spec.value_range for spec in saved.summary.inputs] == [(0.0, 299.0)]
     report = edgeexport.convert(tmp_path / "bag.keras", tmp_path, targets=("tflite",), preset="dynamic-int8",
                                 write_report=False)
     warnings = report.artifacts[0].artifact.warnings
@@ -113,6 +119,7 @@ def test_embedding_vocabulary_and_dynamic_int8_without_int8(tmp_path: Path) -> N
     assert np.isfinite(report.artifacts[0].verification.outputs[0].metrics.cosine)
 
 
+@pytest.mark.slow  # two conversions (onnx2tf, SavedModel)
 def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> None:
     import edgeexport
     from edgeexport.sources import load, open_source
@@ -138,3 +145,17 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
                      tolerance=tolerance_for("dynamic-int8")[0])
     relu = next(e for e in saved.layers if e.layer.endswith("hidden_1/Relu"))
     assert 30 < relu.score_db < 100  # int8 weights: close, not exact
+
+
+@pytest.mark.slow  # a w8a8 Core ML conversion with activation calibration
+def test_outlier_coreml_w8a8_failure_is_localized_at_conv1(outlier: dict[str, Any]) -> None:
+    import edgeexport
+
+    report = edgeexport.convert(outlier["model"], outlier["out"], targets=("coreml",), preset="w8a8",
+                                calibration=outlier["data"], verify_data=outlier["data"], write_report=False)
+    verification = report.artifacts[0].verification
+    assert verification.status == "fail" and verification.runtime == "mil"
+    found = verification.localization
+    assert found is not None and found.first_over == "conv1"
+    conv1 = next(e for e in found.layers if e.layer == "conv1")
+    assert conv1.sqnr_db > 25 and conv1.channel_sqnr_db < 10
