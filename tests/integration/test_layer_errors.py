@@ -27,7 +27,7 @@ def outlier(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"out": out, "model": model, "data": data, "accuracy": accuracy}
 
 
-def test_outlier_int8_failure_is_localized_at_conv1(outlier: dict[str, Any]) -> None:
+def test_outlier_int8_failure_is_localized_at_conv1(outlier: dict[str, Any], run_cli: Any) -> None:
     import edgeexport
     from edgeexport.report.html import render_html
 
@@ -47,6 +47,10 @@ def test_outlier_int8_failure_is_localized_at_conv1(outlier: dict[str, Any]) -> 
     assert [layer["layer"] for layer in data["layers"]] == ["conv1", "conv2", "pool", "gap", "probs"]
     assert data["worst"][0] == "conv1" and data["samples"] == 32
     assert "Per-layer error (SQNR dB" in render_html(report.to_dict())
+    # The CLI compares as many samples as it is given (it used to report 32 whatever --samples said).
+    result = run_cli("verify", outlier["out"] / "outlier_cnn.int8.tflite", "--reference", outlier["model"],
+                     "--data", outlier["data"], "--samples", "16")
+    assert result.code == 5 and "16 samples; limits" in result.out and "first layer over tolerance: conv1" in result.out
 
 
 @pytest.mark.slow  # about a minute: a MobileNetV3 conversion and two runs with every tensor kept
