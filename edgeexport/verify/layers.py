@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Permutation
 from edgeexport.verify.compare import artifact_feeds
 from edgeexport.verify.layer_match import ArtifactTensor, Match, layout_axes, layout_candidates, match_layers
+from edgeexport.verify.layer_probes import ArtifactProbe, open_probe
 from edgeexport.verify.metrics import cosine_per_sample, sqnr_db
 
 # A finite stand-in for an exact (inf dB) SQNR when layers are ranked and plotted.
@@ -199,96 +199,6 @@ def _savedmodel_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -
     return ReferenceLayers(tuple(layers), values, -1, match_by="value")
 
 
-class _ArtifactProbe:
-    """The artifact's dynamic tensors (``tensors``) and a way to collect chosen ones over all samples."""
-
-    tensors: list[ArtifactTensor]
-    input_specs: Any
-
-    def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
-        raise NotImplementedError
-
-
-class _TfliteProbe(_ArtifactProbe):
-    def __init__(self, path: Path) -> None:
-        from edgeexport.runtimes.tflite import TfliteRunner
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # LiteRT warns that preserving all tensors is for debugging: it is
-            self.runner = TfliteRunner(path, preserve_all_tensors=True)
-        self.input_specs = self.runner.inputs
-        details = {int(d["index"]): d for d in self.runner._interp.get_tensor_details()}
-        self.details = details
-        dynamic = {int(d["index"]) for d in self.runner._interp.get_input_details()}
-        self.tensors = []
-        for op in self.runner.ops_details():
-            reads = [int(i) for i in op["inputs"] if int(i) in dynamic]
-            if not reads or op["op_name"] == "DELEGATE":
-                continue  # weights dequantized once are not activations; a delegate node repeats its ops' outputs
-            for out in op["outputs"]:
-                if int(out) in dynamic:
-                    continue
-                dynamic.add(int(out))
-                d = details[int(out)]
-                self.tensors.append(ArtifactTensor(str(out), str(d["name"]), str(op["op_name"]),
-                                                   tuple(str(i) for i in reads), tuple(int(x) for x in d["shape"])))
-
-    def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
-        count = len(next(iter(feeds.values())))
-        keys = list(dict.fromkeys(keys))
-        parts: dict[str, list[NDArray[Any]]] = {k: [] for k in keys}
-        for i in range(count):
-            self.runner.run({k: v[i : i + 1] for k, v in feeds.items()})
-            for key in keys:
-                detail = self.details[int(key)]
-                value = self.runner.tensor(int(key))
-                scale, zero = detail.get("quantization", (0.0, 0))
-                if np.dtype(detail["dtype"]).kind in "iu" and scale:
-                    value = (value.astype(np.float32) - np.float32(zero)) * np.float32(scale)
-                parts[key].append(value.astype(np.float32))
-        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
-
-
-class _MilProbe(_ArtifactProbe):
-    def __init__(self, path: Path, precision: str) -> None:
-        from edgeexport.runtimes.mil import load_program
-
-        self.program = load_program(path)
-        self.precision = precision
-        self.input_specs = self.program.inputs
-        dynamic = {spec.name for spec in self.program.inputs}
-        self.tensors = []
-        for step in self.program._steps:
-            refs = [r for _, ref in step.inputs for r in ((ref,) if isinstance(ref, str) else ref)]
-            reads = [r for r in refs if r in dynamic]
-            if step.constexpr or not reads:
-                continue
-            for name, dtype, shape in step.outputs:
-                dynamic.add(name)
-                if dtype is None or shape is None or any(d is None for d in shape):
-                    continue
-                self.tensors.append(ArtifactTensor(name, name, step.op_type, tuple(reads),
-                                                   tuple(int(d) for d in shape if d is not None)))
-
-    def collect(self, feeds: Mapping[str, NDArray[Any]], keys: Sequence[str]) -> dict[str, NDArray[Any]]:
-        count = len(next(iter(feeds.values())))
-        parts: dict[str, list[NDArray[Any]]] = {k: [] for k in keys}
-        for i in range(count):
-            self.program.run({k: v[i : i + 1] for k, v in feeds.items()}, precision=self.precision,
-                             keep_intermediates=True)
-            for key in keys:
-                parts[key].append(np.asarray(self.program.intermediates[key], dtype=np.float32))
-        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
-
-
-def _probe(artifact: Path, precision: str) -> _ArtifactProbe:
-    if artifact.suffix.lower() == ".tflite":
-        return _TfliteProbe(artifact)
-    if artifact.suffix.lower() in (".mlpackage", ".mlmodel"):
-        return _MilProbe(artifact, precision)
-    raise UnsupportedError(f"per-layer errors cannot read {artifact.name}", hint="expected .tflite or .mlpackage")
-
-
 def channel_sqnr_db(reference: NDArray[Any], actual: NDArray[Any], axis: int) -> float:
     """Median over channels (``axis`` of batch-first arrays) of each channel's SQNR in dB; for 2-D outputs the
     feature axis is the channel. ``inf`` when exact."""
@@ -334,7 +244,7 @@ def compare_layers(
     ``matched_by``. Raises UnsupportedError (exit 4) for other references or when no layer could be matched.
     """
     ref = reference_layers(reference, inputs)
-    probe = _probe(Path(artifact), precision)
+    probe = open_probe(Path(artifact), precision)
     feeds, _ = artifact_feeds(inputs, probe.input_specs, permutations)
     how = ref.match_by
     if how == "name":
@@ -387,7 +297,7 @@ def _best_axes(expected: NDArray[Any], value: NDArray[Any], tensor_shape: tuple[
         expected, _aligned(value, tensor_shape, expected.shape, axes)))))
 
 
-def match_by_value(ref: ReferenceLayers, probe: _ArtifactProbe, feeds: Mapping[str, NDArray[Any]]
+def match_by_value(ref: ReferenceLayers, probe: ArtifactProbe, feeds: Mapping[str, NDArray[Any]]
                    ) -> tuple[list[Match], list[str]]:
     """Match reference layers to artifact tensors by what they compute when names carry nothing (onnx2tf renames
     every op): each artifact tensor goes to the same-shaped reference layer it resembles most (cosine over the first
