@@ -32,8 +32,9 @@ from edgeexport.simulate.estimate import LatencyEstimate
 from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, endpoint_arrays
 from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
-from edgeexport.types import Artifact, ExportedGraph, PruneReport, SourceModel, TensorSpec
+from edgeexport.types import Artifact, ExportedGraph, PruneReport, SourceModel, Status, TensorSpec
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
+from edgeexport.verify.stage import Verification
 
 Progress = Callable[[str], None]
 SYNTHETIC_SAMPLES = 64
@@ -283,6 +284,8 @@ def _later_stages(
         verification = verify_artifact(entry.artifact, model, data=checks.data, samples=checks.samples,
                                        tolerance=tolerance, tolerance_source=f"preset {entry.artifact.preset}",
                                        precision=checks.coreml_precision, runtime=checks.coreml_runtime)
+        if verification.status is Status.VERIFICATION_FAILED:
+            verification = _with_localization(verification, entry.artifact, model, plan)
     estimates: tuple[LatencyEstimate, ...] = ()
     over: tuple[str, ...] = ()
     if plan.device is not None:
@@ -295,6 +298,21 @@ def _later_stages(
     if not plan.options.check_budgets:
         over = ()
     return replace(entry, verification=verification, estimates=estimates, budget_failures=over)
+
+
+def _with_localization(verification: Verification, artifact: Artifact, model: LoadedModel, plan: Plan) -> Verification:
+    """A failed verification with its per-layer error attached (report.json/html), when the reference has layers."""
+    from edgeexport.errors import UnsupportedError
+    from edgeexport.verify.localize import DEFAULT_SAMPLES, localize
+
+    checks = plan.options.verify
+    try:
+        found = localize(artifact.path, model, data=checks.data, tolerance=verification.tolerance,
+                         samples=min(checks.samples, DEFAULT_SAMPLES), preset=artifact.preset,
+                         permutations=artifact.permutations, precision=checks.coreml_precision)
+    except UnsupportedError:
+        return verification
+    return replace(verification, localization=found)
 
 
 def budget_failures(estimate: LatencyEstimate, budgets: Budgets) -> tuple[str, ...]:

@@ -188,8 +188,9 @@ def _error_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
         if layers:
             points, metric = layers
             positive = [v for _, v in points if v > 0]
-            log_y = bool(positive) and max(positive) / min(positive) > 100
-            block.append(line_chart(f"Per-layer error ({metric}, reference layer order)", points, y_label=metric,
+            log_y = metric != "score_db" and bool(positive) and max(positive) / min(positive) > 100
+            label = "SQNR dB, worse of tensor and channel" if metric == "score_db" else metric
+            block.append(line_chart(f"Per-layer error ({label}, reference layer order)", points, y_label=label,
                                     width=540, log_y=log_y))
             block.append(_localization_note(verification.get("localization")))
         out.append("<div>" + "".join(block) + "</div>")
@@ -275,7 +276,9 @@ def _layer_curve(verification: Mapping[str, Any]) -> tuple[list[tuple[str, float
         if not isinstance(found, list) or not found:
             continue
         rows = [r for r in found if isinstance(r, Mapping)]
-        metric = next((k for k in _ERROR_KEYS if rows and all(_is_number(r.get(k)) for r in rows)), None)
+        # The per-layer report (verify.localize) ranks layers by the worse of tensor and channel SQNR: plot that.
+        metric = "score_db" if rows and all(_is_number(r.get("score_db")) for r in rows) else None
+        metric = metric or next((k for k in _ERROR_KEYS if rows and all(_is_number(r.get(k)) for r in rows)), None)
         if metric is None and rows:
             metric = next((k for k, v in rows[0].items() if _is_number(v) and k not in ("index", "step")), None)
         if metric is None:
@@ -306,6 +309,9 @@ def _notes(report: Mapping[str, Any]) -> list[str]:
         for artifact in report.get("artifacts") or []:
             if key == "warnings" and isinstance(artifact, Mapping):
                 items += [f"{artifact.get('path')}: {w}" for w in artifact.get("warnings") or []]
+                verification = artifact.get("verification")
+                if isinstance(verification, Mapping):  # what weakens the check (a constant reference output, ...)
+                    items += [f"{artifact.get('path')}: {w}" for w in verification.get("warnings") or []]
         if items:
             out += [f"<h2>{title}</h2><ul>", *(f"<li>{escape(i)}</li>" for i in items), "</ul>"]
     out.append('<p class="note">Latencies marked simulated are estimates from device profiles, not measurements. '

@@ -67,6 +67,12 @@ def render_report(report: Report, console: Console) -> None:
         failure = entry.verification.failure_line() if entry.verification is not None else ""
         if failure and not entry.verification.passed:
             console.print(f"[red]{entry.artifact.path.name}: {failure}[/red]")
+        localization = getattr(entry.verification, "localization", None)
+        if localization is not None:
+            for line in localization.lines():
+                console.print(f"  {line}", markup=False, highlight=False)
+        for warning in getattr(entry.verification, "warnings", ()) or ():
+            console.print(f"{entry.artifact.path.name}: warning: {warning}", style="yellow", markup=False)
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
     for warning in report.warnings:

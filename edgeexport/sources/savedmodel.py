@@ -77,8 +77,46 @@ class SavedModel(LoadedModel):
             tf_spec = self._input_tf_specs[name]
             shape = self.source.options.shape_for(name) or tuple(tf_spec.shape)
             specs.append(TensorSpec(name=name, shape=tuple(shape), dtype=tf_spec.dtype.name,
-                                    layout="NHWC" if len(shape) == 4 else None))
+                                    layout="NHWC" if len(shape) == 4 else None,
+                                    value_range=self._token_ranges.get(name) if tf_spec.dtype.is_integer else None))
         return tuple(specs)
+
+    @cached_property
+    def _token_ranges(self) -> dict[str, tuple[float, float]]:
+        """Integer inputs used as indices into a weight table (an embedding lookup, a Gather of a constant) must
+        stay inside it: input name -> (0, rows - 1), read from the frozen serving graph."""
+        graph_def = frozen_graph_def(self.function)
+        nodes = {node.name: node for node in graph_def.node}
+        for function in graph_def.library.function:
+            nodes.update({node.name: node for node in function.node_def})
+
+        def source(name: str, depth: int = 0) -> str:
+            # Through copies and casts, and the SelectV2 with which Keras 3 wraps negative ids.
+            node = nodes.get(name.split(":")[0])
+            if node is None or depth > 8:
+                return ""
+            if node.op == "Placeholder":
+                return str(node.name)
+            if node.op in ("Identity", "Cast", "StopGradient", "SelectV2", "Select"):
+                inputs = [i for i in node.input if not i.startswith("^")]
+                found = [source(i, depth + 1) for i in (inputs[-1:] if node.op.startswith("Select") else inputs[:1])]
+                return next((f for f in found if f), "")
+            return ""
+
+        ranges: dict[str, tuple[float, float]] = {}
+        for node in nodes.values():
+            if node.op not in ("GatherV2", "ResourceGather", "Gather") or len(node.input) < 2:
+                continue
+            table = nodes.get(node.input[0].split(":")[0])
+            while table is not None and table.op == "Identity" and table.input:
+                table = nodes.get(table.input[0].split(":")[0])
+            placeholder = source(node.input[1])
+            if table is None or table.op != "Const" or not placeholder:
+                continue
+            dims = table.attr["value"].tensor.tensor_shape.dim
+            if dims and placeholder in self.input_names:
+                ranges[placeholder] = (0.0, float(dims[0].size - 1))
+        return ranges
 
     def _fixed_signature(self) -> list[Any]:
         return fixed_signature(self._input_specs())

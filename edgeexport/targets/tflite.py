@@ -87,8 +87,20 @@ def convert(
         raise _conversion_error(err, preset.name) from err
     if preset.overrides and mode not in CALIBRATED_MODES:
         warnings.append(f"layer overrides need a calibrated mode (int8, int8-io, int16x8); ignored for {mode}")
+    if mode == "dynamic-int8" and not _has_int8_tensor(flatbuffer):
+        # The converter leaves small weights (< 1024 values) and tables only read by GATHER in float.
+        warnings.append("dynamic-int8 quantized no tensor to int8: this artifact is float32 under a dynamic-int8 "
+                        "name (its weights are too small or only embedding tables); use fp16 or int8 instead")
     out_path.write_bytes(flatbuffer)
     return warnings
+
+
+def _has_int8_tensor(flatbuffer: bytes) -> bool:
+    """Whether any tensor of the model is stored as int8 (read back through LiteRT, the runtime that will run it)."""
+    from edgeexport.runtimes.tflite import TfliteRunner
+
+    details = TfliteRunner(flatbuffer)._interp.get_tensor_details()
+    return any(np.dtype(d["dtype"]) == np.int8 for d in details)
 
 
 def _keep_in_float(

@@ -19,7 +19,7 @@ from edgeexport.catalog.model import Tolerance
 from edgeexport.serial import plain
 from edgeexport.errors import DataError
 from edgeexport.types import Permutation, TensorSpec
-from edgeexport.verify.metrics import OutputMetrics, compute
+from edgeexport.verify.metrics import OutputMetrics, compute, input_independent
 
 # (tolerance field, metric name, direction, short label). "min" limits are lower bounds, "max" upper bounds.
 CHECKS: tuple[tuple[str, str, str, str], ...] = (
@@ -97,6 +97,7 @@ class OutputComparison:
     metrics: OutputMetrics | None
     checks: tuple[Check, ...]
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -111,6 +112,7 @@ class OutputComparison:
             "error": self.error,
             "metrics": plain(self.metrics) if self.metrics else None,
             "checks": [c.to_dict() for c in self.checks],
+            "warnings": list(self.warnings),
         }
 
 
@@ -225,6 +227,21 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
+def vacuity_warnings(name: str, reference: np.ndarray, metrics: OutputMetrics) -> tuple[str, ...]:
+    """What makes a comparison of this output prove less than it seems: a reference that ignores its input, or
+    samples left out of top-1 agreement because the reference's two best classes tie."""
+    found = []
+    if input_independent(reference):
+        found.append(f"{name}: the reference output is the same for every input ({len(reference)} samples), so this "
+                     "check proves little: an artifact that ignores its input would pass it (untrained weights?)")
+    cls = metrics.classifier
+    if cls is not None and cls.top1_ignored:
+        found.append(f"{name}: top-1 agreement ignores {cls.top1_ignored} of {metrics.samples} samples whose reference "
+                     "top-1 and top-2 scores tie within numerical noise"
+                     + ("; no sample is left, so it is not checked" if cls.top1_agreement is None else ""))
+    return tuple(found)
+
+
 def compare_outputs(
     reference: Mapping[str, np.ndarray],
     actual: Mapping[str, np.ndarray],
@@ -255,7 +272,8 @@ def compare_outputs(
             results.append(OutputComparison(ref_name, art_name, how, None, (), "artifact output has NaN or inf"))
             continue
         metrics = compute(ref, out, labels)
-        results.append(OutputComparison(ref_name, art_name, how, metrics, judge(ref_name, metrics, tolerance)))
+        results.append(OutputComparison(ref_name, art_name, how, metrics, judge(ref_name, metrics, tolerance),
+                                        warnings=vacuity_warnings(ref_name, ref, metrics)))
     for name in permuted:
         if name not in matched:
             results.append(OutputComparison(name, "", "none", None, (), "no artifact output to compare with"))

@@ -16,24 +16,33 @@ import numpy as np
 # would otherwise turn a 1e-9 absolute error into an unbounded relative one.
 RELATIVE_FLOOR = 1e-3
 TOP_K = 5
+# A sample whose reference top-1 and top-2 scores differ by at most this fraction of its largest |score| (about
+# fp16's resolution, 2**-10) has no meaningful arg-max: any artifact may flip it. Top-1 agreement leaves it out.
+TIE_RELATIVE = 1e-3
+# A reference output that varies across samples by at most this fraction of its largest |value| does not depend
+# on the input (an untrained softmax head gives 1/classes everywhere): comparing with it proves little.
+CONSTANT_RELATIVE = 1e-4
 
 
 @dataclass(frozen=True)
 class ClassifierMetrics:
     """Agreement of class scores (2-D outputs, >= 2 classes).
 
-    ``top1_agreement``: fraction (0..1) of samples whose arg-max matches; ``top5_overlap``: mean fraction of
+    ``top1_agreement``: fraction (0..1) of samples whose arg-max matches, over the samples whose reference
+    top-1 and top-2 are not tied within ``TIE_RELATIVE`` (``top1_ignored`` counts the tied ones; None when every
+    sample is tied); ``top5_overlap``: mean fraction of
     the reference's top-5 classes found in the artifact's top-5 (None with 5 classes or fewer). With labels:
     ``reference_accuracy``/``artifact_accuracy`` as fractions and ``accuracy_drop_points`` in points (0-100;
     positive when the artifact is worse).
     """
 
     classes: int
-    top1_agreement: float
+    top1_agreement: float | None
     top5_overlap: float | None = None
     reference_accuracy: float | None = None
     artifact_accuracy: float | None = None
     accuracy_drop_points: float | None = None
+    top1_ignored: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,8 @@ def classifier_metrics(reference: np.ndarray, actual: np.ndarray, labels: np.nda
     classes = int(reference.shape[1])
     ref_top1 = np.argmax(reference, axis=1)
     out_top1 = np.argmax(actual, axis=1)
-    top1 = float(np.mean(ref_top1 == out_top1))
+    tied = near_ties(reference)
+    top1 = float(np.mean((ref_top1 == out_top1)[~tied])) if not tied.all() else None
     top5 = None
     if classes > TOP_K:
         ref_top = np.argsort(-reference, axis=1)[:, :TOP_K]
@@ -105,7 +115,25 @@ def classifier_metrics(reference: np.ndarray, actual: np.ndarray, labels: np.nda
         ref_acc = float(np.mean(ref_top1 == labels))
         out_acc = float(np.mean(out_top1 == labels))
         drop = round((ref_acc - out_acc) * 100.0, 6)
-    return ClassifierMetrics(classes, top1, top5, ref_acc, out_acc, drop)
+    return ClassifierMetrics(classes, top1, top5, ref_acc, out_acc, drop, int(tied.sum()))
+
+
+def near_ties(reference: np.ndarray) -> np.ndarray:
+    """Per sample of (samples, classes) scores: whether top-1 and top-2 differ by <= ``TIE_RELATIVE`` of the
+    sample's largest |score|."""
+    top2 = -np.sort(-reference.astype(np.float64), axis=1)[:, :2]
+    scale = np.max(np.abs(reference.astype(np.float64)), axis=1)
+    return np.asarray((top2[:, 0] - top2[:, 1]) <= TIE_RELATIVE * scale)
+
+
+def input_independent(reference: np.ndarray) -> bool:
+    """Whether a reference output (samples first, >= 2 samples) is the same for every sample within
+    ``CONSTANT_RELATIVE`` of its largest |value|."""
+    if len(reference) < 2 or reference.size == 0:
+        return False
+    ref = reference.astype(np.float64)
+    spread = float(np.max(np.max(ref, axis=0) - np.min(ref, axis=0)))
+    return spread <= CONSTANT_RELATIVE * float(np.max(np.abs(ref)))
 
 
 def compute(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None = None) -> OutputMetrics:

@@ -25,6 +25,7 @@ from edgeexport.catalog.model import Tolerance
 from edgeexport.files import sha256_of, size_of
 from edgeexport.errors import UnsupportedOpError
 from edgeexport.runtimes.base import Runner
+from edgeexport.verify.localize import Localization
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Artifact, Status
 from edgeexport.verify.compare import (
@@ -62,11 +63,18 @@ class Verification:
     guesses: tuple[str, ...] = ()
     reason: str = ""
     seconds: float = 0.0
-    warnings: tuple[str, ...] = ()
+    runner_warnings: tuple[str, ...] = ()
+    localization: Localization | None = None  # the per-layer error, when it was computed
 
     @property
     def passed(self) -> bool:
         return self.status.passed
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What weakens this verification: the engine it ran on when not the one asked for, a reference that ignores
+        its input, tied samples left out."""
+        return self.runner_warnings + tuple(w for c in self.outputs for w in c.warnings)
 
     @property
     def exit_code(self) -> int:
@@ -113,6 +121,7 @@ class Verification:
             "seconds": self.seconds,
             "outputs": [c.to_dict() for c in self.outputs],
             "warnings": list(self.warnings),
+            **({"localization": self.localization.to_dict()} if self.localization is not None else {}),
         }
 
 
@@ -247,7 +256,7 @@ def verify_artifact(
     status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference_name, comparisons, tolerance, source, dataset.origin,
                         dataset.count, runner.runtime_name, input_guesses + output_guesses,
-                        seconds=time.perf_counter() - started, warnings=_runner_warnings(runner))
+                        seconds=time.perf_counter() - started, runner_warnings=_runner_warnings(runner))
 
 
 def _write_golden(path: Path, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray],
@@ -310,4 +319,4 @@ def verify_golden(
     status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference, comparisons, tolerance, source, origin, count,
                         runner.runtime_name, input_guesses + output_guesses,
-                        seconds=time.perf_counter() - started, warnings=_runner_warnings(runner))
+                        seconds=time.perf_counter() - started, runner_warnings=_runner_warnings(runner))

@@ -128,7 +128,8 @@ def test_real_layer_localization_is_drawn(converted: Path) -> None:
     html = render_html(report)
     names = [layer.layer for layer in found.layers]
     assert len(names) >= 4 and "conv1" in names
-    assert "Per-layer error (max_abs, reference layer order)" in html
+    # The per-layer report is plotted as SQNR (the worse of tensor and per-channel SQNR), not as max_abs.
+    assert "Per-layer error (SQNR dB, worse of tensor and channel, reference layer order)" in html
     # One point per layer, in order, each with its value in the tooltip.
     points = re.findall(r"<circle [^>]*><title>([^:<]+): ", html)
     assert points == names

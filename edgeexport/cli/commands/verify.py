@@ -15,6 +15,9 @@ from edgeexport.cli.options import config_defaults, warn_only_option
 from edgeexport.types import Status
 
 if TYPE_CHECKING:
+    from edgeexport.sources.base import LoadedModel
+    from edgeexport.types import Artifact
+    from edgeexport.verify.localize import Localization
     from edgeexport.verify.stage import Verification
 
 EXAMPLES = """\b
@@ -48,7 +51,8 @@ Examples:
 @click.option("--save-golden", type=click.Path(path_type=Path), default=None,
               help="Save the inputs and reference outputs as a golden file for later --golden runs.")
 @click.option("--localize", is_flag=True,
-              help="Find the first layer where a TFLite artifact departs from a Keras reference (also run on failure).")
+              help="Per-layer error against a Keras or ONNX reference: the worst layers and the first over tolerance "
+                   "(also run on failure).")
 @click.option("--coreml-precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True,
               help="How the MIL executor computes fp16 Core ML programs (auto rounds each op to fp16).")
 @click.option("--coreml-runtime", type=click.Choice(["auto", "mil", "coreml"]), default="auto", show_default=True,
@@ -105,7 +109,11 @@ def command(
     _echo_result(result)
     localization = None
     if reference is not None and (localize or result.status is Status.VERIFICATION_FAILED):
-        localization = _localize(artifact, reference, data, result, explicit=localize)
+        from edgeexport.sources import load, open_source
+        from edgeexport.verify.stage import artifact_from_path
+
+        localization = _localize(artifact_from_path(artifact), load(open_source(reference)), data, result,
+                                 explicit=localize, samples=samples, precision=coreml_precision)
     if json_path is not None:
         from edgeexport.report.jsonfile import write_json
 
@@ -130,13 +138,16 @@ def _echo_result(result: Verification) -> None:
             continue
         parts = [f"cos {m.cosine:.6f}", f"sqnr {m.sqnr_db:.1f} dB", f"max_abs {m.max_abs:.3g}", f"rmse {m.rmse:.3g}"]
         if m.classifier is not None:
-            parts.append(f"top1 {m.classifier.top1_agreement:.4f}")
+            top1 = m.classifier.top1_agreement
+            parts.append("top1 n/a" if top1 is None else f"top1 {top1:.4f}")
             if m.classifier.accuracy_drop_points is not None:
                 parts.append(f"acc {m.classifier.reference_accuracy:.2%} -> {m.classifier.artifact_accuracy:.2%}")
         shown = comparison.name if comparison.matched_by == "name" else f"{comparison.name}~{comparison.artifact_name}"
         click.echo(f"  {shown}: " + ", ".join(parts))
     for guess in result.guesses:
         click.echo(f"  note: {guess}")
+    for warning in result.warnings:
+        click.echo(f"  warning: {warning}")
     where = (f"{result.samples} samples from {result.data_origin}; tolerance {result.tolerance_source}; "
              f"ran with {result.runtime}")
     if result.status is Status.OK:
@@ -147,13 +158,14 @@ def _echo_result(result: Verification) -> None:
         click.echo(f"NOT VERIFIED {result.artifact}: {result.reason} (this is not a pass)")
 
 
-def _localize(path: Path, reference: Path, data: Path | None, result: Verification, *, explicit: bool) -> Any:
+def _localize(art: Artifact, model: LoadedModel, data: Path | None, result: Verification, *, explicit: bool,
+              samples: int, precision: str) -> Localization | None:
     from edgeexport.errors import UnsupportedError
-    from edgeexport.sources import load, open_source
-    from edgeexport.verify.localize import localize_tflite
+    from edgeexport.verify.localize import DEFAULT_SAMPLES, localize
 
     try:
-        found = localize_tflite(path, load(open_source(reference)), data=data, tolerance=result.tolerance)
+        found = localize(art.path, model, data=data, tolerance=result.tolerance, samples=min(samples, DEFAULT_SAMPLES),
+                         preset=art.preset, permutations=art.permutations, precision=precision)
     except UnsupportedError as err:
         # A localization that cannot run here is a note: the verification's own result decides the exit code.
         click.echo(f"  (no layer localization{'' if explicit else ' after the failure'}: {err.one_line()})")
