@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile, Preset
+from edgeexport.errors import ConversionError
 from edgeexport.pipeline import Progress, make_plan, run_plan
 from edgeexport.report.jsonfile import write_json
 from edgeexport.report.model import Report
@@ -87,17 +90,40 @@ def convert(
         preset_files=tuple(preset_files),
         **plan_options,
     )
-    report = run_plan(plan, progress)
-    if write_report:
-        write_json(Path(out_dir) / "report.json", report.to_dict())
-        from edgeexport.report.html import write_html
+    from edgeexport.report.html import write_html
+    from edgeexport.txn import OutputTransaction, relocated
 
-        write_html(Path(out_dir) / "report.html", report.to_dict())
-    if bundle_inputs is not None:
-        from edgeexport.bundle import write_bundles
+    stages: list[str] = ["start"]
 
-        write_bundles(Path(out_dir), report.to_dict(), preprocessing=bundle_inputs[0], info=bundle_inputs[1])
-    return report
+    def track(message: str) -> None:
+        stages.append(message)
+        if progress is not None:
+            progress(message)
+
+    started = time.perf_counter()
+    # Everything is written into a staging folder inside out_dir and committed together (see edgeexport.txn).
+    with OutputTransaction(Path(out_dir)) as txn:
+        try:
+            report = run_plan(dataclasses.replace(plan, out_dir=txn.stage), track)
+        except ConversionError as err:
+            if write_report:
+                from edgeexport.report.failure import failure_report
+
+                failed = failure_report(source, err, stage=stages[-1], device=profile.name if profile else None,
+                                        seconds=time.perf_counter() - started)
+                write_json(txn.stage / "report.json", failed)
+                write_html(txn.stage / "report.html", failed)
+                txn.commit()
+            raise
+        if write_report:
+            write_json(txn.stage / "report.json", report.to_dict())
+            write_html(txn.stage / "report.html", report.to_dict())
+        if bundle_inputs is not None:
+            from edgeexport.bundle import write_bundles
+
+            write_bundles(txn.stage, report.to_dict(), preprocessing=bundle_inputs[0], info=bundle_inputs[1])
+        txn.commit()
+    return relocated(report, txn.stage, Path(out_dir))
 
 
 def _bundle_inputs(labels: str | Path | None, preprocess: str | Path | None) -> tuple[Any, Any]:

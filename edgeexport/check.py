@@ -164,7 +164,9 @@ def _budgets(raw: Any, where: str) -> dict[str, Any]:
 def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None) -> CheckResult:
     """Convert, verify and simulate every model x device x preset; one test case per check."""
     from edgeexport.api import convert
+    from edgeexport.bundle.writer import read_report
     from edgeexport.pipeline import Budgets
+    from edgeexport.txn import verify_committed
 
     say = progress or (lambda _message: None)
     started = time.perf_counter()
@@ -194,6 +196,7 @@ def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None
                         tolerance_overrides=_tolerance_overrides(budgets),
                         progress=lambda message, c=classname: say(f"{c}: {message}"),
                     )
+                    verify_committed(out, read_report(out))  # the report on disk describes these very artifacts
                 except EdgeExportError as err:
                     cases.append(TestCase(classname, "convert", time.perf_counter() - begun, error=err.one_line()))
                     codes.append(err.exit_code)

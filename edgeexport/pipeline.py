@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgeexport import isolate
 from edgeexport.catalog.model import DeviceProfile, Preset, Tolerance
 from edgeexport.errors import (
     ConversionError,
@@ -33,6 +34,7 @@ from edgeexport.report.model import ArtifactReport, Report
 from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, PruneReport, endpoint_arrays
 from edgeexport.targets import SUFFIX, TARGETS
+from edgeexport.testhooks import hook
 from edgeexport.types import Artifact, SourceModel, TensorSpec
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 
@@ -164,6 +166,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     """Execute ``plan``: every artifact is converted, run once, verified and simulated, then reported."""
     say = progress or (lambda _message: None)
     started = time.perf_counter()
+    isolate.warm_up()  # the converter process imports TensorFlow while this one loads the model
     say(f"loading {plan.source.path.name}")
     model = load_source(plan.source)
     summary = model.summary
@@ -239,19 +242,20 @@ def _convert_one(
     target_module = importlib.import_module(f"edgeexport.targets.{TARGETS[item.target]}")
     name = artifact_name(plan.source, item.preset, item.target)
     staged = workdir / name
-    started = time.perf_counter()
     kwargs: dict[str, Any] = {
         "calibration": endpoint_arrays(calibration.arrays, exported) if calibration else None,
         "sparse": prune_report is not None and item.preset.pruning is not None and item.preset.pruning.method != "channels",
     }
     if item.target == "coreml":
         kwargs["deployment_target"] = _deployment_target(plan.device, item.preset)
-    warnings = target_module.convert(exported, item.preset, staged, **kwargs)
-    seconds = time.perf_counter() - started
+    # In a child process: a converter that segfaults or is killed for memory becomes a ConversionError (exit 4).
+    warnings, seconds = isolate.call_timed(f"convert {item.target} ({item.preset.name})",
+                                           f"{target_module.__name__}:convert", exported, item.preset, staged, **kwargs)
     say(f"running the {item.target} artifact once")
     inputs, outputs, smoke = _smoke_run(staged, item.target, plan)
     final = plan.out_dir / name
     _replace(staged, final)
+    hook("artifact")
     return Artifact(
         path=final,
         target=item.target,

@@ -61,7 +61,16 @@ def write_bundles(
     ``embed`` False copies artifacts unchanged (the manifest then lists everything as not embedded).
     Raises DataError for a missing artifact and ConversionError if a manifest would not match its schema.
     """
-    report = read_report(out_dir) if report is None else report
+    from edgeexport.txn import recover, verify_committed
+
+    if report is None:
+        recover(out_dir)  # finish a commit a killed run left half done before trusting the directory
+        report = read_report(out_dir)
+    if report.get("status") == "conversion_failed":
+        error = report.get("error") or {}
+        raise DataError(f"the last convert into {out_dir} failed ({error.get('message', 'no message')}); "
+                        "there is nothing verified to bundle", hint="fix the conversion and rerun convert")
+    verify_committed(out_dir, dict(report))  # never ship an artifact its report does not describe (exit 3)
     preprocessing = preprocessing or Preprocessing()
     info = info or ModelInfo()
     artifacts = [a for a in report["artifacts"] if isinstance(a, dict)]
