@@ -32,6 +32,7 @@ from typing import Any
 
 from edgeexport.errors import ConversionError, EdgeExportError
 from edgeexport.interrupt import on_interrupt, register
+from edgeexport.limits import disk_full
 from edgeexport.testhooks import VARIABLE, hook
 
 PRELOAD = ["edgeexport._preload"]
@@ -80,7 +81,7 @@ def shutdown() -> None:
     while still importing TensorFlow, and meanwhile it keeps the caller's stdout/stderr pipes open."""
     from multiprocessing import forkserver
 
-    server = forkserver._forkserver  # noqa: SLF001 - the stdlib keeps the server's pid only here
+    server = forkserver._forkserver  # the stdlib keeps the server's pid only here
     pid = getattr(server, "_forkserver_pid", None)
     if pid:
         with contextlib.suppress(OSError):
@@ -161,8 +162,10 @@ def _child(send: Connection, stage: str, target: str, args: tuple[Any, ...], kwa
     except EdgeExportError as err:
         result = ("error", type(err).__module__, type(err).__qualname__, err.message, err.hint,
                   getattr(err, "ops", None))
-    except BaseException:  # noqa: BLE001 - everything else is a bug, shown with the child's traceback
-        result = ("bug", traceback.format_exc())
+    except BaseException as err:  # noqa: BLE001 - everything else is a bug, shown with the child's traceback
+        full = disk_full(err)
+        result = ("bug", traceback.format_exc()) if full is None else \
+            ("error", "edgeexport.errors", "OutputPathError", full.message, full.hint, None)
     send.send(result)
     send.close()
 

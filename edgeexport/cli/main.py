@@ -16,6 +16,7 @@ import click
 
 from edgeexport import __version__
 from edgeexport.errors import EXIT_BUG, EdgeExportError
+from edgeexport.limits import disk_full
 
 # command name -> (module under edgeexport.cli.commands, one-line help shown by `edgeexport --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="edgeexport", standalone_mode=False)
     except EdgeExportError as err:
+        err = disk_full(err) or err  # a converter's "No space left on device" is the environment's fault (3)
         click.echo(f"error: {err.one_line()}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort as err:
@@ -96,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
         _leave_interrupted(interrupt.exit_code(err), fast=argv is None)
-    except Exception:  # noqa: BLE001 - the one place that turns an unexpected error into exit 1
+    except Exception as err:  # noqa: BLE001 - the one place that turns an unexpected error into exit 1
+        full = disk_full(err)
+        if full is not None:
+            click.echo(f"error: {full.one_line()}", err=True)
+            sys.exit(full.exit_code)
         traceback.print_exc()
         click.echo(
             "edgeexport hit a bug (exit 1). Please report it with the traceback above and the command you ran.",
