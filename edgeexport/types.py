@@ -68,11 +68,13 @@ class LoadOptions:
     ``unsafe_deserialization`` turns Keras safe mode off (default False: Lambda layers are refused).
     ``input_shapes`` fixes input shapes by input name (dynamic dims otherwise become 1 for the batch).
     ``keep_layout`` keeps an ONNX model's NCHW layout at the artifact boundary (default False).
+    ``imports`` names modules to import first, e.g. the one registering custom Keras layers (default none).
     """
 
     unsafe_deserialization: bool = False
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     keep_layout: bool = False
+    imports: tuple[str, ...] = ()  # modules imported before loading (custom Keras layers), as --import names them
 
     def shape_for(self, name: str) -> tuple[int, ...] | None:
         for key, shape in self.input_shapes:

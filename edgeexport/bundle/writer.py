@@ -90,6 +90,9 @@ def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artif
     source = source if source.is_absolute() else out_dir / source
     if not source.exists():
         raise DataError(f"artifact {source} named in report.json is missing")
+    from edgeexport.datachecks import check_bundle_labels
+
+    check_bundle_labels(info.labels, artifact)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target_dir.parent))
     try:

@@ -112,6 +112,7 @@ class Report:
                 "path": str(self.source.path),
                 "format": self.source.format,
                 "sha256": self.source.sha256,
+                "imports": list(self.source.options.imports),
                 "summary": plain(self.summary),
             },
             "artifacts": [self._artifact_dict(a) for a in self.artifacts],

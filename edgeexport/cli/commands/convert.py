@@ -10,6 +10,7 @@ import click
 from edgeexport.cli.options import (
     config_defaults,
     device_option,
+    import_option,
     input_shape_option,
     json_option,
     parse_input_shapes,
@@ -67,6 +68,7 @@ Examples:
 @click.option("--keep-layout", is_flag=True,
               help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
 @unsafe_option
+@import_option
 @warn_only_option
 @json_option
 def command(
@@ -91,6 +93,7 @@ def command(
     max_size_kb: float | None,
     finetune_epochs: int,
     unsafe_deserialization: bool,
+    imports: tuple[str, ...],
     warn_only: bool,
     as_json: bool,
 ) -> int:
@@ -109,12 +112,16 @@ def command(
     from edgeexport.types import LoadOptions
 
     options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
-                          keep_layout=keep_layout)
+                          keep_layout=keep_layout, imports=imports)
     out = out_dir or Path("build") / model.name.split(".")[0]
     chosen_preset = preset or ("auto" if device else "fp32")
+    if chosen_preset == "auto" and not device:
+        raise click.UsageError("--preset auto needs --device to choose for (add --device NAME, or name a preset)")
     # A pipe or CI log is not a terminal; rich would then wrap at 80 columns and cut the artifact names.
     console = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
-    with console.status("starting", spinner="dots") as status:
+    from edgeexport.cli.progress import progress_for
+
+    with progress_for(console) as progress:
         report = convert(
             model,
             out,
@@ -124,7 +131,7 @@ def command(
             calibration=calibration,
             options=options,
             preset_files=preset_files + project_preset_files(),
-            progress=lambda message: status.update(message),
+            progress=progress,
             verify=not no_verify,
             verify_data=verify_data,
             verify_samples=verify_samples,
