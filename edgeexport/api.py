@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeexport.catalog.model import DeviceProfile, Preset
+from edgeexport.datachecks import input_order_notes
 from edgeexport.errors import ConversionError
 from edgeexport.pipeline import Progress, make_plan, run_plan
 from edgeexport.report.jsonfile import write_json
@@ -105,6 +106,10 @@ def convert(
     with OutputTransaction(Path(out_dir)) as txn:
         try:
             report = run_plan(dataclasses.replace(plan, out_dir=txn.stage), track)
+            order = input_order_notes([spec.name for spec in report.summary.inputs],
+                                      [(a.artifact.path.name, [spec.name for spec in a.artifact.inputs])
+                                       for a in report.artifacts])
+            report = dataclasses.replace(report, notes=(*report.notes, *order))
         except ConversionError as err:
             if write_report:
                 from edgeexport.report.failure import failure_report

@@ -49,3 +49,23 @@ def check_bundle_labels(labels: Sequence[str] | None, artifact: Mapping[str, Any
         wanted = " or ".join(str(c) for c in sorted(set(counts)))
         raise DataError(f"--labels gives {len(labels)} labels, but {name} has {wanted} classes",
                         hint="one label per line, one line per class, in class-index order")
+
+
+def _plain_name(name: str) -> str:
+    """An endpoint tensor name without the exporter's decorations (``serve_image:0`` -> ``image``)."""
+    return name.split(":")[0].removeprefix("serve_")
+
+
+def input_order_notes(source_inputs: Sequence[str], artifacts: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """One note per artifact whose inputs come in another order than the source model's (feed them by name).
+
+    ``artifacts`` pairs an artifact's file name with its input names in the artifact's own order.
+    """
+    notes = []
+    wanted = [_plain_name(name) for name in source_inputs]
+    for name, inputs in artifacts:
+        got = [_plain_name(i) for i in inputs]
+        if len(got) > 1 and sorted(got) == sorted(wanted) and got != wanted:
+            notes.append(f"{name} takes its inputs in the order {', '.join(got)} (the source model's order is "
+                         f"{', '.join(wanted)}): feed them by name, not by position")
+    return notes

@@ -118,3 +118,22 @@ def test_without_a_terminal_each_finished_stage_is_one_line(tmp_path: Path, samp
     assert stages[0] == "loading digits_mlp.h5"
     assert "converting to tflite (fp32)" in stages and "verifying digits_mlp.fp32.tflite" in stages
     assert all(line.endswith(" s)") for line in lines)
+
+
+def test_a_multi_input_models_tflite_input_order_is_reported(run_cli: Run, tmp_path: Path) -> None:
+    import keras
+
+    first, second = keras.Input((4,), name="alpha"), keras.Input((3,), name="beta")
+    joined = keras.layers.Concatenate()([keras.layers.Dense(5)(first), keras.layers.Dense(5)(second)])
+    path = tmp_path / "two.keras"
+    keras.Model([first, second], keras.layers.Dense(2)(joined)).save(path)
+    out = tmp_path / "out"
+    result = run_cli("convert", path, "--target", "tflite", "--samples", "8", "--out", out)
+    assert result.code == 0, result.err
+    report = json.loads((out / "report.json").read_text())
+    tflite_order = [spec["name"] for spec in report["artifacts"][0]["inputs"]]
+    note = ("two.fp32.tflite takes its inputs in the order beta, alpha (the source model's order is alpha, beta): "
+            "feed them by name, not by position")
+    assert [name.split(":")[0].removeprefix("serve_") for name in tflite_order] == ["beta", "alpha"]
+    assert note in report["notes"]
+    assert "takes its inputs in the order beta, alpha" in " ".join(result.out.split())
