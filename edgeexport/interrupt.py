@@ -32,6 +32,7 @@ class Terminated(KeyboardInterrupt):
 
 _cleanups: list[Callable[[], None]] = []
 _permanent: list[Callable[[], None]] = []
+_timers: list[threading.Timer] = []
 _lock = threading.Lock()
 _deferring = 0
 _pending: int | None = None
@@ -48,9 +49,11 @@ def install() -> Handlers:
 
 
 def restore(previous: Handlers) -> None:
-    """Put back what ``install`` replaced (the CLI run in-process, as tests do, leaves no trace)."""
+    """Put back what ``install`` replaced and cancel pending hard exits (a CLI run in-process leaves no trace)."""
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    while _timers:
+        _timers.pop().cancel()
 
 
 def exit_code(err: KeyboardInterrupt) -> int:
@@ -70,6 +73,7 @@ def _raise(signum: int) -> None:
     timer = threading.Timer(GRACE_SECONDS, _hard_exit, args=(signum,))
     timer.daemon = True
     timer.start()
+    _timers.append(timer)
     if signum == signal.SIGTERM:
         raise Terminated()
     raise KeyboardInterrupt()

@@ -36,6 +36,8 @@ from edgeexport.limits import disk_full
 from edgeexport.testhooks import VARIABLE, hook
 
 PRELOAD = ["edgeexport._preload"]
+# stage -> the child's peak resident bytes, for every call of this process (benchmarks/memory.py reads it)
+PEAKS: dict[str, int] = {}
 _POLL_SECONDS = 0.1
 _context: BaseContext | None = None
 
@@ -143,6 +145,7 @@ def call_timed(stage: str, target: str, *args: Any, **kwargs: Any) -> tuple[Any,
         kill()
         process.join()
         receive.close()
+    PEAKS[stage] = max(PEAKS.get(stage, 0), peak)
     if message is None:
         raise _crash(stage, process.exitcode, peak)
     return _unpack(stage, message)
