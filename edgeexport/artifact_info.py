@@ -23,11 +23,13 @@ def is_artifact(path: Path) -> bool:
 
 def artifact_summary(path: Path) -> tuple[str, ModelSummary, int]:
     """(target, summary, size in bytes) of the artifact at ``path``; ModelFormatError if it cannot be read."""
+    from edgeexport.quiet import captured_output
     from edgeexport.simulate.graph import read_graph
 
     if not path.exists():
         raise ModelFormatError(f"artifact not found: {path}")
-    graph = read_graph(path)
+    with captured_output(replay=False):  # coremltools announces version mismatches on import
+        graph = read_graph(path)
     by_index = {tensor.index: tensor for tensor in graph.tensors}
 
     def spec(index: int) -> TensorSpec:

@@ -25,7 +25,7 @@ from edgeexport.errors import UnsupportedError
 from edgeexport.sources.base import LoadedModel
 from edgeexport.verify.compare import artifact_feeds
 from edgeexport.verify.inputs import load_npz, seeded_inputs
-from edgeexport.verify.metrics import cosine_per_sample, sqnr_db
+from edgeexport.verify.metrics import cosine_per_sample
 
 DEFAULT_SAMPLES = 32
 # Used when the tolerance sets no cosine limit: below this a layer output is clearly not the same signal.
@@ -178,6 +178,39 @@ def _reduced_precision(details: Any) -> bool:
     return any(np.dtype(d["dtype"]) in (np.int8, np.uint8, np.int16, np.float16) for d in details)
 
 
+class _Stats:
+    """Running per-layer error over samples: the same figures as the metrics of all samples at once."""
+
+    def __init__(self) -> None:
+        self.cosines = 0.0
+        self.count = 0
+        self.signal = 0.0
+        self.noise = 0.0
+        self.max_abs = 0.0
+        self.shape: tuple[int, ...] = ()
+
+    def add(self, reference: np.ndarray, actual: np.ndarray) -> None:
+        """Fold in one batch (samples first) of reference and artifact values."""
+        ref, out = reference.astype(np.float64), actual.astype(np.float64)
+        self.cosines += float(np.sum(cosine_per_sample(ref, out)))
+        self.count += len(ref)
+        self.signal += float(np.sum(ref**2))
+        self.noise += float(np.sum((ref - out) ** 2))
+        self.max_abs = max(self.max_abs, float(np.max(np.abs(ref - out))) if ref.size else 0.0)
+        self.shape = tuple(reference.shape[1:])
+
+    def cosine(self) -> float:
+        return self.cosines / self.count if self.count else 1.0
+
+    def sqnr_db(self) -> float:
+        """As ``metrics.sqnr_db`` over all samples: inf when identical, -inf for a zero signal."""
+        if self.noise == 0.0:
+            return math.inf
+        if self.signal == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(self.signal / self.noise)
+
+
 def localize_tflite(
     artifact: Path,
     model: LoadedModel,
@@ -200,9 +233,6 @@ def localize_tflite(
     dataset = load_npz(data, specs, split="test", what="verification data").head(samples) if data else seeded_inputs(specs, samples)
     probe, layers = _keras_probe(model)
     input_names = [spec.name for spec in specs]
-    ordered = [dataset.arrays[name] for name in input_names]
-    expected = probe(ordered, training=False)
-    expected = [np.asarray(e) for e in (expected if isinstance(expected, list | tuple) else [expected])]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LiteRT warns that preserving all tensors is for debugging: it is
@@ -213,25 +243,32 @@ def localize_tflite(
     if not mapping:
         raise UnsupportedError(f"no layer of the reference could be matched to a tensor of {artifact.name}")
     feeds, _ = artifact_feeds(dataset.arrays, runner.inputs)
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in mapping}
+    # One sample at a time, keeping running sums: every layer's output for every sample at once grew to tens of
+    # GB on ResNet152V2 at 299x299 (issue 17); now the peak is one sample's activations, on each side.
+    stats: dict[str, _Stats] = {name: _Stats() for name in mapping}
     for i in range(dataset.count):
+        expected = probe([dataset.arrays[name][i : i + 1] for name in input_names], training=False)
+        expected = expected if isinstance(expected, list | tuple) else [expected]
         runner.run({k: v[i : i + 1] for k, v in feeds.items()})
-        for name, (idx, _) in mapping.items():
-            collected[name].append(_dequantized(tensors[idx], runner.tensor(idx)))
+        for (name, _, _), reference in zip(layers, expected):
+            if name in mapping:
+                ref = np.asarray(reference)
+                idx = mapping[name][0]
+                stats[name].add(ref, _dequantized(tensors[idx], runner.tensor(idx)).reshape(ref.shape))
+        del expected
 
     cos_limit = tolerance.cosine_min if tolerance.cosine_min is not None else FALLBACK_COSINE
     sqnr_limit = tolerance.sqnr_db_min
     curve: list[LayerError] = []
-    for (name, kind, _), reference in zip(layers, expected):
+    for name, kind, _ in layers:
         if name not in mapping:
             continue
         idx, how = mapping[name]
-        actual = np.concatenate(collected[name], axis=0).reshape(reference.shape)
-        cos = float(np.mean(cosine_per_sample(reference, actual)))
-        sq = sqnr_db(reference, actual)
+        layer = stats[name]
+        cos, sq = layer.cosine(), layer.sqnr_db()
         over = cos < cos_limit or (sqnr_limit is not None and sq < sqnr_limit)
-        curve.append(LayerError(name, kind, str(tensors[idx]["name"])[:120], how, tuple(reference.shape[1:]), cos, sq,
-                                float(np.max(np.abs(reference - actual))), over))
+        curve.append(LayerError(name, kind, str(tensors[idx]["name"])[:120], how, layer.shape, cos, sq,
+                                layer.max_abs, over))
     first = next((e.layer for e in curve if e.over), None)
     drop, largest = 0.0, None
     for before, e in zip(curve, curve[1:]):
