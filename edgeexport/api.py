@@ -74,25 +74,57 @@ def convert(model: str | Path, out_dir: str | Path, options: ConvertOptions | No
     Raises an ``EdgeExportError`` when it cannot convert; a conversion whose checks fail returns a Report whose
     ``status``/``exit_code`` say so.
     """
+    import dataclasses
+    import time
+
+    from edgeexport.datachecks import input_order_notes
+    from edgeexport.errors import ConversionError
     from edgeexport.pipeline import make_plan, run_plan
+    from edgeexport.report.html import write_html
     from edgeexport.report.jsonfile import write_json
+    from edgeexport.txn import OutputTransaction, relocated
 
     opts = options or ConvertOptions()
     bundle_inputs = _bundle_inputs(opts.bundle) if opts.bundle is not None else None
     source = open_source(model, opts.load)
     profile = load_device(opts.device) if opts.device is not None else None
     plan = make_plan(source, Path(out_dir), opts, profile)
-    report = run_plan(plan, progress)
-    if opts.write_report:
-        write_json(Path(out_dir) / "report.json", report.to_dict())
-        from edgeexport.report.html import write_html
+    stages: list[str] = ["start"]
 
-        write_html(Path(out_dir) / "report.html", report)
-    if bundle_inputs is not None:
-        from edgeexport.bundle import write_bundles
+    def track(message: str) -> None:
+        stages.append(message)
+        if progress is not None:
+            progress(message)
 
-        write_bundles(Path(out_dir), report, preprocessing=bundle_inputs[0], info=bundle_inputs[1])
-    return report
+    started = time.perf_counter()
+    # Everything is written into a staging folder inside out_dir and committed together (see edgeexport.txn).
+    with OutputTransaction(Path(out_dir)) as txn:
+        try:
+            report = run_plan(dataclasses.replace(plan, out_dir=txn.stage), track)
+            if report.summary is not None:
+                order = input_order_notes([spec.name for spec in report.summary.inputs],
+                                          [(a.artifact.path.name, [spec.name for spec in a.artifact.inputs])
+                                           for a in report.artifacts])
+                report = dataclasses.replace(report, notes=(*report.notes, *order))
+        except ConversionError as err:
+            if opts.write_report:
+                from edgeexport.report.failure import failure_report
+
+                failed = failure_report(source, err, stage=stages[-1], device=profile.name if profile else None,
+                                        seconds=time.perf_counter() - started)
+                write_json(txn.stage / "report.json", failed.to_dict())
+                write_html(txn.stage / "report.html", failed)
+                txn.commit()
+            raise
+        if opts.write_report:
+            write_json(txn.stage / "report.json", report.to_dict())
+            write_html(txn.stage / "report.html", report)
+        if bundle_inputs is not None:
+            from edgeexport.bundle import write_bundles
+
+            write_bundles(txn.stage, report, preprocessing=bundle_inputs[0], info=bundle_inputs[1])
+        txn.commit()
+    return relocated(report, txn.stage, Path(out_dir))
 
 
 def _bundle_inputs(bundle: BundleOptions) -> tuple[object, object]:

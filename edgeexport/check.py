@@ -222,7 +222,9 @@ def cells_of(config: CheckConfig) -> tuple[Cell, ...]:
 def run_cell(config: CheckConfig, cell: Cell, progress: Callable[[str], None] | None = None) -> CellOutcome:
     """Convert, verify and simulate one cell; an ``EdgeExportError`` becomes an error case, anything else raises."""
     from edgeexport.api import Budgets, ConvertOptions, VerifyOptions, convert
+    from edgeexport.bundle.writer import read_report
     from edgeexport.check_baseline import artifact_metrics
+    from edgeexport.txn import verify_committed
 
     say = progress or (lambda _message: None)
     model = config.models[cell.model]
@@ -244,6 +246,7 @@ def run_cell(config: CheckConfig, cell: Cell, progress: Callable[[str], None] | 
                             max_memory_bytes=_kib(budgets.get("max_memory_kb"))),
         )
         report = convert(model.path, out, options, progress=lambda message: say(f"{classname}: {message}"))
+        verify_committed(out, read_report(out))  # the report on disk describes these very artifacts
     except EdgeExportError as err:
         seconds = time.perf_counter() - begun
         return CellOutcome(cell, (TestCase(classname, "convert", seconds, error=err.one_line()),),

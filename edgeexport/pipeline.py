@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgeexport import isolate
 from edgeexport.catalog.model import DeviceProfile, Preset, Tolerance
 from edgeexport.errors import (
     ConversionError,
@@ -33,6 +34,7 @@ from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, endpoint_arrays
 from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
 from edgeexport.types import Artifact, ExportedGraph, PruneReport, SourceModel, Status, TensorSpec
+from edgeexport.testhooks import hook
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 from edgeexport.verify.stage import Verification
 
@@ -141,6 +143,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     """Execute ``plan``: every artifact is converted, run once, verified and simulated, then reported."""
     say = progress or (lambda _message: None)
     started = time.perf_counter()
+    isolate.warm_up()  # the converter process imports TensorFlow while this one loads the model
     say(f"loading {plan.source.path.name}")
     model = load_source(plan.source)
     summary = model.summary
@@ -216,19 +219,21 @@ def _convert_one(
     target = target_named(item.target)
     name = artifact_name(plan.source, item.preset, item.target)
     staged = workdir / name
-    started = time.perf_counter()
     pruning = item.preset.pruning
     ctx = ConvertContext(
         calibration=endpoint_arrays(calibration.arrays, exported) if calibration else None,
         sparse=prune_report is not None and pruning is not None and pruning.method != "channels",
         device=plan.device,
     )
-    warnings = target.convert(exported, item.preset, staged, ctx)
-    seconds = time.perf_counter() - started
+    # In a child process: a converter that segfaults or is killed for memory becomes a ConversionError (exit 4).
+    warnings, seconds = isolate.call_timed(f"convert {item.target} ({item.preset.name})",
+                                           "edgeexport.targets.base:convert_with", item.target, exported, item.preset,
+                                           staged, ctx)
     say(f"running the {item.target} artifact once")
     inputs, outputs, smoke = _smoke_run(staged, target, plan)
     final = plan.out_dir / name
     _replace(staged, final)
+    hook("artifact")
     return Artifact(
         path=final,
         target=item.target,

@@ -32,6 +32,7 @@ class Status(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     REGRESSED = "regressed"
     NOT_VERIFIABLE = "not_verifiable"
+    CONVERSION_FAILED = "conversion_failed"
 
     @property
     def exit_code(self) -> int:
@@ -42,7 +43,7 @@ class Status(StrEnum):
         """``None`` (passed), ``"failure"`` (ran and was wrong) or ``"error"`` (could not be checked here)."""
         if self is Status.OK:
             return None
-        return "error" if self is Status.NOT_VERIFIABLE else "failure"
+        return "error" if self in (Status.NOT_VERIFIABLE, Status.CONVERSION_FAILED) else "failure"
 
     @property
     def passed(self) -> bool:
@@ -60,6 +61,7 @@ _STATUS_EXIT = {
     Status.BUDGET_EXCEEDED: EXIT_BUDGET_EXCEEDED,
     Status.REGRESSED: EXIT_REGRESSED,
     Status.NOT_VERIFIABLE: EXIT_UNSUPPORTED,
+    Status.CONVERSION_FAILED: EXIT_UNSUPPORTED,
 }
 
 
@@ -122,11 +124,13 @@ class LoadOptions:
     ``unsafe_deserialization`` turns Keras safe mode off (default False: Lambda layers are refused).
     ``input_shapes`` fixes input shapes by input name (dynamic dims otherwise become 1 for the batch).
     ``keep_layout`` keeps an ONNX model's NCHW layout at the artifact boundary (default False).
+    ``imports`` names modules to import first, e.g. the one registering custom Keras layers (default none).
     """
 
     unsafe_deserialization: bool = False
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     keep_layout: bool = False
+    imports: tuple[str, ...] = ()  # modules imported before loading (custom Keras layers), as --import names them
 
     def shape_for(self, name: str) -> tuple[int, ...] | None:
         for key, shape in self.input_shapes:

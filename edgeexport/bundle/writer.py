@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest
 from edgeexport.errors import ConversionError, DataError
-from edgeexport.files import sha256_of
 from edgeexport.jsonschemas import validate
 from edgeexport.report.jsonfile import write_json
 
@@ -45,14 +44,10 @@ def read_report(out_dir: Path) -> Report:
     path = out_dir / "report.json"
     if not path.is_file():
         raise DataError(f"no report.json in {out_dir}", hint="run `edgeexport convert ... --out DIR` first")
+    from edgeexport.txn import verify_committed
+
     report = load_report(path)
-    for entry in report.artifacts:
-        artifact = entry.artifact.path
-        if not artifact.exists():
-            raise DataError(f"{path} lists {artifact.name}, which is not in {out_dir}")
-        if sha256_of(artifact) != entry.artifact.sha256:
-            raise DataError(f"{artifact.name} does not match its report (sha256 differs): the report is stale",
-                            hint="convert again into this directory before bundling")
+    verify_committed(out_dir, report)  # never ship an artifact its report does not describe (exit 3)
     return report
 
 
@@ -69,7 +64,15 @@ def write_bundles(
     ``embed`` False copies artifacts unchanged (the manifest then lists everything as not embedded).
     Raises DataError for a missing artifact and ConversionError if a manifest would not match its schema.
     """
-    data = (read_report(out_dir) if report is None else report).to_dict()
+    from edgeexport.txn import recover
+
+    if report is None:
+        recover(out_dir)  # finish a commit a killed run left half done before trusting the directory
+        report = read_report(out_dir)
+    if report.failure is not None:
+        raise DataError(f"the last convert into {out_dir} failed ({report.failure.message}); "
+                        "there is nothing verified to bundle", hint="fix the conversion and rerun convert")
+    data = report.to_dict()
     preprocessing = preprocessing or Preprocessing()
     info = info or ModelInfo()
     artifacts = [a for a in data["artifacts"] if isinstance(a, dict)]
@@ -89,6 +92,9 @@ def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artif
     source = source if source.is_absolute() else out_dir / source
     if not source.exists():
         raise DataError(f"artifact {source} named in report.json is missing")
+    from edgeexport.datachecks import check_bundle_labels
+
+    check_bundle_labels(info.labels, artifact)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target_dir.parent))
     try:

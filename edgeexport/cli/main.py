@@ -16,6 +16,7 @@ import click
 
 from edgeexport import __version__
 from edgeexport.errors import EXIT_BUG, EdgeExportError
+from edgeexport.limits import disk_full
 
 # command name -> (module under edgeexport.cli.commands, one-line help shown by `edgeexport --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -80,25 +81,49 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the code that matches the outcome (see ARCHITECTURE.md)."""
+    from edgeexport import interrupt
+
+    handlers = interrupt.install()
     try:
         code = cli.main(args=argv, prog_name="edgeexport", standalone_mode=False)
     except EdgeExportError as err:
+        err = disk_full(err) or err  # a converter's "No space left on device" is the environment's fault (3)
         click.echo(f"error: {err.one_line()}", err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as err:
+        # click turns KeyboardInterrupt (and our SIGTERM's Terminated) into Abort, keeping it as the cause.
+        code = interrupt.exit_code(err.__cause__) if isinstance(err.__cause__, KeyboardInterrupt) else 130
+        _leave_interrupted(code, fast=argv is None)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception:  # noqa: BLE001 - the one place that turns an unexpected error into exit 1
+    except KeyboardInterrupt as err:
+        _leave_interrupted(interrupt.exit_code(err), fast=argv is None)
+    except Exception as err:  # noqa: BLE001 - the one place that turns an unexpected error into exit 1
+        full = disk_full(err)
+        if full is not None:
+            click.echo(f"error: {full.one_line()}", err=True)
+            sys.exit(full.exit_code)
         traceback.print_exc()
         click.echo(
             "edgeexport hit a bug (exit 1). Please report it with the traceback above and the command you ran.",
             err=True,
         )
         sys.exit(EXIT_BUG)
+    finally:
+        interrupt.restore(handlers)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _leave_interrupted(code: int, *, fast: bool) -> None:
+    """Exit 130/143 after a signal. As the program (``fast``), skip interpreter shutdown: TensorFlow's can take
+    seconds, and the user asked to stop now; the stage folder is already gone and the converter child stopped."""
+    from edgeexport import interrupt
+
+    click.echo("interrupted" if code == 130 else "terminated", err=True)
+    if fast:
+        interrupt.run_cleanups()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -54,6 +54,13 @@ def unsafe_option(func: F) -> F:
     )(func)
 
 
+def import_option(func: F) -> F:
+    return click.option(
+        "--import", "imports", multiple=True, metavar="MODULE",
+        help="Import MODULE first (repeatable): the module that registers your custom Keras layers. Safe mode stays on.",
+    )(func)
+
+
 def input_shape_option(func: F) -> F:
     return click.option(
         "--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",

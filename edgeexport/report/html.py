@@ -176,9 +176,10 @@ def _error_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         origin = verification.get("data_origin")
         samples = verification.get("samples")
-        where = f" ({samples} samples from {origin})" if origin and samples else ""
+        # strip(" ()") on the parenthesized form used to eat the origin's own ")" too: "(seed 0"
+        where = f"{samples} samples from {origin}" if origin and samples else ""
         block = [f"<h3>{escape(str(artifact.get('path', _label(artifact))))}</h3>"
-                 f'<p class="note">{escape(where.strip(" ()"))}</p>']
+                 f'<p class="note">{escape(where)}</p>']
         if outputs:
             block.append(_metrics_table(outputs))
             charts = [histogram(f"{name}: {key}", *hist) for name, (_, hists) in outputs.items()

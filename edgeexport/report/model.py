@@ -50,11 +50,23 @@ class ArtifactReport:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """Why a run ended before it had artifacts to report: the stage that failed, its one-line message, the
+    error's class and exit code, and the peak resident memory of a converter child that was killed (bytes)."""
+
+    stage: str
+    message: str
+    kind: str
+    exit_code: int
+    peak_rss_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything ``convert`` did; ``status`` is the worst of its artifacts' ``Status``."""
 
     source: SourceModel
-    summary: ModelSummary
+    summary: ModelSummary | None  # None when the run failed before the model was loaded
     artifacts: tuple[ArtifactReport, ...]
     device: str | None = None
     warnings: tuple[str, ...] = ()
@@ -64,10 +76,13 @@ class Report:
     total_seconds: float = 0.0
     schema_version: str = SCHEMA_VERSION
     tool_version: str = field(default=__version__)
+    failure: Failure | None = None
 
     @property
     def status(self) -> Status:
-        """The worst artifact status (the one with the highest exit code)."""
+        """``CONVERSION_FAILED`` for a run that failed, else the worst artifact status (highest exit code)."""
+        if self.failure is not None:
+            return Status.CONVERSION_FAILED
         return Status.worst(a.status for a in self.artifacts)
 
     @property
@@ -89,11 +104,12 @@ class Report:
                 "format": self.source.format,
                 "sha256": self.source.sha256,
                 "options": plain(self.source.options),
-                "summary": plain(self.summary),
+                **({"summary": plain(self.summary)} if self.summary is not None else {}),
             },
             "artifacts": [self._artifact_dict(a) for a in self.artifacts],
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            **({"error": plain(self.failure)} if self.failure is not None else {}),
         }
 
     def _artifact_dict(self, entry: ArtifactReport) -> dict[str, Any]:
@@ -145,7 +161,8 @@ class Report:
                 ))
             return cls(
                 source=source,
-                summary=structure(ModelSummary, source_data["summary"], "source.summary"),
+                summary=structure(ModelSummary, source_data["summary"], "source.summary")
+                if "summary" in source_data else None,
                 artifacts=tuple(artifacts),
                 device=data.get("device"),
                 warnings=tuple(data.get("warnings", [])),
@@ -155,6 +172,7 @@ class Report:
                 total_seconds=float(data.get("total_seconds", 0.0)),
                 schema_version=data["schema_version"],
                 tool_version=data["tool"]["version"],
+                failure=structure(Failure, data["error"], "error") if data.get("error") else None,
             )
         except (StructureError, KeyError, TypeError) as err:
             raise BadInputError(f"report does not match schema {SCHEMA_VERSION}: {err}") from err

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeexport.errors import BadInputError, ModelFormatError
+from edgeexport.errors import BadInputError, ModelFormatError, UnsupportedError
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,14 @@ def bench(path: Path, threads: int | None = None, runs: int = 50, *, warmup: int
     path = Path(path)
     if runs < 1:
         raise BadInputError(f"--runs must be at least 1, got {runs}")
-    if not path.is_file():
+    if path.is_dir() and path.suffix.lower() == ".mlpackage":
+        raise UnsupportedError(f"bench runs TFLite artifacts with LiteRT; {path.name} is a Core ML package, and "
+                               "timing Core ML needs macOS (Core ML does not run on this platform)",
+                               hint="bench the .tflite artifact, or use `edgeexport simulate` for a Core ML estimate")
+    if not path.exists():
         raise ModelFormatError(f"artifact not found: {path}", hint="bench takes a .tflite file")
+    if not path.is_file():
+        raise ModelFormatError(f"{path} is a directory, not a .tflite file", hint="bench takes a .tflite file")
     warm = max(3, runs // 10) if warmup is None else max(0, warmup)
     rss_before = _status_kib("VmRSS") or 0
     can_reset = _reset_peak_rss()

@@ -49,6 +49,9 @@ def detect_format(path: Path) -> str:
     if suffix == ".keras":
         if not zipfile.is_zipfile(path):
             raise ModelFormatError(f"{path} is not a Keras 3 .keras archive (not a zip file; corrupt or truncated?)")
+        from edgeexport.limits import check_keras_archive
+
+        check_keras_archive(path)  # declared sizes and compression ratios, before anything unpacks it
         return "keras"
     if suffix in (".h5", ".hdf5"):
         if head != _HDF5_MAGIC:

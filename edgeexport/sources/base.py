@@ -69,12 +69,16 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], 
         if spec.name not in arrays:
             raise DataError(f"{what} has no array for input '{spec.name}'", hint=f"arrays found: {', '.join(sorted(arrays)) or 'none'}")
         array = np.asarray(arrays[spec.name])
+        given = array.shape  # the user's shape, for messages: not the one with a sample axis added below
         expected = spec.shape[1:]
         if array.ndim == len(spec.shape) - 1:
             array = array[None]
         if array.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(expected, array.shape[1:])):
             dims = "x".join("N" if d is None else str(d) for d in (None, *expected))
-            raise DataError(f"{what} for input '{spec.name}' has shape {array.shape}, expected {dims}")
+            channel = (len(given) == len(spec.shape) - 1 and expected[-1:] == (1,)
+                       and all(e is None or e == a for e, a in zip(expected[:-1], given[1:])))
+            raise DataError(f"{what} for input '{spec.name}' has shape {given}, expected {dims}",
+                            hint="add the channel axis: x[..., None]" if channel else None)
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise DataError(f"{what} for input '{spec.name}' contains NaN or infinite values")
         target = np.dtype(spec.dtype)

@@ -33,6 +33,9 @@ def load(source: SourceModel) -> KerasModel:
     quiet_tensorflow()
     import keras
 
+    from edgeexport.plugins import custom_class_hint, import_modules
+
+    import_modules(source.options.imports)  # custom layers register themselves; safe mode stays as it is
     try:
         with captured_output():
             model = keras.saving.load_model(
@@ -45,9 +48,11 @@ def load(source: SourceModel) -> KerasModel:
                 f"{source.path.name} contains a Lambda layer (Python code); Keras safe mode refused to load it",
                 hint="if you trust this file, pass --unsafe-deserialization to load it knowingly",
             ) from err
-        raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(text)}") from err
+        raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(text)}",
+                               hint=custom_class_hint(text)) from err
     except Exception as err:  # noqa: BLE001 - any loader failure on a user file is bad input, not a bug
-        raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(str(err))}") from err
+        raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(str(err))}",
+                               hint=custom_class_hint(str(err))) from err
     if not isinstance(model, keras.Model):
         raise ModelFormatError(f"{source.path.name} holds a {type(model).__name__}, not a Keras model")
     return KerasModel(source, model)

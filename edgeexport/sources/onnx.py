@@ -26,6 +26,7 @@ from edgeexport.errors import (
     ModelFormatError,
     UnsupportedOpError,
 )
+from edgeexport.limits import check_external_lengths
 from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
 from edgeexport.sources.onnx_checks import (
     check_external_data,
@@ -63,6 +64,7 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
         raise ModelFormatError(f"{path.name} holds no ONNX graph (corrupt or truncated?)")
     check_opset(model, path.name)
     check_external_data(model, path)
+    check_external_lengths(model, path)  # declared offsets/lengths inside the side files, before reading them
     check_ops(model, path.name)  # before the checker, which would reject an unknown op with a less useful message
     if external_locations(model):
         from onnx.external_data_helper import load_external_data_for_model

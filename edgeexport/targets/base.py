@@ -119,3 +119,8 @@ def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         raise UnsupportedError(f"unknown target {name}", hint=f"targets: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def convert_with(name: str, exported: ExportedGraph, preset: Preset, out_path: Path, ctx: ConvertContext) -> list[str]:
+    """``target_named(name).convert(...)``: a module-level function, so a child process can run a conversion."""
+    return target_named(name).convert(exported, preset, out_path, ctx)

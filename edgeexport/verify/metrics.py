@@ -111,7 +111,11 @@ def classifier_metrics(reference: np.ndarray, actual: np.ndarray, labels: np.nda
         out_top = np.argsort(-actual, axis=1)[:, :TOP_K]
         top5 = float(np.mean([len(set(r) & set(o)) / TOP_K for r, o in zip(ref_top, out_top)]))
     ref_acc = out_acc = drop = None
-    if labels is not None and len(labels) == len(reference) and labels.size and int(labels.max()) < classes:
+    if labels is not None:
+        from edgeexport.datachecks import check_label_range
+
+        check_label_range(labels, classes)
+    if labels is not None and len(labels) == len(reference) and labels.size:
         ref_acc = float(np.mean(ref_top1 == labels))
         out_acc = float(np.mean(out_top1 == labels))
         drop = round((ref_acc - out_acc) * 100.0, 6)

@@ -11,6 +11,7 @@ from edgeexport.targets.base import target_names
 from edgeexport.cli.options import (
     config_defaults,
     device_option,
+    import_option,
     input_shape_option,
     json_option,
     parse_input_shapes,
@@ -68,6 +69,7 @@ Examples:
 @click.option("--keep-layout", is_flag=True,
               help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
 @unsafe_option
+@import_option
 @warn_only_option
 @json_option
 def command(
@@ -92,6 +94,7 @@ def command(
     max_size_kb: float | None,
     finetune_epochs: int,
     unsafe_deserialization: bool,
+    imports: tuple[str, ...],
     warn_only: bool,
     as_json: bool,
 ) -> int:
@@ -109,11 +112,14 @@ def command(
     from edgeexport.types import LoadOptions
 
     load = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
-                       keep_layout=keep_layout)
+                       keep_layout=keep_layout, imports=imports)
     out = out_dir or Path("build") / model.name.split(".")[0]
+    chosen_preset = preset or ("auto" if device else "fp32")
+    if chosen_preset == "auto" and not device:
+        raise click.UsageError("--preset auto needs --device to choose for (add --device NAME, or name a preset)")
     options = ConvertOptions(
         targets=targets or None,
-        preset=preset or ("auto" if device else "fp32"),
+        preset=chosen_preset,
         device=device,
         calibration=None if calibration is None else "synthetic" if calibration == "synthetic" else Path(calibration),
         preset_files=preset_files + project_preset_files(),
@@ -129,8 +135,10 @@ def command(
     )
     # A pipe or CI log is not a terminal; rich would then wrap at 80 columns and cut the artifact names.
     console = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
-    with console.status("starting", spinner="dots") as status:
-        report = convert(model, out, options, progress=lambda message: status.update(message))
+    from edgeexport.cli.progress import progress_for
+
+    with progress_for(console) as progress:
+        report = convert(model, out, options, progress=progress)
     if as_json:
         sys.stdout.write(dumps(report.to_dict()))
     else:

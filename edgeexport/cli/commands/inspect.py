@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.options import (
+    import_option,
     input_shape_option,
     json_option,
     parse_input_shapes,
@@ -19,6 +20,7 @@ Examples:
   edgeexport inspect sample_models/digits_cnn.keras
   edgeexport inspect saved_model_dir/ --json
   edgeexport inspect model.onnx --input-shape input=1,3,224,224
+  edgeexport inspect build/digits/digits_cnn.fp32.tflite
 """
 
 
@@ -28,10 +30,13 @@ Examples:
 @click.option("--keep-layout", is_flag=True,
               help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
 @unsafe_option
+@import_option
 @json_option
 def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsafe_deserialization: bool,
-            as_json: bool) -> int:
-    """Show MODEL's inputs and outputs (names, shapes, dtypes), op histogram, parameters and MACs."""
+            imports: tuple[str, ...], as_json: bool) -> int:
+    """Show MODEL's inputs and outputs (names, shapes, dtypes), op histogram, parameters and MACs.
+
+    MODEL may also be an artifact (.tflite, .mlpackage): it is then described from the file itself."""
     from rich.console import Console
 
     from edgeexport.api import inspect
@@ -39,8 +44,20 @@ def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsaf
     from edgeexport.serial import plain
     from edgeexport.types import LoadOptions
 
+    from edgeexport.artifact_info import artifact_summary, is_artifact
+
+    if is_artifact(model):  # an artifact is described from its own file: nothing to load or convert
+        target, described, size = artifact_summary(model)
+        if as_json:
+            sys.stdout.write(dumps({"path": str(model), "format": target, "size_bytes": size,
+                                    "summary": plain(described)}))
+        else:
+            from edgeexport.report.terminal import render_summary
+
+            render_summary(described, Console(highlight=False), title=f"{model.name} ({target} artifact, {size:,} bytes)")
+        return 0
     options = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
-                          keep_layout=keep_layout)
+                          keep_layout=keep_layout, imports=imports)
     console = Console(stderr=True, highlight=False)
     with console.status(f"loading {model.name}", spinner="dots"):
         source, summary = inspect(model, options=options)
