@@ -65,7 +65,7 @@ def test_npz_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="token ids"):
         load_npz(path, (TOKENS,), split="test")
     (tmp_path / "bad.npz").write_text("not a zip")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="not an .npz archive"):
         load_npz(tmp_path / "bad.npz", (IMAGE,), split="test")
 
 

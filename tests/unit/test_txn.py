@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from edgeexport.errors import DataError, OutputPathError
-from edgeexport.sources import hash_path
+from edgeexport.files import sha256_of as hash_path
+from edgeexport.report.model import ArtifactReport, Report
+from edgeexport.types import Artifact, ModelSummary, SourceModel
 from edgeexport.txn import JOURNAL, STAGE_PREFIX, OutputTransaction, recover, verify_committed
 
 
@@ -93,7 +95,11 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path: Path) -> None
 def test_verify_committed_refuses_an_artifact_the_report_does_not_describe(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _first_run(out)
-    report = json.loads((out / "report.json").read_text())
+    artifact = Artifact(path=out / "a.tflite", target="tflite", preset="fp32", device=None,
+                        sha256=hash_path(out / "a.tflite"), size_bytes=1, gzip_bytes=1, source_sha256="",
+                        conversion_seconds=0.0, inputs=(), outputs=())
+    report = Report(SourceModel(out / "m.keras", "keras", ""), ModelSummary((), (), (), 0, 0),
+                    (ArtifactReport(artifact),), out_dir=out)
     verify_committed(out, report)
     (out / "a.tflite").write_bytes(b"B")
     with pytest.raises(DataError, match="does not match report.json") as caught:
