@@ -7,8 +7,9 @@ is what makes forking afterwards safe.
 
 from __future__ import annotations
 
+from edgeexport.quiet import import_coremltools
 from edgeexport.sources.tfgraph import quiet_tensorflow
 from edgeexport.targets import coreml, tflite  # noqa: F401 - imported for their side effect: the modules load once
 
 quiet_tensorflow()
-coreml.import_coremltools()
+import_coremltools()

@@ -30,6 +30,7 @@ from edgeexport.sources import open_source
 from edgeexport.types import LoadOptions, ModelSummary, SourceModel
 
 if TYPE_CHECKING:
+    from edgeexport.bundle.manifest import ModelInfo, Preprocessing
     from edgeexport.pipeline import Progress
     from edgeexport.simulate.bench import BenchResult
     from edgeexport.simulate.estimate import LatencyEstimate
@@ -127,7 +128,7 @@ def convert(model: str | Path, out_dir: str | Path, options: ConvertOptions | No
     return relocated(report, txn.stage, Path(out_dir))
 
 
-def _bundle_inputs(bundle: BundleOptions) -> tuple[object, object]:
+def _bundle_inputs(bundle: BundleOptions) -> tuple[Preprocessing, ModelInfo]:
     """Preprocessing and labels, read before converting so a bad file fails fast (exit 3)."""
     from edgeexport.bundle import ModelInfo, parse_preprocessing, read_labels
 

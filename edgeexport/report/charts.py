@@ -85,9 +85,9 @@ def stacked_bar_chart(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, 
            f'aria-label="{escape(title)}" {FONT}>',
            f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>']
     for index, name in enumerate(parts_order):
-        x, y = (index % 5) * (width // 5), 26 + 18 * (index // 5)
-        out.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{colors[name]}"/>'
-                   f'<text x="{x + 14}" y="{y + 9}">{escape(_clip(name, 16))}</text>')
+        lx, ly = (index % 5) * (width // 5), 26 + 18 * (index // 5)
+        out.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colors[name]}"/>'
+                   f'<text x="{lx + 14}" y="{ly + 9}">{escape(_clip(name, 16))}</text>')
     y = 30 + 18 * legend_rows
     for (label, segments), total in zip(rows, totals, strict=True):
         out.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{escape(_clip(label))}</text>')
@@ -129,9 +129,9 @@ def line_chart(title: str, points: Sequence[tuple[str, float]], *, y_label: str 
            f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>']
-    for value, y in ((high, top), (low, top + plot_h)):
+    for value, tick_y in ((high, float(top)), (low, float(top + plot_h))):
         shown = 10 ** value if log_y else value
-        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_fmt(shown)}</text>')
+        out.append(f'<text x="{left - 4}" y="{tick_y + 4:.1f}" text-anchor="end">{_fmt(shown)}</text>')
     if y_label:
         out.append(f'<text x="{left + 4}" y="{top - 4}" fill="#555">{escape(y_label)}</text>')
     out.append('<polyline fill="none" stroke="#3867d6" stroke-width="2" points="'

@@ -231,7 +231,8 @@ def _output_metrics(verification: Mapping[str, Any]
             break
     result = {}
     for name, entry in entries:
-        scope = entry.get("metrics") if isinstance(entry.get("metrics"), Mapping) else entry
+        found_metrics = entry.get("metrics")
+        scope: Mapping[str, Any] = found_metrics if isinstance(found_metrics, Mapping) else entry
         metrics = {k.rsplit(".", 1)[-1]: float(v) for k, v in _flatten(scope) if _is_number(v)}
         hists = {}
         for key, value in [*entry.items(), *scope.items()]:

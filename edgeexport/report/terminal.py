@@ -32,10 +32,10 @@ def render_summary(summary: ModelSummary, console: Console, *, title: str) -> No
 
 def render_report(report: Report, console: Console) -> None:
     """The artifact table and the verdict of a ``convert`` report."""
-    console.print(
-        f"[bold]{report.source.path.name}[/bold] ({report.source.format}, {report.summary.params:,} params, "
-        f"{report.summary.macs / 1e6:.2f} M MACs)" + (f" for [bold]{report.device}[/bold]" if report.device else "")
-    )
+    size = (f", {report.summary.params:,} params, {report.summary.macs / 1e6:.2f} M MACs"
+            if report.summary is not None else "")
+    console.print(f"[bold]{report.source.path.name}[/bold] ({report.source.format}{size})"
+                  + (f" for [bold]{report.device}[/bold]" if report.device else ""))
     table = Table(show_header=True, header_style="bold")
     table.add_column("artifact", no_wrap=True)
     for column in ("target", "size", "gzip", "convert s", "check", "est. latency"):
@@ -64,10 +64,11 @@ def render_report(report: Report, console: Console) -> None:
         for failure in entry.budget_failures:
             console.print(f"[yellow]{entry.artifact.path.name}: over budget: {failure}[/yellow]")
     for entry in report.artifacts:
-        failure = entry.verification.failure_line() if entry.verification is not None else ""
-        if failure and not entry.verification.passed:
+        verification = entry.verification
+        failure = verification.failure_line() if verification is not None else ""
+        if failure and verification is not None and not verification.passed:
             console.print(f"[red]{entry.artifact.path.name}: {failure}[/red]")
-        localization = getattr(entry.verification, "localization", None)
+        localization = verification.localization if verification is not None else None
         if localization is not None:
             for line in localization.lines():
                 console.print(f"  {line}", markup=False, highlight=False)

@@ -76,7 +76,7 @@ class CalibrationResult:
 
 def cpu_facts() -> dict[str, object]:
     """Cores, clock (GHz), model name and FP32 FLOP/cycle/core of this CPU, from /proc/cpuinfo."""
-    model, mhz, flags = platform.processor() or "unknown CPU", 0.0, set()
+    model, mhz, flags = platform.processor() or "unknown CPU", 0.0, set[str]()
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         for line in text.splitlines():

@@ -113,7 +113,7 @@ def _preference(path: str, device: DeviceProfile) -> list[ComputeUnit]:
 def usable(unit: ComputeUnit, target: str) -> bool:
     """True when the runtime of ``target`` (``tflite``/``coreml``) can use ``unit`` (all units when the
     profile does not restrict it)."""
-    targets = getattr(unit, "targets", frozenset())
+    targets: frozenset[str] = getattr(unit, "targets", frozenset())
     return not targets or target in targets
 
 

@@ -54,7 +54,7 @@ def _calibrate_with_mil_executor(model: Any) -> Iterator[None]:
 
     program = MilProgram(model._mil_program, source="w8a8 calibration")
 
-    class MilDebugger(_model_debugger.ModelDebugger):  # type: ignore[misc, name-defined]
+    class MilDebugger(_model_debugger.ModelDebugger):  # type: ignore[misc]
         def predict_intermediate_outputs(self, inputs: Any, intermediate_output_names: Any,
                                          compute_units: Any = None) -> dict[str, np.ndarray]:
             outputs = program.run({k: np.asarray(v) for k, v in inputs.items()}, precision="fp32",

@@ -118,8 +118,6 @@ def localize(
     """
     from edgeexport.verify.stage import preset_from_name
 
-    if target_for(artifact) is not TFLITE:
-        raise UnsupportedError(f"layer localization works on .tflite artifacts; {artifact.name} is not one")
     tolerance = tolerance or Tolerance()
     specs = model.summary.inputs
     dataset = (load_npz(data, specs, split="test", what="verification data").head(samples) if data

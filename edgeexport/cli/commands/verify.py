@@ -88,9 +88,10 @@ def command(
         raise click.UsageError("give exactly one of --reference MODEL or --golden FILE")
     if golden is not None and (save_golden or localize):
         raise click.UsageError("--save-golden and --localize need --reference, not --golden")
-    tolerance = Tolerance(max_abs=atol, cosine_min=cosine, sqnr_db_min=sqnr, top1_agreement_min=top1)
+    limits = Tolerance(max_abs=atol, cosine_min=cosine, sqnr_db_min=sqnr, top1_agreement_min=top1)
+    tolerance: Tolerance | None = limits
     source = "command line"
-    if tolerance == Tolerance():
+    if limits == Tolerance():
         tolerance = None
         if tolerance_preset:
             from edgeexport.catalog import load_preset
