@@ -30,6 +30,7 @@ from edgeexport.errors import (
     UnsupportedOpError,
 )
 from edgeexport.report.model import ArtifactReport, Report
+from edgeexport.search import PrecisionSearch
 from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, PruneReport, endpoint_arrays
 from edgeexport.targets import SUFFIX, TARGETS
@@ -81,6 +82,10 @@ class Plan:
     budgets: Budgets = Budgets()
     tolerance_overrides: tuple[tuple[str, float], ...] = ()
     finetune_epochs: int = 30
+    # Issue 13: an accuracy budget searched per layer (None: convert the preset as it is), and the user's preset
+    # files, which the searched recipe may build on.
+    precision_search: PrecisionSearch | None = None
+    preset_files: tuple[Path, ...] = ()
 
 
 def make_plan(
@@ -137,7 +142,7 @@ def make_plan(
     if isinstance(calibration, Path) and not calibration.is_file():
         raise DataError(f"calibration file not found: {calibration}")
     _check_out_dir(out_dir)
-    return Plan(source, out_dir, tuple(items), device, calibration, **options)
+    return Plan(source, out_dir, tuple(items), device, calibration, preset_files=tuple(preset_files), **options)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -172,6 +177,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))
     entries: list[ArtifactReport] = []
     tolerances: dict[Path, Tolerance] = {}
+    searches: dict[Path, Any] = {}
+    recipes: list[Any] = []
     try:
         exports: dict[str, tuple[Any, PruneReport | None, LoadedModel]] = {}
         for item in plan.items:
@@ -195,14 +202,34 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                 exported = variant.export_saved_model(workdir / f"savedmodel-{len(exports)}")
                 exports[key] = (exported, prune_report, variant)
             exported, prune_report, variant = exports[key]
+            search = None
+            if plan.precision_search is not None:
+                from edgeexport.search.precision import search_item
+
+                def build(preset: Preset, where: Path, item: PlanItem = item, exported: Any = exported,
+                          prune_report: PruneReport | None = prune_report) -> Artifact:
+                    return _convert_one(replace(plan, out_dir=where), replace(item, preset=preset), exported,
+                                        calibration, workdir, prune_report, lambda _message: None)
+
+                item, search, recipe = search_item(plan, item, variant, build, workdir, say)
+                recipes.append(recipe)
             say(f"converting to {item.target} ({item.preset.name})")
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
             entries.append(ArtifactReport(artifact, item.reason, prune_report))
+            if search is not None:
+                searches[artifact.path] = search
             tolerances[artifact.path] = replace(item.preset.tolerance, **dict(plan.tolerance_overrides))
         notes = tuple(sorted({note for exported, _, _ in exports.values() for note in exported.notes}))
+        if plan.precision_search is not None and plan.precision_search.save_preset is not None:
+            from edgeexport.search.recipe import write_recipes
+
+            write_recipes(plan.precision_search.save_preset, recipes,
+                          header=f"edgeexport precision search for {plan.source.path.name}; rebuild with "
+                                 "--preset NAME --preset-file THIS_FILE")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     entries = [_later_stages(plan, entry, model, tolerances[entry.artifact.path], say) for entry in entries]
+    entries = [replace(e, search=searches[e.artifact.path]) if e.artifact.path in searches else e for e in entries]
     return Report(
         source=plan.source,
         summary=summary,

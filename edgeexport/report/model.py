@@ -59,6 +59,8 @@ class ArtifactReport:
     verification: StageResult | None = None
     estimates: tuple[Any, ...] = ()
     budget_failures: tuple[str, ...] = ()
+    # The precision search behind this artifact's preset (an object with to_dict() and lines()), issue 13.
+    search: Any = None
 
     @property
     def status(self) -> str:
@@ -128,6 +130,8 @@ class Report:
         data["verification"] = entry.verification.to_dict() if entry.verification else None
         data["estimates"] = [e.to_dict() for e in entry.estimates]
         data["budget_failures"] = list(entry.budget_failures)
+        if entry.search is not None:
+            data["search"] = entry.search.to_dict()
         return data
 
     def _relative(self, path: Path) -> str:

@@ -1,0 +1,271 @@
+"""The precision search for one planned artifact: keep the fewest, cheapest layers in float that meet the budget.
+
+Steps (each candidate is converted with the real converter, verified against the reference and simulated on the
+device; see ``SearchReport`` for what is recorded):
+
+1. the preset as planned; if it meets the budget the search ends there;
+2. sensitivity: each weighted layer left in float alone (as NNCF's and Polygraphy's precision debugging do),
+   plus, for TFLite int8, the whole model with int16 activations (int16x8), plus for ``--preset auto`` the next
+   precision towards float; the base artifact's per-layer SQNR against the float model breaks ties;
+3. if one change is enough, the candidate with the lowest simulated latency on the device wins (a float layer on
+   an NPU phone splits the graph and costs copies, which the simulator charges); else greedily: from the most
+   helpful layer, add one more layer at a time, trying the ``GREEDY_WIDTH`` most sensitive remaining layers and
+   keeping the one that meets the budget fastest, or else the one that helps most;
+4. with ``--preset auto``, when every layer is in float and the budget is still missed, the next precisions
+   towards float (fp16, then fp32) are tried in order.
+
+The search stops when the budget is met, when nothing is left to try, or at the time limit; the best candidate
+(best metric, then latency) is kept either way, and a missed budget fails verification (exit 5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeexport.catalog.model import Preset, Tolerance
+from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
+from edgeexport.search import PrecisionSearch
+from edgeexport.search.recipe import Recipe, load_recipe, recipe_name
+from edgeexport.search.report import Candidate, SearchReport, SearchStep
+from edgeexport.types import Artifact
+
+if TYPE_CHECKING:
+    from edgeexport.pipeline import Plan, PlanItem
+    from edgeexport.sources.base import LoadedModel
+
+Build = Callable[[Preset, Path], Artifact]
+GREEDY_WIDTH = 3
+# Precision ladders from fastest to most exact; --preset auto falls back along them only as far as needed.
+LADDERS = {"tflite": ("int8", "int16x8", "fp16", "fp32"), "coreml": ("w8a8", "w8", "fp16", "fp32")}
+# Keras layers that convert into the neighbouring op (BatchNorm folds into the conv) or hold no weights to quantize.
+_NOT_SEARCHED = {"BatchNormalization", "LayerNormalization", "InputLayer"}
+
+
+@dataclass
+class _State:
+    """Mutable bookkeeping of one search run (steps so far and the time limit)."""
+
+    started: float
+    timeout_s: float
+    steps: list[SearchStep]
+    timed_out: bool = False
+
+    def out_of_time(self) -> bool:
+        self.timed_out = self.timed_out or time.perf_counter() - self.started > self.timeout_s
+        return self.timed_out
+
+
+def search_layers(model: LoadedModel) -> list[str]:
+    """Names of the model's layers that carry weights, in model order (the layers an override can keep in float).
+
+    Raises UnsupportedError (exit 4) for sources without layer names (only Keras sources have them for now)."""
+    keras_model = getattr(model, "model", None)
+    if keras_model is None or not hasattr(keras_model, "layers"):
+        raise UnsupportedError(f"the precision search needs a Keras source (layer names), not {model.source.format}",
+                               hint="convert the Keras model, or write the overrides by hand")
+    return [layer.name for layer in keras_model.layers
+            if type(layer).__name__ not in _NOT_SEARCHED and getattr(layer, "weights", None)]
+
+
+def check_budget_data(options: PrecisionSearch, model: LoadedModel, data: Path | None) -> None:
+    """An accuracy budget needs labelled verification data: DataError (exit 3) otherwise."""
+    if options.max_accuracy_drop is None:
+        return
+    if data is None:
+        raise DataError("--max-accuracy-drop needs labelled verification data",
+                        hint="pass --data DATA.npz with test__labels, or use --min-sqnr DB (no labels needed)")
+    from edgeexport.verify.inputs import load_npz
+
+    if load_npz(data, model.summary.inputs, split="test", what="verification data").labels is None:
+        raise DataError(f"--max-accuracy-drop needs labels, and {data.name} has none",
+                        hint="add test__labels to the .npz, or use --min-sqnr DB (no labels needed)")
+
+
+def keep_precision(plan: Plan, item: PlanItem) -> str:
+    """fp16 for Core ML fp16 programs on a device whose Core ML units run fp16; fp32 otherwise (TFLite's
+    selective quantization leaves float32 ops)."""
+    if item.target != "coreml" or item.preset.quantization.coreml_precision != "fp16":
+        return "fp32"
+    if plan.device is None:
+        return "fp16"
+    from edgeexport.catalog.policy import usable_units
+
+    return "fp16" if any("fp16" in u.dtypes for u in usable_units(plan.device, "coreml")) else "fp32"
+
+
+def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, workdir: Path,
+                say: Callable[[str], None]) -> tuple[PlanItem, SearchReport, Recipe]:
+    """Search a recipe for ``item`` that meets ``plan.precision_search``; return the item to build (its preset
+    carries the budget as tolerance), the search report and the recipe to save. ``build(preset, directory)``
+    converts and smoke-runs one candidate into ``directory``."""
+    options = plan.precision_search
+    if options is None:
+        raise ValueError("search_item needs a plan with a precision_search budget")
+    check_budget_data(options, model, plan.verify_data)
+    base = item.preset
+    if base.pruning is not None or len(base.parts) > 1:
+        raise UnsupportedError(f"the precision search starts from one quantization preset, not {base.name}",
+                               hint="search int8 / w8a8 alone, then prune separately")
+    metric = "accuracy_drop" if options.max_accuracy_drop is not None else "sqnr_db"
+    keep = keep_precision(plan, item)
+    limits = {k: v for k, v in (("accuracy_drop_max", options.max_accuracy_drop),
+                                ("sqnr_db_min", options.min_sqnr_db)) if v is not None}
+    name = recipe_name(base.name, plan.device.name if plan.device else None)
+    state = _State(time.perf_counter(), options.timeout_s, [])
+    built: dict[tuple[str, tuple[str, ...]], Candidate] = {}
+    counter = [0]
+
+    def recipe_for(base_name: str, layers: tuple[str, ...]) -> Recipe:
+        kept = f"{', '.join(layers)} kept in {keep}" if layers else "no layer kept in float"
+        return Recipe(name, base_name, layers, keep, f"{base_name} with {kept}: searched for {options.describe()}"
+                      + (f" on {plan.device.name}" if plan.device else ""), **limits)
+
+    def evaluate(phase: str, change: str, base_name: str, layers: tuple[str, ...]) -> Candidate:
+        key = (base_name, tuple(sorted(layers)))
+        if key in built:
+            return built[key]
+        counter[0] += 1
+        say(f"precision search ({item.target}): candidate {counter[0]}: {change}")
+        directory = workdir / f"search-{item.target}-{counter[0]}"
+        directory.mkdir()
+        candidate = _evaluate(plan, model, build, load_recipe(recipe_for(base_name, layers), directory,
+                                                              plan.preset_files), directory, base_name, layers, keep,
+                              metric)
+        built[key] = candidate
+        state.steps.append(SearchStep(phase, change, candidate))
+        return candidate
+
+    first = evaluate("base", f"{base.name} as planned", base.name, ())
+    per_layer, per_layer_note = _per_layer_error(plan, item, model, workdir)
+    best = first
+    stop = "the preset meets the budget as planned"
+    if not first.passed:
+        best, stop = _search(plan, item, model, evaluate, state, first, dict(per_layer), metric)
+    chosen_recipe = recipe_for(best.base, best.layers)
+    steps = tuple(replace(s, chosen=s.candidate is best) for s in state.steps)
+    report = SearchReport(item.target, plan.device.name if plan.device else None, options.describe(), metric,
+                          base.name, steps, best, best.passed, stop, name,
+                          str(options.save_preset) if options.save_preset else None,
+                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note)
+    final_dir = workdir / f"search-{item.target}-final"
+    final_dir.mkdir()
+    preset = load_recipe(chosen_recipe, final_dir, plan.preset_files)
+    if not best.layers and best.base == base.name:
+        # Nothing to keep in float: build the planned preset itself, judged against the budget.
+        preset = replace(base, tolerance=preset.tolerance)
+    return replace(item, preset=preset), report, chosen_recipe
+
+
+def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidate], state: _State,
+            first: Candidate, per_layer: dict[str, float], metric: str) -> tuple[Candidate, str]:
+    base = item.preset.name
+    layers = search_layers(model)
+    singles: dict[str, Candidate] = {}
+    for layer in layers:
+        if state.out_of_time():
+            break
+        singles[layer] = evaluate("sensitivity", f"+{layer} in float", base, (layer,))
+    ladder = LADDERS.get(item.target, ())
+    below = list(ladder[ladder.index(base) + 1:]) if base in ladder else []
+    auto = bool(item.reason)
+    alternatives = below[:1] if auto or (item.target == "tflite" and base == "int8") else []
+    fallbacks = below[1:] if auto else []
+    alts = [evaluate("sensitivity", f"whole model {rung}", rung, ()) for rung in alternatives
+            if not state.out_of_time()]
+    passing = [c for c in [*singles.values(), *alts] if c.passed]
+    if passing:
+        return _fastest(passing), "one change meets the budget; the fastest such candidate on the device wins"
+    tried = [first, *singles.values(), *alts]
+    if not singles:
+        return _best(tried, metric), "time limit reached before any layer could be tried"
+    order = sorted(singles, key=lambda n: (-_score(singles[n], metric), per_layer.get(n, 0.0)))
+    current = singles[order[0]]
+    while not current.passed:
+        remaining = [n for n in order if n not in current.layers]
+        if not remaining:
+            break
+        tries = []
+        for layer in remaining[:GREEDY_WIDTH]:
+            if state.out_of_time():
+                break
+            tries.append(evaluate("greedy", f"+{layer} (with {', '.join(current.layers)})", base,
+                                  (*current.layers, layer)))
+        if not tries:
+            break
+        tried += tries
+        met = [c for c in tries if c.passed]
+        current = _fastest(met) if met else max(tries, key=lambda c: (_score(c, metric), -(c.p50_ms or 0.0)))
+    if current.passed:
+        return current, f"budget met with {len(current.layers)} layer(s) in float"
+    for rung in fallbacks:
+        if state.out_of_time():
+            break
+        candidate = evaluate("fallback", f"whole model {rung}", rung, ())
+        tried.append(candidate)
+        if candidate.passed:
+            return candidate, f"budget met only by falling back to {rung}"
+    reason = ("time limit reached" if state.timed_out else
+              "every layer was tried in float and the budget is still missed")
+    return _best(tried, metric), reason
+
+
+def _score(candidate: Candidate, metric: str) -> float:
+    """Higher is better: minus the accuracy drop, or the SQNR (an unmeasured metric ranks last)."""
+    if candidate.metric is None:
+        return float("-inf")
+    return -candidate.metric if metric == "accuracy_drop" else candidate.metric
+
+
+def _fastest(candidates: list[Candidate]) -> Candidate:
+    return min(candidates, key=lambda c: (c.p50_ms if c.p50_ms is not None else 0.0, len(c.layers), c.size_bytes))
+
+
+def _best(candidates: list[Candidate], metric: str) -> Candidate:
+    return max(candidates, key=lambda c: (c.passed, _score(c, metric), -(c.p50_ms or 0.0)))
+
+
+def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, directory: Path, base: str,
+              layers: tuple[str, ...], keep: str, metric: str) -> Candidate:
+    from edgeexport.verify.stage import verify_artifact
+
+    started = time.perf_counter()
+    artifact = build(preset, directory)
+    tolerance: Tolerance = replace(preset.tolerance, **dict(plan.tolerance_overrides))
+    verification = verify_artifact(artifact, model, data=plan.verify_data, samples=plan.verify_samples,
+                                   preset=preset.name, precision=plan.coreml_precision, tolerance=tolerance)
+    p50 = None
+    if plan.device is not None:
+        from edgeexport.simulate import simulate
+
+        p50 = float(simulate(artifact.path, plan.device).p50_ms)
+    return Candidate(base, layers, keep, _metric(verification, metric), verification.passed, p50,
+                     artifact.size_bytes, time.perf_counter() - started, verification.failure_line())
+
+
+def _metric(verification: Any, metric: str) -> float | None:
+    """The worst output's accuracy drop (points) or SQNR (dB); None when no output has it."""
+    values = [c.metrics.value(metric) for c in verification.outputs if c.metrics is not None]
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None
+    return max(present) if metric == "accuracy_drop" else min(present)
+
+
+def _per_layer_error(plan: Plan, item: PlanItem, model: LoadedModel, workdir: Path) -> tuple[list[tuple[str, float]], str]:
+    """The base artifact's per-layer SQNR against the float model (TFLite artifacts of Keras models), or why not."""
+    if item.target != "tflite":
+        return [], "per-layer error is measured for TFLite artifacts only"
+    paths = sorted(workdir.glob(f"search-{item.target}-1/*.tflite"))
+    if not paths:
+        return [], "the base artifact is missing"
+    from edgeexport.verify.localize import localize_tflite
+
+    try:
+        found = localize_tflite(paths[0], model, data=plan.verify_data, samples=min(plan.verify_samples, 64))
+    except EdgeExportError as err:
+        return [], f"per-layer error not measured: {err.one_line()}"
+    return [(e.layer, float(e.sqnr_db)) for e in found.layers], ""
