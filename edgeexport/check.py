@@ -22,6 +22,8 @@ Config (paths are relative to the config file)::
     targets = ["tflite", "coreml"]     # optional: default both, limited to what each device runs
     calibration = "sample_models/digits.npz"
     data = "sample_models/digits.npz"
+
+``check.preset_files = ["recipe.toml"]`` adds preset files, e.g. a recipe written by ``convert --save-preset``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class CheckConfig:
     out: Path
     samples: int
     models: tuple[ModelEntry, ...]
+    # Preset TOML files (e.g. a recipe from ``convert --save-preset``), from ``check.preset_files``; issue 13.
+    preset_files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ def load_config(path: Path) -> CheckConfig:
     samples = table.get("samples", 64)
     if not isinstance(samples, int) or samples < 1:
         raise ProfileError(f"{path}: field 'check.samples' must be a positive integer")
-    return CheckConfig(path, base / str(table.get("out", "build/check")), samples, tuple(entries))
+    preset_files = tuple(base / f for f in _strings(table["preset_files"], f"{path}: check.preset_files")) \
+        if "preset_files" in table else ()
+    return CheckConfig(path, base / str(table.get("out", "build/check")), samples, tuple(entries), preset_files)
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -191,7 +197,7 @@ def run_check(config: CheckConfig, progress: Callable[[str], None] | None = None
                         budgets=Budgets(max_latency_ms=latency,
                                         max_size_bytes=_kib(budgets.get("max_size_kb")),
                                         max_memory_bytes=_kib(budgets.get("max_memory_kb"))),
-                        tolerance_overrides=_tolerance_overrides(budgets),
+                        tolerance_overrides=_tolerance_overrides(budgets), preset_files=config.preset_files,
                         progress=lambda message, c=classname: say(f"{c}: {message}"),
                     )
                 except EdgeExportError as err:
