@@ -86,10 +86,12 @@ def check_budget_data(options: PrecisionSearch, model: LoadedModel, data: Path |
 
 
 def keep_precision(plan: Plan, item: PlanItem) -> str:
-    """fp16 for Core ML fp16 programs on a device whose Core ML units run fp16; fp32 otherwise (TFLite's
-    selective quantization leaves float32 ops)."""
-    if item.target != "coreml" or item.preset.quantization.coreml_precision != "fp16":
-        return "fp32"
+    """fp16 for compressed Core ML fp16 programs (w8a8, w8, palettize-N) on a device whose Core ML units run fp16
+    (the layer then keeps float weights and activations); fp32 otherwise (TFLite's selective quantization leaves
+    float32 ops)."""
+    quantization = item.preset.quantization
+    if item.target != "coreml" or quantization.coreml_precision != "fp16" or quantization.coreml_weights is None:
+        return "fp32"  # an fp16 program without compression gains only from fp32 layers
     if plan.device is None:
         return "fp16"
     from edgeexport.catalog.policy import usable_units
@@ -163,7 +165,10 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
 def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidate], state: _State,
             first: Candidate, per_layer: dict[str, float], metric: str) -> tuple[Candidate, str]:
     base = item.preset.name
-    layers = search_layers(model)
+    if not _overrides_apply(item.target, item.preset):
+        return _fallbacks_only(item, evaluate, state, first, metric)
+    # Worst per-layer SQNR first, so a time limit cuts the layers least likely to matter (model order otherwise).
+    layers = sorted(search_layers(model), key=lambda n: per_layer.get(n, float("inf")))
     singles: dict[str, Candidate] = {}
     for layer in layers:
         if state.out_of_time():
@@ -211,6 +216,30 @@ def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[.
     reason = ("time limit reached" if state.timed_out else
               "every layer was tried in float and the budget is still missed")
     return _best(tried, metric), reason
+
+
+def _overrides_apply(target: str, preset: Preset) -> bool:
+    """Whether per-layer overrides change this preset's artifact (TFLite: calibrated modes only)."""
+    if target == "tflite":
+        return (preset.quantization.tflite_mode or "") in ("int8", "int8-io", "int16x8")
+    return preset.quantization.coreml_weights is not None or preset.quantization.coreml_precision == "fp16"
+
+
+def _fallbacks_only(item: PlanItem, evaluate: Callable[..., Candidate], state: _State, first: Candidate,
+                    metric: str) -> tuple[Candidate, str]:
+    """For presets whose layers cannot be kept in float one by one: only the ladder towards float (auto)."""
+    ladder = LADDERS.get(item.target, ())
+    below = list(ladder[ladder.index(item.preset.name) + 1:]) if item.preset.name in ladder and item.reason else []
+    tried = [first]
+    for rung in below:
+        if state.out_of_time():
+            break
+        candidate = evaluate("fallback", f"whole model {rung}", rung, ())
+        tried.append(candidate)
+        if candidate.passed:
+            return candidate, f"budget met only by falling back to {rung}"
+    why = "time limit reached" if state.timed_out else f"{item.preset.name} takes no per-layer overrides"
+    return _best(tried, metric), why + ("" if below else " and there is nothing to fall back to")
 
 
 def _score(candidate: Candidate, metric: str) -> float:

@@ -65,7 +65,7 @@ def test_tflite_search_meets_one_point_on_pixel_8_and_the_recipe_rebuilds_the_sa
     result = run_cli(*_common(outlier, out), "--target", "tflite", "--preset", "int8", "--device", "pixel-8",
                      "--max-accuracy-drop", "1", "--save-preset", recipe)
     assert result.code == 0, result.out + result.err
-    report, artifact = _search_report(out)
+    _, artifact = _search_report(out)
     search = artifact["search"]
     base = search["steps"][0]
     assert base["phase"] == "base" and base["layers_in_float"] == [] and not base["passed"]
