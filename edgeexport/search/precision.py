@@ -4,18 +4,18 @@ Steps (each candidate is converted with the real converter, verified against the
 device; see ``SearchReport`` for what is recorded):
 
 1. the preset as planned; if it meets the budget the search ends there;
-2. sensitivity: each weighted layer left in float alone (as NNCF's and Polygraphy's precision debugging do),
-   plus, for TFLite int8, the whole model with int16 activations (int16x8), plus for ``--preset auto`` the next
-   precision towards float; the base artifact's per-layer SQNR against the float model breaks ties;
-3. if one change is enough, the candidate with the lowest simulated latency on the device wins (a float layer on
-   an NPU phone splits the graph and costs copies, which the simulator charges); else greedily: from the most
-   helpful layer, add one more layer at a time, trying the ``GREEDY_WIDTH`` most sensitive remaining layers and
-   keeping the one that meets the budget fastest, or else the one that helps most;
-4. with ``--preset auto``, when every layer is in float and the budget is still missed, the next precisions
-   towards float (fp16, then fp32) are tried in order.
+2. whole-model alternatives: for ``--preset auto`` every precision below the planned one on the target's ladder
+   (TFLite int8 -> int16x8 -> fp16 -> fp32, Core ML w8a8 -> w8 -> fp16 -> fp32); for an explicit TFLite int8,
+   int16 activations (int16x8);
+3. sensitivity: each weighted layer left in float alone (as NNCF's and Polygraphy's precision debugging do), the
+   layers with the worst per-layer SQNR of the base artifact first (TFLite; model order for Core ML);
+4. greedily from the most helpful layer: add one more layer at a time, trying the ``GREEDY_WIDTH`` most helpful
+   remaining layers and keeping the one that meets the budget fastest, or else the one that helps most, until
+   the budget is met, no layer is left, or the time limit (checked between candidates) is reached.
 
-The search stops when the budget is met, when nothing is left to try, or at the time limit; the best candidate
-(best metric, then latency) is kept either way, and a missed budget fails verification (exit 5).
+Of every candidate that met the budget, the one with the lowest simulated latency on the device wins (a float
+layer on an NPU phone splits the graph and costs copies, which the simulator charges), then the one with fewer
+float layers. When none met it, the best one (metric first) is kept and verification fails (exit 5).
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     keep = keep_precision(plan, item)
     limits = {k: v for k, v in (("accuracy_drop_max", options.max_accuracy_drop),
                                 ("sqnr_db_min", options.min_sqnr_db)) if v is not None}
-    name = recipe_name(base.name, plan.device.name if plan.device else None)
+    name = recipe_name(base.name, plan.device.name if plan.device else None,
+                       item.target if len(base.targets) > 1 else None)
     state = _State(time.perf_counter(), options.timeout_s, [])
     built: dict[tuple[str, tuple[str, ...]], Candidate] = {}
     counter = [0]
@@ -145,7 +146,9 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     per_layer, per_layer_note = _per_layer_error(plan, item, model, workdir)
     best = first
     stop = "the preset meets the budget as planned"
-    if not first.passed:
+    if first.metric is None and not first.passed:
+        stop = f"the budget metric cannot be measured on this artifact: {first.failure or 'no comparable output'}"
+    elif not first.passed:
         best, stop = _search(plan, item, model, evaluate, state, first, dict(per_layer), metric)
     chosen_recipe = recipe_for(best.base, best.layers)
     steps = tuple(replace(s, chosen=s.candidate is best) for s in state.steps)
@@ -165,8 +168,17 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
 def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidate], state: _State,
             first: Candidate, per_layer: dict[str, float], metric: str) -> tuple[Candidate, str]:
     base = item.preset.name
+    ladder = LADDERS.get(item.target, ())
+    below = list(ladder[ladder.index(base) + 1:]) if base in ladder else []
+    # --preset auto may move along the whole ladder; an explicit TFLite int8 may widen activations to int16.
+    rungs = below if item.reason else below[:1] if item.target == "tflite" and base == "int8" else []
+    tried = [first]
+    for rung in rungs:
+        if state.out_of_time():
+            break
+        tried.append(evaluate("sensitivity", f"whole model {rung}", rung, ()))
     if not _overrides_apply(item.target, item.preset):
-        return _fallbacks_only(item, evaluate, state, first, metric)
+        return _verdict(tried, state, metric, f"{base} takes no per-layer overrides")
     # Worst per-layer SQNR first, so a time limit cuts the layers least likely to matter (model order otherwise).
     layers = sorted(search_layers(model), key=lambda n: per_layer.get(n, float("inf")))
     singles: dict[str, Candidate] = {}
@@ -174,22 +186,10 @@ def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[.
         if state.out_of_time():
             break
         singles[layer] = evaluate("sensitivity", f"+{layer} in float", base, (layer,))
-    ladder = LADDERS.get(item.target, ())
-    below = list(ladder[ladder.index(base) + 1:]) if base in ladder else []
-    auto = bool(item.reason)
-    alternatives = below[:1] if auto or (item.target == "tflite" and base == "int8") else []
-    fallbacks = below[1:] if auto else []
-    alts = [evaluate("sensitivity", f"whole model {rung}", rung, ()) for rung in alternatives
-            if not state.out_of_time()]
-    passing = [c for c in [*singles.values(), *alts] if c.passed]
-    if passing:
-        return _fastest(passing), "one change meets the budget; the fastest such candidate on the device wins"
-    tried = [first, *singles.values(), *alts]
-    if not singles:
-        return _best(tried, metric), "time limit reached before any layer could be tried"
+    tried += singles.values()
     order = sorted(singles, key=lambda n: (-_score(singles[n], metric), per_layer.get(n, 0.0)))
-    current = singles[order[0]]
-    while not current.passed:
+    current = singles[order[0]] if order else first
+    while order and not current.passed:
         remaining = [n for n in order if n not in current.layers]
         if not remaining:
             break
@@ -204,18 +204,18 @@ def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[.
         tried += tries
         met = [c for c in tries if c.passed]
         current = _fastest(met) if met else max(tries, key=lambda c: (_score(c, metric), -(c.p50_ms or 0.0)))
-    if current.passed:
-        return current, f"budget met with {len(current.layers)} layer(s) in float"
-    for rung in fallbacks:
-        if state.out_of_time():
-            break
-        candidate = evaluate("fallback", f"whole model {rung}", rung, ())
-        tried.append(candidate)
-        if candidate.passed:
-            return candidate, f"budget met only by falling back to {rung}"
-    reason = ("time limit reached" if state.timed_out else
-              "every layer was tried in float and the budget is still missed")
-    return _best(tried, metric), reason
+    exhausted = "every layer was tried in float" if order else "no layer could be tried"
+    return _verdict(tried, state, metric, exhausted)
+
+
+def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str) -> tuple[Candidate, str]:
+    """The fastest candidate that meets the budget (simulated latency, then fewer float layers), else the best."""
+    passing = [c for c in tried if c.passed]
+    if passing:
+        chosen = _fastest(passing)
+        return chosen, (f"budget met; {len(passing)} candidate(s) met it and the fastest on the device was kept "
+                        f"({chosen.base}, {len(chosen.layers)} layer(s) in float)")
+    return _best(tried, metric), ("time limit reached" if state.timed_out else exhausted) + ": budget missed"
 
 
 def _overrides_apply(target: str, preset: Preset) -> bool:
@@ -223,23 +223,6 @@ def _overrides_apply(target: str, preset: Preset) -> bool:
     if target == "tflite":
         return (preset.quantization.tflite_mode or "") in ("int8", "int8-io", "int16x8")
     return preset.quantization.coreml_weights is not None or preset.quantization.coreml_precision == "fp16"
-
-
-def _fallbacks_only(item: PlanItem, evaluate: Callable[..., Candidate], state: _State, first: Candidate,
-                    metric: str) -> tuple[Candidate, str]:
-    """For presets whose layers cannot be kept in float one by one: only the ladder towards float (auto)."""
-    ladder = LADDERS.get(item.target, ())
-    below = list(ladder[ladder.index(item.preset.name) + 1:]) if item.preset.name in ladder and item.reason else []
-    tried = [first]
-    for rung in below:
-        if state.out_of_time():
-            break
-        candidate = evaluate("fallback", f"whole model {rung}", rung, ())
-        tried.append(candidate)
-        if candidate.passed:
-            return candidate, f"budget met only by falling back to {rung}"
-    why = "time limit reached" if state.timed_out else f"{item.preset.name} takes no per-layer overrides"
-    return _best(tried, metric), why + ("" if below else " and there is nothing to fall back to")
 
 
 def _score(candidate: Candidate, metric: str) -> float:

@@ -29,9 +29,10 @@ class Recipe:
     sqnr_db_min: float | None = None
 
 
-def recipe_name(base: str, device: str | None) -> str:
-    """``int8-pixel-8-mixed``: a preset name that cannot clash with a shipped one."""
-    raw = f"{base}-{device or 'any'}-mixed".lower()
+def recipe_name(base: str, device: str | None, target: str | None = None) -> str:
+    """``int8-pixel-8-mixed``: a preset name that cannot clash with a shipped one. ``target`` is added for base
+    presets that serve both targets (``fp16-tflite-host-mixed``), so one file can hold both recipes."""
+    raw = f"{base}-{target + '-' if target else ''}{device or 'any'}-mixed".lower()
     return re.sub(r"[^a-z0-9:._-]+", "-", raw).strip("-")
 
 
