@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeexport.catalog import load_preset
 from edgeexport.catalog.model import Preset, Tolerance
 from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
 from edgeexport.search import PrecisionSearch
@@ -116,14 +117,14 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     keep = keep_precision(plan, item)
     limits = {k: v for k, v in (("accuracy_drop_max", options.max_accuracy_drop),
                                 ("sqnr_db_min", options.min_sqnr_db)) if v is not None}
-    name = recipe_name(base.name, plan.device.name if plan.device else None,
-                       item.target if len(base.targets) > 1 else None)
     state = _State(time.perf_counter(), options.timeout_s, [])
     built: dict[tuple[str, tuple[str, ...]], Candidate] = {}
     counter = [0]
 
     def recipe_for(base_name: str, layers: tuple[str, ...]) -> Recipe:
         kept = f"{', '.join(layers)} kept in {keep}" if layers else "no layer kept in float"
+        shared = len(load_preset(base_name, extra_files=plan.preset_files).targets) > 1
+        name = recipe_name(base_name, plan.device.name if plan.device else None, item.target if shared else None)
         return Recipe(name, base_name, layers, keep, f"{base_name} with {kept}: searched for {options.describe()}"
                       + (f" on {plan.device.name}" if plan.device else ""), **limits)
 
@@ -153,7 +154,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     chosen_recipe = recipe_for(best.base, best.layers)
     steps = tuple(replace(s, chosen=s.candidate is best) for s in state.steps)
     report = SearchReport(item.target, plan.device.name if plan.device else None, options.describe(), metric,
-                          base.name, steps, best, best.passed, stop, name,
+                          base.name, steps, best, best.passed, stop, chosen_recipe.name,
                           str(options.save_preset) if options.save_preset else None,
                           time.perf_counter() - state.started, tuple(per_layer), per_layer_note)
     final_dir = workdir / f"search-{item.target}-final"
