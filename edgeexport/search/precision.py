@@ -136,9 +136,16 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
         say(f"precision search ({item.target}): candidate {counter[0]}: {change}")
         directory = workdir / f"search-{item.target}-{counter[0]}"
         directory.mkdir()
-        candidate = _evaluate(plan, model, build, load_recipe(recipe_for(base_name, layers), directory,
-                                                              plan.preset_files), directory, base_name, layers, keep,
-                              metric)
+        preset = load_recipe(recipe_for(base_name, layers), directory, plan.preset_files)
+        started = time.perf_counter()
+        try:
+            candidate = _evaluate(plan, model, build, preset, directory, base_name, layers, keep, metric)
+        except EdgeExportError as err:
+            if phase == "base":
+                raise  # the planned preset itself does not convert: that is convert's own error (exit 4)
+            # e.g. int16x8 kernels that LiteRT refuses for this model: a candidate that lost, not a crash
+            candidate = Candidate(base_name, layers, keep, None, False, None, 0, time.perf_counter() - started,
+                                  f"does not build: {err.one_line()}")
         built[key] = candidate
         state.steps.append(SearchStep(phase, change, candidate))
         return candidate

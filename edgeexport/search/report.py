@@ -92,7 +92,7 @@ class SearchReport:
                + (f" on {self.device}" if self.device else "")]
         for step in self.steps:
             c = step.candidate
-            metric = "n/a" if c.metric is None else f"{c.metric:.2f} {unit}"
+            metric = (c.failure or "n/a")[:70] if c.metric is None else f"{c.metric:.2f} {unit}"
             latency = "" if c.p50_ms is None else f", {c.p50_ms:.3f} ms"
             mark = "*" if step.chosen else " "
             verdict = "meets budget" if c.passed else "misses"
