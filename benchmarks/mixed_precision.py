@@ -109,8 +109,10 @@ def _row(case: Case, target: str, device: str, preset: str, label: str, out: Pat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["outlier", "digits", "mobilenet"])
+    parser.add_argument("--targets", nargs="+", default=["tflite", "coreml"], choices=["tflite", "coreml"])
     parser.add_argument("--timeout", type=float, default=600.0, help="search time limit per artifact, seconds")
     args = parser.parse_args(argv)
+    from edgeexport.errors import EdgeExportError
     from edgeexport.search import PrecisionSearch
 
     header = ["model", "target", "recipe", "base", "quality", "check", "float layers", "size", "pixel-8 ms",
@@ -122,11 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases(work, args.models):
             search = PrecisionSearch(max_accuracy_drop=case.max_accuracy_drop, min_sqnr_db=case.min_sqnr_db,
                                      timeout_s=args.timeout)
-            for target, device, quantized in TARGETS:
+            for target, device, quantized in (t for t in TARGETS if t[0] in args.targets):
                 for label, preset, budget in (("fp16", "fp16", None), (f"plain {quantized}", quantized, None),
                                               ("searched", quantized, search)):
                     out = work / f"{case.name}-{target}-{label.replace(' ', '-')}"
-                    row = _row(case, target, device, preset, label, out, budget)
+                    try:
+                        row = _row(case, target, device, preset, label, out, budget)
+                    except EdgeExportError as err:  # a row that cannot be built says why, the others still run
+                        row = [case.name, target, label, preset, f"exit {err.exit_code}: {err.one_line()[:90]}"]
+                        row += ["-"] * (len(header) - len(row))
                     print("| " + " | ".join(row) + " |", flush=True)
     print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
     return 0

@@ -42,7 +42,11 @@ def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray], *,
                                     op_name_configs=dict(op_name_configs or {}),
                                     op_type_configs=dict(op_type_configs or {}))
     with _calibrate_with_mil_executor(model):
-        return linear_quantize_activations(model, config, samples)
+        try:
+            return linear_quantize_activations(model, config, samples)
+        except ValueError as err:  # e.g. "quantize op: scale cannot be 0" for a tensor that is 0 on every sample
+            raise ConversionError(f"Core ML activation quantization failed: {err}",
+                                  hint="calibrate on real samples, or use w8 (weights only)") from err
 
 
 @contextlib.contextmanager
