@@ -27,6 +27,8 @@ Config (paths are relative to the config file)::
     [check.ray]                        # check --ray: what each cell's task reserves
     cpus = 1
     memory_mb = 2048
+
+``check.preset_files = ["recipe.toml"]`` adds preset files, e.g. a recipe written by ``convert --save-preset``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class CheckConfig:
     models: tuple[ModelEntry, ...]
     regression: Mapping[str, float] = field(default_factory=dict)  # [check.regression], defaults filled in
     cluster: Mapping[str, float] = field(default_factory=dict)  # [check.ray]: cpus and memory_mb per cell
+    preset_files: tuple[Path, ...] = ()  # check.preset_files: e.g. a recipe from ``convert --save-preset``
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,11 @@ def load_config(path: Path) -> CheckConfig:
         raise ProfileError(f"{path}: field 'check.samples' must be a positive integer")
     from edgeexport.check_baseline import parse_cluster, parse_thresholds
 
+    preset_files = tuple(base / f for f in _strings(table["preset_files"], f"{path}: check.preset_files")) \
+        if "preset_files" in table else ()
     return CheckConfig(path, base / str(table.get("out", "build/check")), samples, tuple(entries),
                        parse_thresholds(table.get("regression", {}), f"{path}: check.regression"),
-                       parse_cluster(table.get("ray", {}), f"{path}: check.ray"))
+                       parse_cluster(table.get("ray", {}), f"{path}: check.ray"), preset_files)
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -240,6 +245,7 @@ def run_cell(config: CheckConfig, cell: Cell, progress: Callable[[str], None] | 
     try:
         options = ConvertOptions(
             targets=_targets_for(model.targets, device), preset=preset, device=device, calibration=model.calibration,
+            preset_files=config.preset_files,
             verify=VerifyOptions(data=model.data, samples=config.samples, tighten=_tightened(budgets)),
             check_budgets=True,
             budgets=Budgets(max_latency_ms=latency, max_size_bytes=_kib(budgets.get("max_size_kb")),

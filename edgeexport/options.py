@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeexport.catalog.model import Tolerance
+from edgeexport.search import PrecisionSearch
 from edgeexport.types import LoadOptions
 
 SYNTHETIC: Literal["synthetic"] = "synthetic"
@@ -84,6 +85,7 @@ class ConvertOptions:
     ``"synthetic"`` (random data, accepted knowingly). ``check_budgets``: fail (exit 6) over the device's
     RAM/flash and ``budgets``. ``finetune_epochs``: distillation epochs after pruning (default 30).
     ``warn_only``: report failed checks but exit 0. ``write_report``: write report.json and report.html.
+    ``precision_search``: an accuracy budget that keeps the layers that need it in float (None: the preset as is).
     """
 
     targets: tuple[str, ...] | None = None
@@ -99,3 +101,4 @@ class ConvertOptions:
     warn_only: bool = False
     write_report: bool = True
     bundle: BundleOptions | None = None
+    precision_search: PrecisionSearch | None = None

@@ -30,6 +30,7 @@ from edgeexport.files import gzip_size, sha256_of, size_of
 from edgeexport.options import SYNTHETIC, Budgets, ConvertOptions
 from edgeexport.report.model import ArtifactReport, Report
 from edgeexport.simulate.estimate import LatencyEstimate
+from edgeexport.search import PrecisionSearch
 from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, endpoint_arrays
 from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
@@ -152,6 +153,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))
     entries: list[ArtifactReport] = []
     tolerances: dict[Path, Tolerance] = {}
+    searches: dict[Path, Any] = {}
+    recipes: list[Any] = []
     try:
         exports: dict[str, tuple[ExportedGraph, PruneReport | None, LoadedModel]] = {}
         for item in plan.items:
@@ -175,14 +178,34 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                 exported = variant.export_saved_model(workdir / f"savedmodel-{len(exports)}")
                 exports[key] = (exported, prune_report, variant)
             exported, prune_report, variant = exports[key]
+            search = None
+            if plan.precision_search is not None:
+                from edgeexport.search.precision import search_item
+
+                def build(preset: Preset, where: Path, item: PlanItem = item, exported: Any = exported,
+                          prune_report: PruneReport | None = prune_report) -> Artifact:
+                    return _convert_one(replace(plan, out_dir=where), replace(item, preset=preset), exported,
+                                        calibration, workdir, prune_report, lambda _message: None)
+
+                item, search, recipe = search_item(plan, item, variant, build, workdir, say)
+                recipes.append(recipe)
             say(f"converting to {item.target} ({item.preset.name})")
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
             entries.append(ArtifactReport(artifact, item.reason, prune_report))
+            if search is not None:
+                searches[artifact.path] = search
             tolerances[artifact.path] = item.preset.tolerance.tightened_by(plan.options.verify.tighten)
         notes = tuple(sorted({note for exported, _, _ in exports.values() for note in exported.notes}))
+        if plan.precision_search is not None and plan.precision_search.save_preset is not None:
+            from edgeexport.search.recipe import write_recipes
+
+            write_recipes(plan.precision_search.save_preset, recipes,
+                          header=f"edgeexport precision search for {plan.source.path.name}; rebuild with "
+                                 "--preset NAME --preset-file THIS_FILE")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     entries = [_later_stages(plan, entry, model, tolerances[entry.artifact.path], say) for entry in entries]
+    entries = [replace(e, search=searches[e.artifact.path]) if e.artifact.path in searches else e for e in entries]
     return Report(
         source=plan.source,
         summary=summary,

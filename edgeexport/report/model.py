@@ -38,6 +38,8 @@ class ArtifactReport:
     verification: Verification | None = None
     estimates: tuple[LatencyEstimate, ...] = ()
     budget_failures: tuple[str, ...] = ()
+    # The precision search behind this artifact's preset (an object with to_dict() and lines()), issue 13.
+    search: Any = None
 
     @property
     def status(self) -> Status:
@@ -121,6 +123,8 @@ class Report:
         data["verification"] = entry.verification.to_dict() if entry.verification else None
         data["estimates"] = [e.to_dict() for e in entry.estimates]
         data["budget_failures"] = list(entry.budget_failures)
+        if entry.search is not None:
+            data["search"] = entry.search.to_dict()
         return data
 
     def _relative(self, path: Path) -> str:

@@ -63,6 +63,8 @@ def render_report(report: Report, console: Console) -> None:
             )
         for failure in entry.budget_failures:
             console.print(f"[yellow]{entry.artifact.path.name}: over budget: {failure}[/yellow]")
+        for line in entry.search.lines() if entry.search is not None else ():
+            console.print(line, markup=False, highlight=False)
     for entry in report.artifacts:
         verification = entry.verification
         failure = verification.failure_line() if verification is not None else ""

@@ -177,7 +177,7 @@ def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[
                 raise ConversionError(f"preset {preset.name} needs calibration data for its activation ranges")
             from edgeexport.targets.coreml_activations import quantize_activations
 
-            model = quantize_activations(model, calibration)
+            model = quantize_activations(model, calibration, op_name_configs=op_names, op_type_configs=op_types)
             config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"),
                                             op_type_configs=op_types, op_name_configs=op_names)
             model = cto.linear_quantize_weights(model, config=config)

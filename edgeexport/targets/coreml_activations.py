@@ -22,8 +22,13 @@ from edgeexport.errors import ConversionError
 MAX_CALIBRATION_SAMPLES = 128
 
 
-def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray]) -> Any:
-    """``model`` with int8 activations (linear symmetric), ranges from up to MAX_CALIBRATION_SAMPLES samples."""
+def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray], *,
+                         op_name_configs: Mapping[str, None] | None = None,
+                         op_type_configs: Mapping[str, None] | None = None) -> Any:
+    """``model`` with int8 activations (linear symmetric), ranges from up to MAX_CALIBRATION_SAMPLES samples.
+
+    Ops named in ``op_name_configs`` / of a type in ``op_type_configs`` (values None) keep float inputs: that is
+    how a preset override keeps a layer out of activation quantization."""
     from coremltools.optimize import coreml as cto
     from coremltools.optimize.coreml.experimental import (
         OpActivationLinearQuantizerConfig,
@@ -33,9 +38,15 @@ def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray]) -> A
     names = list(calibration)
     count = min(MAX_CALIBRATION_SAMPLES, *(len(calibration[name]) for name in names))
     samples = [{name: calibration[name][i : i + 1] for name in names} for i in range(count)]
-    config = cto.OptimizationConfig(global_config=OpActivationLinearQuantizerConfig(mode="linear_symmetric"))
+    config = cto.OptimizationConfig(global_config=OpActivationLinearQuantizerConfig(mode="linear_symmetric"),
+                                    op_name_configs=dict(op_name_configs or {}),
+                                    op_type_configs=dict(op_type_configs or {}))
     with _calibrate_with_mil_executor(model):
-        return linear_quantize_activations(model, config, samples)
+        try:
+            return linear_quantize_activations(model, config, samples)
+        except ValueError as err:  # e.g. "quantize op: scale cannot be 0" for a tensor that is 0 on every sample
+            raise ConversionError(f"Core ML activation quantization failed: {err}",
+                                  hint="calibrate on real samples, or use w8 (weights only)") from err
 
 
 @contextlib.contextmanager

@@ -65,6 +65,14 @@ Examples:
               help="Artifact size budget (KiB); implies --check-budgets.")
 @click.option("--finetune-epochs", type=click.IntRange(0), default=30, show_default=True,
               help="Distillation epochs after pruning (on the calibration data; 0 turns it off).")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=None, metavar="POINTS",
+              help="Accuracy budget (points, needs labelled --data): search which layers to keep in float until met.")
+@click.option("--min-sqnr", "min_sqnr_db", type=float, default=None, metavar="DB",
+              help="Label-free budget: the worst output's SQNR against the reference (dB); searched like the above.")
+@click.option("--search-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="SECONDS",
+              help="Time limit of the precision search.")
+@click.option("--save-preset", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE.toml",
+              help="Write the searched recipe as a preset TOML (rebuild with --preset NAME --preset-file FILE).")
 @input_shape_option
 @click.option("--keep-layout", is_flag=True,
               help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
@@ -93,6 +101,10 @@ def command(
     max_latency_ms: float | None,
     max_size_kb: float | None,
     finetune_epochs: int,
+    max_accuracy_drop: float | None,
+    min_sqnr_db: float | None,
+    search_timeout: float,
+    save_preset: Path | None,
     unsafe_deserialization: bool,
     imports: tuple[str, ...],
     warn_only: bool,
@@ -111,6 +123,7 @@ def command(
     from edgeexport.report.terminal import render_report
     from edgeexport.types import LoadOptions
 
+    search = _precision_search(max_accuracy_drop, min_sqnr_db, search_timeout, save_preset, verify_data, no_verify)
     load = LoadOptions(unsafe_deserialization=unsafe_deserialization, input_shapes=parse_input_shapes(input_shapes),
                        keep_layout=keep_layout, imports=imports)
     out = out_dir or Path("build") / model.name.split(".")[0]
@@ -132,6 +145,7 @@ def command(
         finetune_epochs=finetune_epochs,
         warn_only=warn_only,
         bundle=BundleOptions(labels=labels, preprocess=preprocess) if bundle else None,
+        precision_search=search,
     )
     # A pipe or CI log is not a terminal; rich would then wrap at 80 columns and cut the artifact names.
     console = Console(stderr=as_json, highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -145,3 +159,21 @@ def command(
         render_report(report, console)
         console.print(f"html: {out / 'report.html'}" + (f"\nbundles: {out / 'bundle'}" if bundle else ""))
     return report.exit_code
+
+
+def _precision_search(max_accuracy_drop: float | None, min_sqnr_db: float | None, timeout_s: float,
+                      save_preset: Path | None, verify_data: Path | None, no_verify: bool) -> object | None:
+    """The budget of ``--max-accuracy-drop`` / ``--min-sqnr`` (None when neither is given); usage errors exit 2."""
+    if max_accuracy_drop is None and min_sqnr_db is None:
+        if save_preset is not None:
+            raise click.UsageError("--save-preset needs a budget: --max-accuracy-drop POINTS or --min-sqnr DB")
+        return None
+    if no_verify:
+        raise click.UsageError("a budget needs verification: drop --no-verify")
+    if max_accuracy_drop is not None and verify_data is None:
+        raise click.UsageError("--max-accuracy-drop needs labelled data: add --data DATA.npz (with test__labels), "
+                               "or use --min-sqnr DB")
+    from edgeexport.search import PrecisionSearch
+
+    return PrecisionSearch(max_accuracy_drop=max_accuracy_drop, min_sqnr_db=min_sqnr_db, timeout_s=timeout_s,
+                           save_preset=save_preset)
