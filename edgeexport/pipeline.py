@@ -180,7 +180,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
             if key not in exports:
                 variant, prune_report = model, None
                 if pruning is not None:
-                    say(f"pruning ({pruning.method}, {pruning.sparsity:.0%})"
+                    say((f"factorizing (low-rank, {_lowrank_label(pruning)})" if pruning.method == "lowrank"
+                         else f"pruning ({pruning.method}, {pruning.sparsity:.0%})")
                         + (f", then distilling for {plan.finetune_epochs} epochs" if calibration else ""))
                     variant, prune_report = model.pruned(
                         pruning, finetune_data=calibration.arrays if calibration else None,
@@ -216,6 +217,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     )
 
 
+def _lowrank_label(pruning: Any) -> str:
+    return f"{pruning.energy:.0%} energy" if pruning.energy is not None else f"keep {1 - pruning.sparsity:.0%}"
+
+
 def _calibration(plan: Plan, inputs: tuple[TensorSpec, ...], warnings: list[str]) -> Dataset | None:
     if plan.calibration is None:
         return None
@@ -242,7 +247,8 @@ def _convert_one(
     started = time.perf_counter()
     kwargs: dict[str, Any] = {
         "calibration": endpoint_arrays(calibration.arrays, exported) if calibration else None,
-        "sparse": prune_report is not None and item.preset.pruning is not None and item.preset.pruning.method != "channels",
+        "sparse": prune_report is not None and item.preset.pruning is not None
+        and item.preset.pruning.method not in ("channels", "lowrank"),
     }
     if item.target == "coreml":
         kwargs["deployment_target"] = _deployment_target(plan.device, item.preset)
@@ -265,7 +271,8 @@ def _convert_one(
         inputs=inputs,
         outputs=outputs,
         warnings=tuple(warnings),
-        sparsity=prune_report.achieved_sparsity if prune_report else None,
+        # A factorized model has no zero weights: its share of removed parameters is not a sparsity.
+        sparsity=prune_report.achieved_sparsity if prune_report and prune_report.method != "lowrank" else None,
         smoke_check=smoke,
         permutations=exported.permutations,
     )

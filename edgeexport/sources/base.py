@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeexport.compress.lowrank import LayerRank
 from edgeexport.errors import DataError
 from edgeexport.types import ModelSummary, Permutation, SourceModel, TensorSpec
 
@@ -54,6 +55,8 @@ class PruneReport:
     finetune_samples: int = 0
     finetune_mse_before: float | None = None
     finetune_mse_after: float | None = None
+    # Low-rank factorization (method "lowrank", issue 15): every candidate layer with its rank, or why it was kept.
+    ranks: tuple[LayerRank, ...] = ()
 
 
 class LoadedModel(ABC):

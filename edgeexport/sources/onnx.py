@@ -276,7 +276,12 @@ class OnnxModel(LoadedModel):
         ``finetune_data``/``finetune_epochs`` are not used and the report says 0 fine-tune epochs."""
         from edgeexport.sources.onnx_prune import prune_onnx
 
-        model, report = prune_onnx(self.model, pruning)
+        if pruning.method == "lowrank":
+            from edgeexport.sources.onnx_lowrank import factorize_onnx
+
+            model, report = factorize_onnx(self.model, pruning)
+        else:
+            model, report = prune_onnx(self.model, pruning)
         notes = self.notes
         if finetune_data is not None and finetune_epochs:
             notes = (*notes, "ONNX models are pruned without fine-tuning (no training loop for ONNX graphs)")
