@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("calibrate", "Fit this machine's device profile from micro-benchmarks."),
     "devices": ("devices", "List device profiles, or show one with the source of every number."),
     "presets": ("presets", "List quantization and pruning presets with their tolerances."),
+    "distill": ("distill", "Train a smaller Keras model to mimic a teacher (knowledge distillation) and compare."),
     "bundle": ("bundle", "Write app-ready bundles (artifact + manifest.json) from an output directory."),
 }
 

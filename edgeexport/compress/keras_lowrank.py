@@ -217,7 +217,7 @@ def factorized_keras_source(source: Any, pruning: Any, *, finetune_data: Any = N
         before = _mse(model.predict(feed, verbose=0), targets)
         with captured_output():
             result = distill_student(model, source.model, finetune_data, source.input_names,
-                                     config=DistillConfig(epochs=finetune_epochs))
+                                     config=DistillConfig(epochs=finetune_epochs, learning_rate=2e-3, patience=8))
         tuned = FinetuneReport(result.epochs_run, len(x[0]), before, _mse(model.predict(feed, verbose=0), targets))
     report = PruneReport(
         method="lowrank", target_sparsity=float(pruning.sparsity), achieved_sparsity=1.0 - stats.factorized_share,
