@@ -123,7 +123,8 @@ def make_plan(
         if named is None:
             if device is None:
                 raise UnsupportedError("--preset auto needs --device to choose for", hint="add --device NAME or name a preset")
-            chosen, reason = choose_preset(device, target, calibration=calibration is not None)
+            chosen, reason = choose_preset(device, target, calibration=calibration is not None,
+                                           model_bytes=_size(source.path))
         else:
             chosen, reason = named, ""
         check_compatible(chosen, target, device)

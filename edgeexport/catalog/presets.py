@@ -301,7 +301,8 @@ def load_preset(spec: str, *, extra_files: Sequence[Path] = ()) -> Preset:
     pruners = [p.name for p, _ in built if p.pruning is not None]
     quantizers = [p.name for p, q in built if q]
     if len(pruners) > 1:
-        raise ProfileError(f"preset spec {spec!r} prunes twice ({', '.join(pruners)})", hint="keep one pruning preset")
+        raise ProfileError(f"preset spec {spec!r} prunes or factorizes twice ({', '.join(pruners)})",
+                           hint="keep one pruning or low-rank preset")
     if len(quantizers) > 1:
         raise ProfileError(f"preset spec {spec!r} quantizes twice ({', '.join(quantizers)})",
                            hint="keep one quantization preset")
