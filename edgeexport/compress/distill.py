@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import DataError, ModelFormatError, OutputPathError, UnsupportedError
 
@@ -67,14 +68,14 @@ class DistillResult:
         return self.history[self.best_epoch - 1][1] if self.history else float("nan")
 
 
-def _is_probability(array: np.ndarray) -> bool:
+def _is_probability(array: NDArray[Any]) -> bool:
     """Rows that are non-negative and sum to 1 (a softmax output)."""
     if array.ndim < 2 or array.shape[-1] < 2:
         return False
     return bool(np.all(array >= -1e-6) and np.allclose(array.sum(axis=-1), 1.0, atol=1e-3))
 
 
-def output_kinds(teacher_outputs: list[np.ndarray], has_labels: bool) -> tuple[str, ...]:
+def output_kinds(teacher_outputs: list[NDArray[Any]], has_labels: bool) -> tuple[str, ...]:
     """Per output: ``"probs"`` (softmax output), ``"logits"`` (a 2-D output trained with labels) or ``"mse"``."""
     kinds = []
     for i, out in enumerate(teacher_outputs):
@@ -87,8 +88,8 @@ def output_kinds(teacher_outputs: list[np.ndarray], has_labels: bool) -> tuple[s
     return tuple(kinds)
 
 
-def distill_student(student: Any, teacher: Any, inputs: Mapping[str, np.ndarray], input_names: tuple[str, ...],
-                    *, labels: np.ndarray | None = None, config: DistillConfig = DistillConfig(),
+def distill_student(student: Any, teacher: Any, inputs: Mapping[str, NDArray[Any]], input_names: tuple[str, ...],
+                    *, labels: NDArray[Any] | None = None, config: DistillConfig = DistillConfig(),
                     on_epoch: EpochCallback | None = None) -> DistillResult:
     """Train ``student`` (modified in place) to mimic ``teacher`` on ``inputs`` (arrays with a leading sample axis
     keyed by input name, fed in ``input_names`` order); ``labels`` (integers, one per sample) apply to the first
@@ -104,9 +105,12 @@ def distill_student(student: Any, teacher: Any, inputs: Mapping[str, np.ndarray]
         raise DataError(f"distillation needs at least 4 samples, got {count}")
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(count)
-    held = max(1, int(round(config.holdout * count)))
+    held = max(1, round(config.holdout * count))
     val_idx, train_idx = np.sort(order[:held]), np.sort(order[held:])
-    pack = (lambda xs: xs if len(xs) > 1 else xs[0])
+
+    def pack(xs: list[Any]) -> Any:
+        return xs if len(xs) > 1 else xs[0]
+
     teacher_val = _as_list(teacher(pack([f[val_idx] for f in feeds]), training=False))
     kinds = output_kinds([np.asarray(t) for t in teacher_val], labels is not None)
     temperature, alpha = float(config.temperature), float(config.alpha)
@@ -135,7 +139,7 @@ def distill_student(student: Any, teacher: Any, inputs: Mapping[str, np.ndarray]
                 total += kl
         return total
 
-    @tf.function(reduce_retracing=True)  # type: ignore[misc]
+    @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]
     def train_step(xs: list[Any], y: Any, has_y: bool) -> Any:
         with tf.GradientTape() as tape:
             loss = loss_fn(xs, y, has_y, True)
@@ -174,7 +178,7 @@ def distill_student(student: Any, teacher: Any, inputs: Mapping[str, np.ndarray]
     return DistillResult(len(history), best_epoch, len(train_idx), len(val_idx), tuple(history), kinds)
 
 
-def _expand(weights: np.ndarray, like: np.ndarray) -> np.ndarray:
+def _expand(weights: NDArray[Any], like: NDArray[Any]) -> NDArray[Any]:
     return weights.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
@@ -261,7 +265,7 @@ def _keras(path: Path, role: str, unsafe: bool) -> Any:
     return loaded
 
 
-def _first_output(model: Any, feeds: list[np.ndarray]) -> np.ndarray:
+def _first_output(model: Any, feeds: list[NDArray[Any]]) -> NDArray[Any]:
     out = model.predict(feeds if len(feeds) > 1 else feeds[0], verbose=0, batch_size=256)
     return np.asarray(out[0] if isinstance(out, list | tuple) else out)
 
@@ -311,7 +315,7 @@ def run_distill(teacher_path: Path, student_path: Path, data_path: Path, out: Pa
     t_out, s_out = _first_output(teacher.model, feeds), _first_output(student.model, feeds)
     labels = evaluation.labels
 
-    def accuracy(pred: np.ndarray) -> float | None:
+    def accuracy(pred: NDArray[Any]) -> float | None:
         return float(np.mean(np.argmax(pred, axis=-1) == labels)) if labels is not None and pred.ndim == 2 else None
 
     agreement = float(np.mean(np.argmax(s_out, -1) == np.argmax(t_out, -1))) if t_out.ndim == 2 else None

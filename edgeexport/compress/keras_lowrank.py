@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.compress.lowrank import (
     FORMS,
@@ -97,7 +98,7 @@ def _plan_layer(layer: Any, keep: float | None, energy: float | None, form: str,
                        out_positions=out_pos)
 
 
-def _chain(layer: Any, factors: Factors) -> tuple[Any, list[list[np.ndarray]]]:
+def _chain(layer: Any, factors: Factors) -> tuple[Any, list[list[NDArray[Any]]]]:
     """A nested Sequential named like ``layer`` that computes the factorized layer, and the weights of each of its
     layers in order."""
     import keras
@@ -159,7 +160,7 @@ def factorize_keras_model(model: Any, *, keep: float | None = None, energy: floa
         reasons = "; ".join(f"{name}: {rank.reason}" for name, (rank, _) in plans.items()) or "no Dense/Conv2D layers"
         raise UnsupportedError(f"no layer of {model.name} can be factorized ({reasons})",
                                hint="low-rank presets help Dense- and conv-heavy models; try prune-* or int8")
-    chains: dict[str, list[list[np.ndarray]]] = {}
+    chains: dict[str, list[list[NDArray[Any]]]] = {}
 
     def clone(layer: Any) -> Any:
         if layer.name in chosen:
@@ -170,7 +171,7 @@ def factorize_keras_model(model: Any, *, keep: float | None = None, energy: floa
 
     try:
         new = keras.models.clone_model(model, clone_function=clone)
-    except Exception as err:  # noqa: BLE001 - keras raises several types for subclassed models
+    except Exception as err:
         raise UnsupportedError(f"cannot factorize {type(model).__name__}: {err}",
                                hint="low-rank presets need a Sequential or functional Keras model") from err
     for layer in model.layers:
@@ -197,9 +198,9 @@ def factorized_keras_source(source: Any, pruning: Any, *, finetune_data: Any = N
     distilled against the original on ``finetune_data`` (no labels needed) for ``finetune_epochs`` epochs when both
     are given, and a ``PruneReport`` whose ``achieved_sparsity`` is the share of the factorized layers' parameters
     removed (0..1) and whose ``ranks`` list every candidate layer."""
+    from edgeexport.quiet import captured_output
     from edgeexport.sources.base import PruneReport
     from edgeexport.sources.keras import KerasModel
-    from edgeexport.sources.tfgraph import captured_output
 
     keep = None if pruning.energy is not None else 1.0 - float(pruning.sparsity)
     model, stats = factorize_keras_model(source.model, keep=keep, energy=pruning.energy,

@@ -16,8 +16,10 @@ sum to at least that share of the total. Everything is deterministic (LAPACK SVD
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 FORMS = ("svd", "tucker2")
 
@@ -44,12 +46,12 @@ class Factors:
     and the relative reconstruction error ||K - K_r||_F / ||K||_F."""
 
     form: str
-    weights: tuple[np.ndarray, ...]
+    weights: tuple[NDArray[Any], ...]
     ranks: tuple[int, ...]
     relative_error: float
 
 
-def energy_rank(singular_values: np.ndarray, energy: float) -> int:
+def energy_rank(singular_values: NDArray[Any], energy: float) -> int:
     """Smallest ``r`` with ``sum(s[:r]**2) >= energy * sum(s**2)`` (``energy`` in (0, 1]); at least 1."""
     if not 0.0 < energy <= 1.0:
         raise ValueError(f"energy must be in (0, 1], got {energy}")
@@ -89,7 +91,7 @@ def keep_rank_tucker(kh: int, kw: int, cin: int, cout: int, keep: float, bias: i
     return best
 
 
-def svd_factors(kernel: np.ndarray, rank: int) -> Factors:
+def svd_factors(kernel: NDArray[Any], rank: int) -> Factors:
     """Split ``kernel`` (dense ``(in, out)`` or conv ``(kh, kw, cin, cout)``) at ``rank``: the first factor has the
     kernel's leading shape with ``rank`` outputs, the second is ``(rank, out)`` (dense) or ``(1, 1, rank, out)``."""
     kernel = np.asarray(kernel)
@@ -105,12 +107,12 @@ def svd_factors(kernel: np.ndarray, rank: int) -> Factors:
     return Factors("svd", (first.astype(kernel.dtype), second.astype(kernel.dtype)), (rank,), error)
 
 
-def tucker2_factors(kernel: np.ndarray, r1: int, r2: int) -> Factors:
+def tucker2_factors(kernel: NDArray[Any], r1: int, r2: int) -> Factors:
     """Tucker-2 of a conv kernel ``(kh, kw, cin, cout)``: ``(1, 1, cin, r1)``, ``(kh, kw, r1, r2)`` and
     ``(1, 1, r2, cout)`` kernels, in application order."""
     kernel = np.asarray(kernel)
     k = kernel.astype(np.float64)
-    kh, kw, cin, cout = k.shape
+    _, _, cin, cout = k.shape
     u_in = _leading_vectors(np.moveaxis(k, 2, 0).reshape(cin, -1), r1)
     u_out = _leading_vectors(np.moveaxis(k, 3, 0).reshape(cout, -1), r2)
     core = np.einsum("hwio,ia,ob->hwab", k, u_in, u_out)
@@ -119,29 +121,29 @@ def tucker2_factors(kernel: np.ndarray, r1: int, r2: int) -> Factors:
     return Factors("tucker2", tuple(w.astype(kernel.dtype) for w in weights), (r1, r2), _relative(k, approx))
 
 
-def singular_values(kernel: np.ndarray) -> np.ndarray:
+def singular_values(kernel: NDArray[Any]) -> NDArray[Any]:
     """Singular values of ``kernel`` reshaped to ``(-1, out)``, largest first."""
     kernel = np.asarray(kernel, dtype=np.float64)
     return np.asarray(np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False))
 
 
-def unfolding_values(kernel: np.ndarray, axis: int) -> np.ndarray:
+def unfolding_values(kernel: NDArray[Any], axis: int) -> NDArray[Any]:
     """Singular values of a conv kernel unfolded along ``axis`` (2 = cin, 3 = cout)."""
     k = np.moveaxis(np.asarray(kernel, dtype=np.float64), axis, 0)
     return np.asarray(np.linalg.svd(k.reshape(k.shape[0], -1), compute_uv=False))
 
 
-def _leading_vectors(matrix: np.ndarray, rank: int) -> np.ndarray:
+def _leading_vectors(matrix: NDArray[Any], rank: int) -> NDArray[Any]:
     u, _, _ = np.linalg.svd(matrix, full_matrices=False)
     return np.asarray(u[:, :rank])
 
 
-def _relative(original: np.ndarray, approx: np.ndarray) -> float:
+def _relative(original: NDArray[Any], approx: NDArray[Any]) -> float:
     norm = float(np.linalg.norm(original))
     return float(np.linalg.norm(original - approx)) / norm if norm else 0.0
 
 
-def plan_kernel(name: str, kernel: np.ndarray, bias: int, *, keep: float | None, energy: float | None,
+def plan_kernel(name: str, kernel: NDArray[Any], bias: int, *, keep: float | None, energy: float | None,
                 form: str = "svd", in_positions: int = 1, out_positions: int = 1) -> tuple[LayerRank, Factors | None]:
     """The rank for one kernel (Keras layout) with ``bias`` bias parameters, and its factors; or a LayerRank with
     rank 0 and the reason when no rank reduces both parameters and MACs. ``keep``/``energy``: see the module

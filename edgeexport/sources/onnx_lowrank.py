@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.compress.lowrank import Factors, LayerRank, plan_kernel
 from edgeexport.errors import UnsupportedError
@@ -36,7 +37,7 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
-def _keras_kernel(node: Any, weight: np.ndarray) -> np.ndarray | None:
+def _keras_kernel(node: Any, weight: NDArray[Any]) -> NDArray[Any] | None:
     """The weight in Keras layout (``(in, out)`` or ``(kh, kw, cin, cout)``), or None when the node is not
     factorizable as is."""
     if node.op_type == "MatMul":
