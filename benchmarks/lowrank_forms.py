@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,17 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, nargs="+", default=[30])
     parser.add_argument("--keep", type=float, nargs="+", default=[0.5, 0.25])
     parser.add_argument("--loss", choices=("mse", "kd"), default="kd",
-                        help="mse: compress/finetune.py (pruning's step); kd: compress/distill.py (T=4, mixup)")
+                        help="mse: compress/finetune.py (pruning's step); kd: compress/distill.py (T=4, mixup), "
+                             "with the settings `convert` uses after factorization")
+    parser.add_argument("--lr", type=float, default=None, help="kd only: initial learning rate (default: convert's)")
     args = parser.parse_args()
     print(f"command: python benchmarks/lowrank_forms.py --epochs {' '.join(map(str, args.epochs))} "
-          f"--keep {' '.join(map(str, args.keep))} --loss {args.loss}")
+          f"--keep {' '.join(map(str, args.keep))} --loss {args.loss}" + (f" --lr {args.lr}" if args.lr else ""))
     import keras
 
-    from edgeexport.compress.distill import DistillConfig, distill_student
+    from edgeexport.compress.distill import distill_student
     from edgeexport.compress.finetune import distill
-    from edgeexport.compress.keras_lowrank import factorize_keras_model
+    from edgeexport.compress.keras_lowrank import FINETUNE_LEARNING_RATE, factorize_keras_model, finetune_config
 
     teacher = keras.saving.load_model(ROOT / "sample_models" / "digits_cnn.keras", compile=False)
     with np.load(ROOT / "sample_models" / "digits.npz") as data:
@@ -53,8 +56,8 @@ def main() -> int:
                 if args.loss == "mse":
                     distill(student, teacher, {"image": calib}, ("image",), epochs=epochs)
                 else:
-                    distill_student(student, teacher, {"image": calib}, ("image",),
-                                    config=DistillConfig(epochs=epochs))
+                    config = replace(finetune_config(epochs), learning_rate=args.lr or FINETUNE_LEARNING_RATE)
+                    distill_student(student, teacher, {"image": calib}, ("image",), config=config)
                 row.append(accuracy(student))
             print(f"{form:8} {keep:5.2f} {stats.params_after:7,d} {stats.macs_after:8,d} {raw:8.4f} "
                   + " ".join(f"{a:8.4f}" for a in row))

@@ -32,6 +32,7 @@ from edgeexport.errors import UnsupportedError
 
 DEFAULT_FORM = "svd"
 MIN_WEIGHTS = 512
+FINETUNE_LEARNING_RATE = 5e-3
 _STEM_MAX_CHANNELS = 4
 
 
@@ -192,6 +193,14 @@ def factorize_keras_model(model: Any, *, keep: float | None = None, energy: floa
     )
 
 
+def finetune_config(epochs: int) -> Any:
+    """The distillation settings after factorization (a ``DistillConfig``): ``epochs`` as asked (``convert
+    --finetune-epochs``, default 30), Adam from 5e-3 with cosine decay, early stopping after 8 flat epochs."""
+    from edgeexport.compress.distill import DistillConfig
+
+    return DistillConfig(epochs=epochs, learning_rate=FINETUNE_LEARNING_RATE, patience=8)
+
+
 def factorized_keras_source(source: Any, pruning: Any, *, finetune_data: Any = None,
                             finetune_epochs: int = 0) -> tuple[Any, Any]:
     """``KerasModel.pruned`` for ``pruning.method == "lowrank"``: the factorized model as a new ``KerasModel``,
@@ -209,7 +218,7 @@ def factorized_keras_source(source: Any, pruning: Any, *, finetune_data: Any = N
     if finetune_data is not None and finetune_epochs > 0:
         # Hinton-style distillation with mixup and early stopping (compress/distill.py) rather than finetune.py's
         # output MSE: equal at keep 50% and 4 points better at 25% on the digits sample (benchmarks/RESULTS.md).
-        from edgeexport.compress.distill import DistillConfig, distill_student
+        from edgeexport.compress.distill import distill_student
         from edgeexport.compress.finetune import FinetuneReport, _mse
 
         x = [np.asarray(finetune_data[name]) for name in source.input_names]
@@ -218,7 +227,7 @@ def factorized_keras_source(source: Any, pruning: Any, *, finetune_data: Any = N
         before = _mse(model.predict(feed, verbose=0), targets)
         with captured_output():
             result = distill_student(model, source.model, finetune_data, source.input_names,
-                                     config=DistillConfig(epochs=finetune_epochs, learning_rate=2e-3, patience=8))
+                                     config=finetune_config(finetune_epochs))
         tuned = FinetuneReport(result.epochs_run, len(x[0]), before, _mse(model.predict(feed, verbose=0), targets))
     report = PruneReport(
         method="lowrank", target_sparsity=float(pruning.sparsity), achieved_sparsity=1.0 - stats.factorized_share,

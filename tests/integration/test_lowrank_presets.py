@@ -212,3 +212,27 @@ def test_onnx_digits_lowrank_converts_with_ranks_reported(samples: Path, tmp_pat
     assert entry.pruning.params_after < entry.pruning.params_before
     assert entry.verification is not None  # ONNX is not distilled: accuracy is reported, whatever it is
     assert entry.artifact.smoke_check.startswith("ran")
+
+
+@pytest.mark.slow
+def test_check_gates_a_lowrank_preset(run_cli: Callable[..., CliResult], samples: Path, tmp_path: Path) -> None:
+    config = tmp_path / "edgeexport.toml"
+    config.write_text(f"""[check]
+out = "{tmp_path / 'out'}"
+samples = 360
+
+[check.budgets]
+min_accuracy = 0.9
+max_accuracy_drop = 3.0
+
+[[check.models]]
+path = "{samples / 'digits_cnn.keras'}"
+devices = ["pixel-8"]
+presets = ["lowrank-50+int8"]
+calibration = "{samples / 'digits.npz'}"
+data = "{samples / 'digits.npz'}"
+""")
+    result = run_cli("check", "--config", config, "--out", tmp_path / "out")
+    assert result.code == 0, result.err
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "lowrank-50+int8" in summary and "digits_cnn.lowrank-50+int8.tflite" in summary
