@@ -285,7 +285,13 @@ class OnnxModel(LoadedModel):
         notes = self.notes
         if finetune_data is not None and finetune_epochs:
             notes = (*notes, "ONNX models are pruned without fine-tuning (no training loop for ONNX graphs)")
-        return OnnxModel(self.source, model, verbose=self.verbose, notes=notes), report
+        variant = OnnxModel(self.source, model, verbose=self.verbose, notes=notes)
+        if pruning.method == "lowrank":
+            # MACs need the input shapes fixed, which the summary does; the rewrite alone cannot count them.
+            from dataclasses import replace
+
+            report = replace(report, macs_before=self.summary.macs or None, macs_after=variant.summary.macs or None)
+        return variant, report
 
 
 def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_shapes: dict[str, tuple[int, ...]],

@@ -85,3 +85,30 @@ def test_digits_student_ends_within_3_points_deterministically(run_cli: Callable
     report = convert(tmp_path / "a" / "student-distilled.keras", tmp_path / "converted", targets=("tflite",),
                      preset="int8", calibration=samples / "digits.npz", verify_data=samples / "digits.npz")
     assert report.artifacts[0].verification is not None and report.artifacts[0].verification.passed
+
+
+def test_distill_student_mixes_labels_in_and_repeats_itself(samples: Path) -> None:
+    import keras
+    import numpy as np
+
+    from edgeexport.compress.distill import DistillConfig, DistillResult, distill_student, weights_sha256
+
+    teacher = keras.saving.load_model(samples / "digits_mlp.h5", compile=False)
+    with np.load(samples / "digits.npz") as data:
+        pixels, labels = data["test__image"][:96].reshape(-1, 64), data["test__labels"][:96]
+
+    def run() -> tuple[str, DistillResult]:
+        keras.utils.set_random_seed(1)
+        x = keras.Input((64,), name="pixels")
+        student = keras.Model(x, keras.layers.Dense(10, activation="softmax")(keras.layers.Dense(8)(x)))
+        result = distill_student(student, teacher, {"pixels": pixels}, ("pixels",), labels=labels,
+                                 config=DistillConfig(epochs=4, patience=2))
+        return weights_sha256(student), result
+
+    first, result = run()
+    second, _ = run()
+    assert first == second
+    assert result.losses == ("probs",)
+    assert result.train_samples + result.holdout_samples == 96
+    assert 1 <= result.best_epoch <= result.epochs_run <= 4
+    assert result.history[-1][0] < result.history[0][0]
