@@ -7,8 +7,8 @@ Which layers (decided here, documented for users):
   The first factor has no bias; the last keeps the original bias and activation, so the function is unchanged up
   to the truncation.
 * Skipped (and reported with the reason): kernels with fewer than ``min_weights`` weights, the stem (a layer that
-  reads a model input with at most 4 channels), grouped, channels-first or dilated-depthwise convs, nested models,
-  and every layer where no rank would reduce both its parameters and its MACs.
+  reads a model input with at most 4 channels), grouped or channels-first convs, nested models (their layers are
+  left alone), and every layer where no rank would reduce both its parameters and its MACs.
 
 A factorized layer is replaced by a nested ``keras.Sequential`` carrying the original layer's name, so the model's
 input and output names do not change. The input model is never modified; a new model is returned.
@@ -153,6 +153,9 @@ def factorize_keras_model(model: Any, *, keep: float | None = None, energy: floa
     plans: dict[str, tuple[LayerRank, Factors | None]] = {}
     for layer in model.layers:
         if isinstance(layer, keras.Model):
+            count = int(layer.count_params())
+            plans[layer.name] = (LayerRank(layer.name, "svd", 0, 0, count, count, 0, 0,
+                                           "nested model: its layers are not factorized"), None)
             continue
         if type(layer).__name__ in ("Dense", "Conv2D") and layer.get_weights():
             plans[layer.name] = _plan_layer(layer, keep, energy, form, _reads_model_input(layer, model), min_weights)
