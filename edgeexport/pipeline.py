@@ -101,7 +101,8 @@ def make_plan(source: SourceModel, out_dir: Path, options: ConvertOptions, devic
         if named is None:
             if device is None:
                 raise UnsupportedError("--preset auto needs --device to choose for", hint="add --device NAME or name a preset")
-            chosen, reason = choose_preset(device, target, calibration=calibration is not None)
+            chosen, reason = choose_preset(device, target, calibration=calibration is not None,
+                                           model_bytes=_size(source.path))
         else:
             chosen, reason = named, ""
         check_compatible(chosen, target, device)
@@ -164,7 +165,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                 variant, prune_report = model, None
                 if pruning is not None:
                     epochs = plan.options.finetune_epochs
-                    say(f"pruning ({pruning.method}, {pruning.sparsity:.0%})"
+                    say((f"factorizing (low-rank, {_lowrank_label(pruning)})" if pruning.method == "lowrank"
+                         else f"pruning ({pruning.method}, {pruning.sparsity:.0%})")
                         + (f", then distilling for {epochs} epochs" if calibration else ""))
                     variant, prune_report = model.pruned(
                         pruning, finetune_data=calibration.arrays if calibration else None, finetune_epochs=epochs,
@@ -219,6 +221,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     )
 
 
+def _lowrank_label(pruning: Any) -> str:
+    return f"{pruning.energy:.0%} energy" if pruning.energy is not None else f"keep {1 - pruning.sparsity:.0%}"
+
+
 def _calibration(plan: Plan, inputs: tuple[TensorSpec, ...], warnings: list[str]) -> Dataset | None:
     if plan.calibration is None:
         return None
@@ -245,7 +251,7 @@ def _convert_one(
     pruning = item.preset.pruning
     ctx = ConvertContext(
         calibration=endpoint_arrays(calibration.arrays, exported) if calibration else None,
-        sparse=prune_report is not None and pruning is not None and pruning.method != "channels",
+        sparse=prune_report is not None and pruning is not None and pruning.method not in ("channels", "lowrank"),
         device=plan.device,
     )
     # In a child process: a converter that segfaults or is killed for memory becomes a ConversionError (exit 4).
@@ -270,7 +276,8 @@ def _convert_one(
         inputs=inputs,
         outputs=outputs,
         warnings=tuple(warnings),
-        sparsity=prune_report.achieved_sparsity if prune_report else None,
+        # A factorized model has no zero weights: its share of removed parameters is not a sparsity.
+        sparsity=prune_report.achieved_sparsity if prune_report and prune_report.method != "lowrank" else None,
         smoke_check=smoke,
         permutations=exported.permutations,
     )

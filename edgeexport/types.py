@@ -214,6 +214,22 @@ class ExportedGraph:
 
 
 @dataclass(frozen=True)
+class LayerRank:
+    """One factorized (or skipped) layer: the form used, the rank kept and the full rank (``rank`` 0 and a
+    ``reason`` when skipped), parameters (bias included) and multiply-accumulates per sample before and after."""
+
+    name: str
+    form: str
+    rank: int
+    full_rank: int
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class PruneReport:
     """What pruning did: achieved sparsity of the pruned tensors (0..1), parameters before and after, and the
     distillation fine-tune that followed (epochs 0 when there was none; output MSE against the original model on
@@ -232,3 +248,5 @@ class PruneReport:
     finetune_samples: int = 0
     finetune_mse_before: float | None = None
     finetune_mse_after: float | None = None
+    # Low-rank factorization (method "lowrank"): every candidate layer with its rank, or why it was kept.
+    ranks: tuple[LayerRank, ...] = ()

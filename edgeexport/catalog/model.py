@@ -13,7 +13,8 @@ from pathlib import Path
 TFLITE_MODES = ("fp32", "fp16", "dynamic-int8", "int8", "int8-io", "int16x8")
 COREML_PRECISIONS = ("fp32", "fp16")
 COREML_WEIGHTS = ("w8", "palettize-4", "palettize-6", "w8a8")
-PRUNING_METHODS = ("magnitude", "n:m", "channels")
+PRUNING_METHODS = ("magnitude", "n:m", "channels", "lowrank")
+LOWRANK_FORMS = ("svd", "tucker2")
 UNIT_KINDS = ("cpu", "gpu", "npu", "dsp", "ane", "tpu", "mcu")
 
 
@@ -62,12 +63,18 @@ class Pruning:
 
     ``method``: ``"magnitude"`` (unstructured, ``sparsity`` in 0..1), ``"n:m"`` (keep ``n`` of every ``m``
     weights along the input axis) or ``"channels"`` (remove ``sparsity`` of the output channels for real).
+    ``"lowrank"`` factorizes Dense/Conv kernels instead (issue 15): each factorized layer keeps ``1 - sparsity`` of
+    its parameters, or, with ``energy`` (0..1), the smallest rank keeping that share of the squared singular values
+    (``sparsity`` is then 0: the share is only known once the weights are seen); ``form`` (``"svd"`` or
+    ``"tucker2"``, None for the default) picks how k x k convs are split.
     """
 
     method: str
     sparsity: float
     n: int | None = None
     m: int | None = None
+    energy: float | None = None
+    form: str | None = None
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,32 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
-def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = True) -> tuple[Preset, str]:
+# A float32 model file holds ~4 bytes per weight, so int8 weights take about a quarter of it; TFLite Micro and the
+# application need flash too, so a model whose int8 weights take over half the flash is treated as not fitting.
+# Both are rules of thumb (file overhead and the runtime's size vary), said as such in the reason.
+_FLASH_SHARE_FOR_MODEL = 0.5
+
+
+def _mcu_lowrank_reason(device: DeviceProfile, model_bytes: int | None) -> str | None:
+    """Why an MCU needs low-rank on top of int8 (the int8 model would not fit), or None when it fits."""
+    budget = device.flash_bytes or device.ram_bytes
+    if not model_bytes or not budget or model_bytes / 4 <= _FLASH_SHARE_FOR_MODEL * budget:
+        return None
+    where = "flash" if device.flash_bytes else "RAM"
+    return (f"{device.name} is a microcontroller with {_size(budget)} {where}; the {_size(model_bytes)} float model "
+            f"has about {_size(model_bytes // 4)} of int8 weights, more than half of it, so lowrank-25 keeps 25% of "
+            "each factorized layer's parameters before integer-only int8 I/O quantization")
+
+
+def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = True,
+                  model_bytes: int | None = None) -> tuple[Preset, str]:
     """The preset ``--preset auto`` picks for ``device`` and ``target``, and the reason in one sentence.
 
     Rules: fp32 on the host; int8 I/O plus channel pruning on microcontrollers; int8 when the fastest usable unit
     is an int8 NPU/TPU/DSP; fp16 when it is a GPU or the Neural Engine; int8 on a CPU whose int8 peak is at least
-    twice its fp32 peak; fp32 otherwise. With ``calibration=False`` (no calibration data) a preset that needs it is
+    twice its fp32 peak; fp32 otherwise. On a microcontroller, when ``model_bytes`` (the float model file's size)
+    says the int8 weights would take over half the flash, low-rank factorization (lowrank-25) replaces channel
+    pruning. With ``calibration=False`` (no calibration data) a preset that needs it is
     replaced by dynamic-range int8 (TFLite) or int8 weights (Core ML). Raises ``UnsupportedError`` when the device
     cannot run the target at all."""
     if target not in device.targets:
@@ -51,6 +71,10 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
     if device.device_class == "host":
         return load_preset("fp32"), f"{device.name} is this machine: fp32 keeps results comparable with the reference"
     if device.device_class == "mcu":
+        lowrank_why = _mcu_lowrank_reason(device, model_bytes)
+        if lowrank_why is not None:
+            spec = "lowrank-25+int8-io"
+            return _without_calibration(load_preset(spec), spec, lowrank_why, target, calibration, fallback="fp32")
         spec = "prune-channels-25+int8-io"
         why = (f"{device.name} is a microcontroller with {_size(device.ram_bytes)} RAM"
                + (f" and {_size(device.flash_bytes)} flash" if device.flash_bytes else "")

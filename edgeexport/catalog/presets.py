@@ -22,6 +22,7 @@ from typing import Any
 from edgeexport.catalog.model import (
     COREML_PRECISIONS,
     COREML_WEIGHTS,
+    LOWRANK_FORMS,
     PRUNING_METHODS,
     TFLITE_MODES,
     LayerOverride,
@@ -38,7 +39,7 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9:._-]*")
 _PRESET_KEYS = {"description", "targets", "quantization", "pruning", "tolerance", "overrides", "base",
                 "min_coreml_deployment_target"}
 _QUANT_KEYS = {"tflite_mode", "coreml_precision", "coreml_weights", "requires_calibration"}
-_PRUNE_KEYS = {"method", "sparsity", "n", "m"}
+_PRUNE_KEYS = {"method", "sparsity", "n", "m", "energy", "form"}
 _TOL_KEYS = {f.name for f in fields(Tolerance)}
 _OVERRIDE_KEYS = {"op_type", "name", "keep"}
 
@@ -195,13 +196,22 @@ def _build(entry: _Entry, entries: Mapping[str, _Entry]) -> tuple[Preset, bool]:
             if not (isinstance(n, int) and isinstance(m, int) and 0 < n < m):
                 raise _fail(origin, f"{where}.pruning.n", f"n:m pruning needs integers 0 < n < m, got n={n!r} m={m!r}")
             sparsity = 1.0 - n / m
+        elif method == "lowrank" and "energy" in p:
+            energy = _number(origin, f"{where}.pruning", p, "energy", high=1.0)
+            if not energy or "sparsity" in p:
+                raise _fail(origin, f"{where}.pruning.energy", "lowrank takes energy in (0, 1] or sparsity, not both")
+            sparsity = 0.0
         else:
             value = _number(origin, f"{where}.pruning", p, "sparsity", high=0.99)
             if value is None or value <= 0:
                 raise _fail(origin, f"{where}.pruning.sparsity", "missing or zero (a fraction in (0, 0.99])")
             sparsity = value
+        if method != "lowrank" and ("energy" in p or "form" in p):
+            raise _fail(origin, f"{where}.pruning", "energy and form apply to method = \"lowrank\" only")
         pruning = Pruning(method=method, sparsity=sparsity, n=n if method == "n:m" else None,
-                          m=m if method == "n:m" else None)
+                          m=m if method == "n:m" else None,
+                          energy=float(p["energy"]) if method == "lowrank" and "energy" in p else None,
+                          form=_choice(origin, f"{where}.pruning", p, "form", LOWRANK_FORMS))
 
     t = _check_keys(origin, f"{where}.tolerance", raw.get("tolerance"), _TOL_KEYS) if "tolerance" in raw else None
     if t is None or not t:
@@ -291,7 +301,8 @@ def load_preset(spec: str, *, extra_files: Sequence[Path] = ()) -> Preset:
     pruners = [p.name for p, _ in built if p.pruning is not None]
     quantizers = [p.name for p, q in built if q]
     if len(pruners) > 1:
-        raise ProfileError(f"preset spec {spec!r} prunes twice ({', '.join(pruners)})", hint="keep one pruning preset")
+        raise ProfileError(f"preset spec {spec!r} prunes or factorizes twice ({', '.join(pruners)})",
+                           hint="keep one pruning or low-rank preset")
     if len(quantizers) > 1:
         raise ProfileError(f"preset spec {spec!r} quantizes twice ({', '.join(quantizers)})",
                            hint="keep one quantization preset")

@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "Measure real latency of an artifact on this machine."),
     "calibrate": ("calibrate", "Fit this machine's device profile from micro-benchmarks."),
     "devices": ("devices", "List device profiles, or show one with the source of every number."),
-    "presets": ("presets", "List quantization and pruning presets with their tolerances."),
+    "presets": ("presets", "List quantization, pruning and low-rank presets with their tolerances."),
+    "distill": ("distill", "Train a smaller Keras model to mimic a teacher (knowledge distillation) and compare."),
     "bundle": ("bundle", "Write app-ready bundles (artifact + manifest.json) from an output directory."),
     "evidence": ("evidence", "Re-hash a check run's evidence bundle and report any file that changed."),
 }

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from edgeexport.files import human_bytes
 from edgeexport.report.model import Report
+from edgeexport.sources.base import PruneReport
 from edgeexport.types import ModelSummary
 
 _STATUS_STYLE = {"ok": "green", "verification_failed": "red", "budget_exceeded": "yellow", "not_verifiable": "yellow"}
@@ -55,7 +56,9 @@ def render_report(report: Report, console: Console) -> None:
     for entry in report.artifacts:
         if entry.preset_reason:
             console.print(f"{entry.artifact.target}: preset {entry.artifact.preset}: {entry.preset_reason}")
-        if entry.pruning:
+        if entry.pruning and entry.pruning.method == "lowrank":
+            console.print(f"{entry.artifact.path.name}: {_lowrank_line(entry.pruning)}")
+        elif entry.pruning:
             p = entry.pruning
             console.print(
                 f"{entry.artifact.path.name}: pruning {p.method} reached {p.achieved_sparsity:.1%} sparsity "
@@ -102,3 +105,14 @@ def _latency_cell(estimates: tuple[Any, ...]) -> str:
     for estimate in estimates:
         cells.append(f"{estimate.p50_ms:.2f} ms on {estimate.device}")
     return ", ".join(cells) or "-"
+
+
+def _lowrank_line(p: PruneReport) -> str:
+    """Low-rank factorization in one line: per-layer ranks, parameters and MACs before -> after, distillation."""
+    ranks = ", ".join(f"{r.name} {r.rank}/{r.full_rank}" for r in p.ranks if r.rank > 0)
+    macs = (f", MACs {p.macs_before:,} -> {p.macs_after:,}" if p.macs_before and p.macs_after is not None else "")
+    tuned = (f"; distilled {p.finetune_epochs} epochs (output MSE {p.finetune_mse_before:.2e} -> "
+             f"{p.finetune_mse_after:.2e})" if p.finetune_epochs and p.finetune_mse_before is not None
+             and p.finetune_mse_after is not None else "")
+    return (f"low-rank kept {1 - p.achieved_sparsity:.0%} of the factorized layers' parameters (ranks {ranks}), "
+            f"params {p.params_before:,} -> {p.params_after:,}{macs}{tuned}")

@@ -155,6 +155,10 @@ class KerasModel(LoadedModel):
     def pruned(
         self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
     ) -> tuple[LoadedModel, PruneReport]:
+        if pruning.method == "lowrank":
+            from edgeexport.compress.keras_lowrank import factorized_keras_source
+
+            return factorized_keras_source(self, pruning, finetune_data=finetune_data, finetune_epochs=finetune_epochs)
         from edgeexport.compress.keras_pruning import prune_keras_model
 
         model, stats = prune_keras_model(self.model, pruning)

@@ -278,11 +278,22 @@ class OnnxModel(LoadedModel):
         ``finetune_data``/``finetune_epochs`` are not used and the report says 0 fine-tune epochs."""
         from edgeexport.sources.onnx_prune import prune_onnx
 
-        model, report = prune_onnx(self.model, pruning)
+        if pruning.method == "lowrank":
+            from edgeexport.sources.onnx_lowrank import factorize_onnx
+
+            model, report = factorize_onnx(self.model, pruning)
+        else:
+            model, report = prune_onnx(self.model, pruning)
         notes = self.notes
         if finetune_data is not None and finetune_epochs:
             notes = (*notes, "ONNX models are pruned without fine-tuning (no training loop for ONNX graphs)")
-        return OnnxModel(self.source, model, verbose=self.verbose, notes=notes), report
+        variant = OnnxModel(self.source, model, verbose=self.verbose, notes=notes)
+        if pruning.method == "lowrank":
+            # MACs need the input shapes fixed, which the summary does; the rewrite alone cannot count them.
+            from dataclasses import replace
+
+            report = replace(report, macs_before=self.summary.macs or None, macs_after=variant.summary.macs or None)
+        return variant, report
 
 
 def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_shapes: dict[str, tuple[int, ...]],

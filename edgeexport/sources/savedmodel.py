@@ -168,6 +168,11 @@ class SavedModel(LoadedModel):
         trainable graph we could distil, so there is no fine-tuning (a note says so); other methods are exit 4."""
         from edgeexport.compress.pruning import prune_by_magnitude
 
+        if pruning.method == "lowrank":
+            raise UnsupportedError(
+                "low-rank factorization is not supported for SavedModel sources: replacing a weight by two smaller "
+                "ones means rewriting the traced TensorFlow functions, which a SavedModel does not let us edit",
+                hint="convert from the Keras or ONNX model, or use a prune-* / quantization preset")
         if pruning.method != "magnitude":
             raise UnsupportedError(f"{pruning.method} pruning is not supported for SavedModel sources",
                                    hint="use prune-50 or prune-75, or convert from the Keras model")

@@ -25,7 +25,8 @@ from edgeexport.errors import (
 )
 
 SHIPPED = {"fp32", "fp16", "dynamic-int8", "int8", "int8-io", "int16x8", "w8", "palettize-6", "palettize-4",
-           "w8a8", "prune-50", "prune-75", "prune-2:4", "prune-channels-25"}
+           "w8a8", "prune-50", "prune-75", "prune-2:4", "prune-channels-25", "lowrank-50", "lowrank-25",
+           "lowrank-energy-95"}
 
 
 def test_every_shipped_preset_loads_and_resolves() -> None:

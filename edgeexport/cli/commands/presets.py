@@ -47,7 +47,8 @@ def _preset_dict(preset: Preset) -> dict[str, Any]:
         "parts": list(preset.parts), "source": preset.source,
         "quantization": {"tflite_mode": q.tflite_mode, "coreml_precision": q.coreml_precision,
                          "coreml_weights": q.coreml_weights, "requires_calibration": q.requires_calibration},
-        "pruning": None if p is None else {"method": p.method, "sparsity": p.sparsity, "n": p.n, "m": p.m},
+        "pruning": None if p is None else {"method": p.method, "sparsity": p.sparsity, "n": p.n, "m": p.m,
+                                           "energy": p.energy, "form": p.form},
         "tolerance": plain(t),
         "overrides": [{"keep": o.keep, "op_type": o.op_type, "name": o.name} for o in preset.overrides],
         "min_coreml_deployment_target": preset.min_coreml_deployment_target,
@@ -81,8 +82,13 @@ def command(spec: str | None, preset_files: tuple[str, ...], as_json: bool) -> N
         click.echo(f"  calibration  {'required' if q.requires_calibration else 'not needed'}")
         if preset.pruning is not None:
             p = preset.pruning
-            detail = f"{p.n}:{p.m}" if p.method == "n:m" else f"{p.sparsity:.0%}"
-            click.echo(f"  pruning      {p.method} {detail}")
+            if p.method == "lowrank":
+                share = f"{p.energy:.0%} of squared singular values" if p.energy is not None \
+                    else f"{1 - p.sparsity:.0%} of each factorized layer's parameters"
+                click.echo(f"  low-rank     keep {share} ({p.form or 'svd'} for k x k convs)")
+            else:
+                detail = f"{p.n}:{p.m}" if p.method == "n:m" else f"{p.sparsity:.0%}"
+                click.echo(f"  pruning      {p.method} {detail}")
         click.echo(f"  tolerance    {describe_tolerance(preset.tolerance)}")
         for o in preset.overrides:
             click.echo(f"  keep {o.keep}    op_type={o.op_type or '*'} name={o.name or '*'}")
@@ -102,5 +108,6 @@ def command(spec: str | None, preset_files: tuple[str, ...], as_json: bool) -> N
     for name, targets, desc, tol in rows:
         short = desc if len(desc) <= desc_width else desc[: desc_width - 3] + "..."
         click.echo(f"{name.ljust(widths[0])}  {targets.ljust(widths[1])}  {short.ljust(desc_width)}  {tol}")
-    click.echo("\nCombine one pruning and one quantization preset with '+', e.g. prune-50+int8. "
+    click.echo("\nCombine one pruning or low-rank preset and one quantization preset with '+', e.g. prune-50+int8 "
+               "or lowrank-50+int8. "
                "`edgeexport presets NAME` explains one.")
