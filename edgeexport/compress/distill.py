@@ -273,9 +273,10 @@ def _first_output(model: Any, feeds: list[NDArray[Any]]) -> NDArray[Any]:
 def _latency(path: Path, device: str | None, work: Path) -> tuple[float | None, str | None]:
     if device is None:
         return None, None
-    from edgeexport.api import convert
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
 
-    report = convert(path, work / path.stem, preset="fp32", device=device, verify=False, write_report=False)
+    options = ConvertOptions(device=device, verify=VerifyOptions(enabled=False), write_report=False)
+    report = convert(path, work / path.stem, options)
     entry = report.artifacts[0]
     return (entry.estimates[0].p50_ms if entry.estimates else None), entry.artifact.target
 
