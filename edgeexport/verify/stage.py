@@ -31,6 +31,7 @@ from edgeexport.errors import (
     ProfileError,
     UnsupportedOpError,
 )
+from edgeexport.runs import count_samples, head_rows, is_fixed, join_runs, split_runs
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Artifact, Permutation
 from edgeexport.verify.compare import (
@@ -184,21 +185,28 @@ def open_artifact(path: Path, target: str, *, precision: str = "auto", runtime: 
 
 
 def run_artifact(runner: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run all samples: at once when the artifact takes the batch, else one sample at a time (batch-1
-    artifacts; the LiteRT runner loops by itself, other runners are looped here)."""
-    count = len(next(iter(feeds.values())))
-    fixed_one = all(spec.shape and spec.shape[0] == 1 for spec in runner.inputs)
-    if count == 1 or not fixed_one or hasattr(runner, "run_raw"):
-        return {k: np.asarray(v) for k, v in runner.run(feeds).items()}
-    parts = [runner.run({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(count)]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
+    """Run all samples: at once when the artifact takes the batch, else one run of its fixed input shapes at a
+    time (``edgeexport.runs``; the LiteRT runner splits by itself, other runners are split here)."""
+    shapes = [tuple(spec.shape) for spec in runner.inputs]
+    names = [spec.name for spec in runner.inputs]
+    if hasattr(runner, "run_raw") or not is_fixed(shapes) or set(names) != set(feeds):
+        return {k: np.atleast_1d(np.asarray(v)) for k, v in runner.run(feeds).items()}
+    runs = split_runs(shapes, [np.asarray(feeds[n]) for n in names])
+    return join_runs([runner.run(dict(zip(names, run, strict=True))) for run in runs])
 
 
 def run_reference(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples."""
-    count = len(next(iter(feeds.values())))
-    parts = [model.run({k: v[i : i + REFERENCE_CHUNK] for k, v in feeds.items()}) for i in range(0, count, REFERENCE_CHUNK)]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
+    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples (runs of its fixed
+    input shapes where it has them)."""
+    shapes = {spec.name: spec.shape for spec in model.summary.inputs}
+    count = count_samples([shapes.get(k, (None,)) for k in feeds], list(feeds.values()))
+    parts = []
+    for start in range(0, max(count, 1), REFERENCE_CHUNK):
+        stop = min(start + REFERENCE_CHUNK, count)
+        chunk = {k: v[head_rows(shapes.get(k, (None,)), start):head_rows(shapes.get(k, (None,)), stop)] if v.ndim else v
+                 for k, v in feeds.items()}
+        parts.append(model.run(chunk))
+    return {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in parts], axis=0) for k in parts[0]}
 
 
 def _dataset(model: LoadedModel, data: Path | None, samples: int) -> Dataset:
