@@ -66,7 +66,11 @@ def to_tensorflow(
     with tempfile.TemporaryDirectory(prefix="edgeexport-onnx2tf-") as scratch, _quiet(verbose) as log:
         try:
             import onnx2tf
+            import tf_keras
 
+            # tf_keras numbers layers per process ("tf.linalg.matmul_12"), and those names reach the .tflite's
+            # tensor names: start each conversion from zero so the same model gives the same bytes every time.
+            tf_keras.backend.clear_session()
             keras_model = onnx2tf.convert(
                 onnx_graph=model,
                 output_folder_path=os.path.join(scratch, "out"),
