@@ -41,6 +41,12 @@ class EdgeExportError(Exception):
         return text
 
 
+class UsageError(EdgeExportError):
+    """A command-line value that names nothing the model has (e.g. ``--input-shape`` for an unknown input)."""
+
+    exit_code = EXIT_USAGE
+
+
 class BadInputError(EdgeExportError):
     """A file or value the user gave cannot be used: missing, corrupt, of the wrong format or shape."""
 

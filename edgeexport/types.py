@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from edgeexport.errors import (
     EXIT_BUDGET_EXCEEDED,
@@ -203,7 +204,8 @@ class ExportedGraph:
 
     ``input_names``/``output_names`` are the names the endpoint uses, in the model's order; ``notes`` says
     what had to change to export (e.g. RNNs unrolled for a fixed batch of 1); ``permutations`` records every
-    axis permutation between the source model's tensors and the endpoint's (ONNX NCHW -> NHWC).
+    axis permutation between the source model's tensors and the endpoint's (ONNX NCHW -> NHWC); ``program``,
+    when set, is what the Core ML target converts instead of the SavedModel (sources/pytorch.py).
     """
 
     directory: Path
@@ -211,6 +213,8 @@ class ExportedGraph:
     output_names: tuple[str, ...]
     notes: tuple[str, ...] = ()
     permutations: tuple[Permutation, ...] = ()
+    # the source's own program for a target that converts it directly (a torch ExportedProgram: Core ML)
+    program: Any = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ Writes (all small, well under 5 MB together):
     digits_labels.txt           the class labels, one per line, for bundle manifests
     digits_mlp.h5               a legacy-format Keras MLP over the 64 flattened pixels
     digits_mlp_savedmodel/      the same MLP as a TensorFlow SavedModel (serving_default signature)
+    digits_cnn.pt2              a PyTorch CNN on the same split (make_torch_samples.py; needs edgeexport[torch])
 """
 
 from __future__ import annotations
@@ -119,6 +120,14 @@ def main() -> int:
     import make_onnx_samples  # the ONNX twin of digits_cnn.keras, with its trained weights in NCHW
 
     make_onnx_samples.main()
+    try:
+        import torch  # noqa: F401 - the .pt2 sample needs the edgeexport[torch] extra
+    except ImportError:
+        print("torch is not installed: digits_cnn.pt2 not regenerated (pip install 'edgeexport[torch]')")
+    else:
+        import make_torch_samples
+
+        make_torch_samples.main()
     print(f"digits_cnn test accuracy {cnn_accuracy:.4f}, digits_mlp {mlp_accuracy:.4f} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0

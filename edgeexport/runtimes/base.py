@@ -93,8 +93,8 @@ class BaseRunner(ABC):
 
 def _check_shape(spec: TensorSpec, array: NDArray[Any]) -> None:
     """Rank and fixed dims must match; dim 0 may differ (runners loop or resize over the batch)."""
-    if not spec.shape:
-        if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != 1):
+    if not spec.shape:  # a scalar input: one value per run, several runs on a 1-D axis (edgeexport.runs)
+        if array.ndim > 1:
             raise DataError(f"input {spec.name!r} is a scalar; got an array of shape {tuple(array.shape)}")
         return
     if array.ndim != len(spec.shape):

@@ -14,6 +14,7 @@ import numpy as np
 from edgeexport.errors import ConversionError, DataError, ModelFormatError
 from edgeexport.quiet import captured_output
 from edgeexport.runtimes.base import BaseRunner
+from edgeexport.runs import join_runs, run_count, split_runs
 from edgeexport.types import QuantParams, TensorSpec
 
 _QUANTIZED = ("int8", "uint8", "int16")
@@ -137,12 +138,13 @@ class TfliteRunner(BaseRunner):
         return array.astype(dtype, copy=False)
 
     def _run_batched(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-        shapes = [tuple(int(x) for x in d["shape"]) for _, d in self._in]
-        batch = arrays[0].shape[0] if arrays and arrays[0].ndim and shapes[0] and shapes[0][0] == 1 else 1
-        if batch > 1 and all(a.ndim == len(s) and a.shape[0] == batch for a, s in zip(arrays, shapes, strict=True)):
-            parts = [self._invoke([a[i : i + 1] for a in arrays]) for i in range(batch)]
-            return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-        return self._invoke(arrays)
+        # the interpreter's shapes are all fixed: feeds holding several runs of them are split (edgeexport.runs)
+        shapes: list[tuple[int | None, ...]] = [tuple(int(x) for x in d["shape"]) for _, d in self._in]
+        fits = all(a.shape == s for a, s in zip(arrays, shapes, strict=True))
+        rows = [len(a) if a.ndim else 1 for a in arrays]
+        if fits or not arrays or run_count(shapes, rows) in (None, 1) and not any(not s for s in shapes):
+            return self._invoke(arrays)
+        return join_runs([self._invoke(run) for run in split_runs(shapes, arrays)])
 
     def _invoke(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         for (name, detail), array in zip(self._in, arrays, strict=True):

@@ -18,7 +18,7 @@ from edgeexport.types import LoadOptions, SourceModel
 if TYPE_CHECKING:
     from edgeexport.sources.base import LoadedModel
 
-EXPECTED = "a Keras 3 .keras file, a legacy Keras .h5 file, a TensorFlow SavedModel directory or an .onnx file"
+EXPECTED = "a Keras 3 .keras file, a legacy Keras .h5 file, a TensorFlow SavedModel directory, an .onnx file or a PyTorch .pt2 (torch.export.save)"
 
 # format -> module under edgeexport.sources that defines ``load(source) -> LoadedModel``
 LOADERS: dict[str, str] = {
@@ -26,6 +26,7 @@ LOADERS: dict[str, str] = {
     "h5": "keras",
     "savedmodel": "savedmodel",
     "onnx": "onnx",
+    "pt2": "pytorch",
 }
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -59,6 +60,10 @@ def detect_format(path: Path) -> str:
         return "h5"
     if suffix == ".onnx":
         return "onnx"
+    if suffix == ".pt2":
+        if not zipfile.is_zipfile(path):
+            raise ModelFormatError(f"{path} is not a torch.export archive (not a zip file; corrupt or truncated?)")
+        return "pt2"
     raise ModelFormatError(f"unknown model format: {path.name}", hint=f"expected {EXPECTED}")
 
 

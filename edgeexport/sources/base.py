@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgeexport.errors import DataError
+from edgeexport.runs import rows_per_run
 from edgeexport.types import ExportedGraph, ModelSummary, PruneReport, SourceModel, TensorSpec
 
 
@@ -64,21 +65,32 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], 
     if len(specs) == 1 and len(arrays) == 1 and specs[0].name not in arrays:
         arrays = {specs[0].name: next(iter(arrays.values()))}
     checked: dict[str, np.ndarray] = {}
-    batch: int | None = None
+    runs: int | None = None
     for spec in specs:
         if spec.name not in arrays:
             raise DataError(f"{what} has no array for input '{spec.name}'", hint=f"arrays found: {', '.join(sorted(arrays)) or 'none'}")
         array = np.asarray(arrays[spec.name])
         given = array.shape  # the user's shape, for messages: not the one with a sample axis added below
         expected = spec.shape[1:]
-        if array.ndim == len(spec.shape) - 1:
+        unit = rows_per_run(spec.shape)
+        if not spec.shape:
+            # a scalar input: one value per run, the data set holds them on a 1-D sample axis
+            if array.ndim > 1:
+                raise DataError(f"{what} for input '{spec.name}' has shape {array.shape}, expected one value per sample "
+                                "(the input is a scalar)")
+            array = array.reshape(-1)
+        elif array.ndim == len(spec.shape) - 1 and unit in (None, 1):
             array = array[None]
-        if array.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(expected, array.shape[1:])):
-            dims = "x".join("N" if d is None else str(d) for d in (None, *expected))
+        if spec.shape and (array.ndim != len(spec.shape) or any(e is not None and e != a for e, a in zip(expected, array.shape[1:]))):
+            lead = "N" if unit is None else ("N" if unit == 1 else f"N*{unit}")
+            dims = "x".join([lead, *("?" if d is None else str(d) for d in expected)])
             channel = (len(given) == len(spec.shape) - 1 and expected[-1:] == (1,)
                        and all(e is None or e == a for e, a in zip(expected[:-1], given[1:])))
             raise DataError(f"{what} for input '{spec.name}' has shape {given}, expected {dims}",
                             hint="add the channel axis: x[..., None]" if channel else None)
+        if unit and unit > 1 and len(array) % unit:
+            raise DataError(f"{what} for input '{spec.name}' has {len(array)} rows; the model takes {unit} per run "
+                            f"(fixed shape {spec.describe()}), so the rows must be a multiple of {unit}")
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise DataError(f"{what} for input '{spec.name}' contains NaN or infinite values")
         target = np.dtype(spec.dtype)
@@ -86,9 +98,10 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], 
             raise DataError(f"{what} for input '{spec.name}' is {array.dtype}, but the model takes {spec.dtype} (token ids?)")
         if target.kind == "f" and array.dtype.kind not in "fiub":
             raise DataError(f"{what} for input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype}")
-        if batch is not None and array.shape[0] != batch:
-            raise DataError(f"{what} inputs have different sample counts ({batch} vs {array.shape[0]} for '{spec.name}')")
-        batch = array.shape[0]
+        count = len(array) // (unit or 1) if unit else len(array)
+        if runs is not None and count != runs:
+            raise DataError(f"{what} inputs have different sample counts ({runs} vs {count} for '{spec.name}')")
+        runs = count
         checked[spec.name] = array.astype(target, copy=False)
     return checked
 

@@ -90,12 +90,13 @@ class KerasModel(LoadedModel):
         )
 
     def _input_specs(self) -> tuple[TensorSpec, ...]:
+        from edgeexport.sources.shapes import apply_input_shapes
+
+        declared = {name: tuple(tensor.shape) for name, tensor in zip(self.input_names, self.model.inputs)}
+        shapes = apply_input_shapes(declared, self.source.options, self.source.path.name)
         specs = []
         for name, tensor in zip(self.input_names, self.model.inputs):
-            shape = tuple(tensor.shape)
-            fixed = self.source.options.shape_for(name)
-            if fixed is not None:
-                shape = fixed
+            shape = shapes[name]
             specs.append(
                 TensorSpec(name=name, shape=shape, dtype=str(tensor.dtype), layout=_layout(shape),
                            value_range=self._value_range(tensor))

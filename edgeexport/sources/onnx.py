@@ -23,10 +23,13 @@ import numpy as np
 from edgeexport.errors import (
     ConversionError,
     DataError,
+    EdgeExportError,
     ModelFormatError,
+    UnsupportedError,
     UnsupportedOpError,
 )
 from edgeexport.limits import check_external_lengths
+from edgeexport.runs import is_fixed, join_runs, split_runs
 from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
 from edgeexport.sources.onnx_checks import (
     check_external_data,
@@ -121,6 +124,11 @@ class OnnxModel(LoadedModel):
         try:
             return ort.InferenceSession(self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 - onnxruntime refusing the graph: it cannot be our reference
+            missing = re.search(r"Could not find an implementation for (\w+)\(", str(err))
+            if missing:
+                raise UnsupportedError(
+                    f"onnxruntime (the reference) has no CPU kernel for {missing.group(1)} with these types in "
+                    f"{self.source.path.name}, so it cannot be verified", hint=_first(err)[:200]) from err
             raise ConversionError(f"onnxruntime cannot run {self.source.path.name}: {_first(err)}") from err
 
     @cached_property
@@ -182,24 +190,26 @@ class OnnxModel(LoadedModel):
         return copy
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run onnxruntime on a batch; a model with a fixed batch of 1 runs sample by sample."""
+        """Run onnxruntime on a batch; a model with fixed input shapes runs once per sample (``edgeexport.runs``)."""
         arrays = self.check_feeds(feeds)
-        count = len(next(iter(arrays.values()))) if arrays else 1
-        fixed_one = any(spec.shape[:1] == (1,) for spec in self.summary.inputs)
-        if fixed_one and count > 1:
-            parts = [self._run_once({k: v[i : i + 1] for k, v in arrays.items()}) for i in range(count)]
-            return {name: np.concatenate([p[name] for p in parts], axis=0) for name in self.output_names}
-        return self._run_once(arrays)
+        shapes = [spec.shape for spec in self.summary.inputs]
+        names = [spec.name for spec in self.summary.inputs]
+        if not is_fixed(shapes):
+            return self._run_once(arrays)
+        runs = split_runs(shapes, [arrays[n] for n in names])
+        return join_runs([self._run_once(dict(zip(names, run, strict=True))) for run in runs])
 
     def _run_once(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._session  # outside the try: a session onnxruntime cannot build is not a data problem
         try:
-            values = self._session.run(list(self.output_names), {name: arrays[name] for name in self.input_names})
+            values = session.run(list(self.output_names), {name: arrays[name] for name in self.input_names})
         except Exception as err:  # noqa: BLE001 - onnxruntime rejects wrong shapes with its own exception types
             raise DataError(f"onnxruntime could not run {self.source.path.name} on this data: {_first(err)}") from err
         return {name: np.asarray(value) for name, value in zip(self.output_names, values)}
 
     def export_saved_model(self, directory: Path) -> ExportedGraph:
         from edgeexport.sources.onnx_convert import to_tensorflow
+        from edgeexport.sources.onnx_rewrite import explicit_same_padding, spatial_mean_as_global_pool
 
         fixed = self._with_fixed_inputs(strict=True)
         input_shapes = {v.name: declared_shape(v) for v in graph_inputs(fixed)}
@@ -207,7 +217,9 @@ class OnnxModel(LoadedModel):
         unknown = [name for name, shape in output_shapes.items() if any(d is None for d in shape)]
         if unknown:
             raise ConversionError(f"cannot infer a fixed shape for output(s) {', '.join(unknown)} of {self.source.path.name}")
-        notes = list(self.notes)
+        fixed, rewrites = explicit_same_padding(fixed)
+        fixed, pooled = spatial_mean_as_global_pool(fixed)
+        notes = [*self.notes, *rewrites, *pooled]
         try:
             converted = to_tensorflow(fixed, input_shapes, output_shapes, verbose=self.verbose)  # type: ignore[arg-type]
         except UnsupportedOpError:
@@ -215,7 +227,7 @@ class OnnxModel(LoadedModel):
         except ConversionError as first:
             # onnx2tf's channels-last input transpose breaks some graphs (a 3-D token tensor [1, seq, dim] feeding
             # MatMul becomes [1, dim, seq]); converting again with those inputs left as they are often works.
-            spatial = [n for n, shape in input_shapes.items() if len(shape) == 3]
+            spatial = [n for n, shape in input_shapes.items() if 3 <= len(shape) <= 5]
             if not spatial:
                 raise
             try:
@@ -224,12 +236,19 @@ class OnnxModel(LoadedModel):
             except ConversionError:
                 raise first from None
             # onnx2tf now reads those inputs as channels-last: make sure that is what the graph means.
-            error = self._disagreement(converted, input_shapes)  # type: ignore[arg-type]
+            try:
+                error = self._disagreement(converted, input_shapes)  # type: ignore[arg-type]
+            except EdgeExportError:  # seeded inputs this graph cannot take: the retry cannot be checked
+                raise first from None
             if error is not None:
                 raise ConversionError(f"{first.message}; with the inputs left as they are, {error}") from None
             notes.append(f"onnx2tf failed with channels-last input(s) {', '.join(spatial)}; they keep their ONNX layout")
+        else:
+            converted, note = self._agreeing(converted, fixed, input_shapes, output_shapes)  # type: ignore[arg-type]
+            notes += [note] if note else []
         keep = self.source.options.keep_layout
-        _write_serve(converted, directory, self, input_shapes, keep_layout=keep)  # type: ignore[arg-type]
+        _write_serve(converted, directory, self, input_shapes, keep_layout=keep,  # type: ignore[arg-type]
+                     output_shapes=output_shapes)  # type: ignore[arg-type]
         permutations: list[Permutation] = []
         if not keep:
             permutations += [Permutation("input", n, a) for n, a in converted.input_axes.items() if a is not None]
@@ -249,6 +268,33 @@ class OnnxModel(LoadedModel):
             tuple(notes),
             tuple(permutations),
         )
+
+    def _agreeing(self, converted: Any, fixed: Any, input_shapes: dict[str, tuple[int, ...]],
+                  output_shapes: dict[str, tuple[int, ...]]) -> tuple[Any, str]:
+        """onnx2tf's channels-last rewrite sometimes computes something else (Flatten or Clip on a transposed
+        tensor): when the converted graph disagrees with onnxruntime on one seeded input, convert again with the
+        3-D..5-D inputs kept as they are and keep whichever agrees (the first when neither does: verification
+        then reports the numbers). Returns the graph and a note ('' when the first one agreed)."""
+        from edgeexport.sources.onnx_convert import to_tensorflow
+
+        try:
+            error = self._disagreement(converted, input_shapes)
+        except EdgeExportError:  # seeded inputs this graph cannot take (integer division by zero, ids out of range)
+            return converted, ""
+        spatial = [n for n, shape in input_shapes.items() if 3 <= len(shape) <= 5]
+        if error is None or not spatial:
+            return converted, ""
+        try:
+            retry = to_tensorflow(fixed, input_shapes, output_shapes, keep_inputs=spatial, verbose=self.verbose)
+        except ConversionError:
+            return converted, ""
+        try:
+            if self._disagreement(retry, input_shapes) is not None:
+                return converted, ""
+        except EdgeExportError:
+            return converted, ""
+        return retry, (f"onnx2tf's channels-last graph disagreed with onnxruntime ({error}); input(s) "
+                       f"{', '.join(spatial)} keep their ONNX layout")
 
     def _disagreement(self, converted: Any, input_shapes: dict[str, tuple[int, ...]]) -> str | None:
         """Run onnxruntime and the converted model on one seeded input; describe a mismatch, or None."""
@@ -297,7 +343,7 @@ class OnnxModel(LoadedModel):
 
 
 def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_shapes: dict[str, tuple[int, ...]],
-                 *, keep_layout: bool) -> None:
+                 *, keep_layout: bool, output_shapes: dict[str, tuple[int, ...]]) -> None:
     """Save a SavedModel whose one ``serve`` endpoint wraps onnx2tf's model with fixed shapes and ONNX names."""
     from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
 
@@ -313,9 +359,12 @@ def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_s
 
     def serve(*xs: Any) -> dict[str, Any]:
         feeds = []
-        for name, x in zip(onnx_model.input_names, xs):
+        for name, x, tensor in zip(onnx_model.input_names, xs, keras_model.inputs):
             axes = converted.input_axes[name]
-            feeds.append(tf.transpose(x, axes) if keep_layout and axes is not None else x)
+            x = tf.transpose(x, axes) if keep_layout and axes is not None else x
+            if len(tensor.shape) != len(x.shape):  # a scalar / unit axis onnx2tf built with another rank
+                x = tf.reshape(x, [1 if d is None else int(d) for d in tensor.shape])
+            feeds.append(x)
         outs = keras_model(feeds if len(feeds) > 1 else feeds[0], training=False)
         outs = list(outs) if isinstance(outs, list | tuple) else [outs]
         result = {}
@@ -323,6 +372,8 @@ def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_s
             axes = converted.output_axes[onnx_name]
             if keep_layout and axes is not None:
                 out = tf.transpose(out, tuple(int(i) for i in np.argsort(axes)))
+            if axes is None and len(out.shape) != len(output_shapes[onnx_name]):
+                out = tf.reshape(out, list(output_shapes[onnx_name]))  # back to the ONNX rank (scalars included)
             result[out_name] = tf.identity(out, name=out_name)
         return result
 

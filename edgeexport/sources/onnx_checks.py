@@ -180,26 +180,10 @@ def resolved_shapes(model: Any, options: LoadOptions) -> dict[str, tuple[int | N
     """Input shapes after ``--input-shape`` overrides, with a dynamic batch (axis 0) kept as ``None``.
 
     An override naming no input, of the wrong rank, or contradicting a fixed dimension is BadInputError."""
-    inputs = graph_inputs(model)
-    names = [value.name for value in inputs]
-    unknown = [key for key, _ in options.input_shapes if key not in names]
-    if unknown:
-        raise BadInputError(f"--input-shape names no input of the model: {', '.join(unknown)}",
-                            hint=f"inputs: {', '.join(names)}")
-    shapes: dict[str, tuple[int | None, ...]] = {}
-    for value in inputs:
-        shape = declared_shape(value)
-        override = options.shape_for(value.name)
-        if override is not None:
-            if len(override) != len(shape):
-                raise BadInputError(f"--input-shape for '{value.name}' has {len(override)} dimensions; "
-                                    f"the input has {len(shape)} ({_dims(shape)})")
-            conflicts = [i for i, (d, o) in enumerate(zip(shape, override)) if d is not None and d != o]
-            if conflicts:
-                raise BadInputError(f"--input-shape for '{value.name}' contradicts its fixed shape {_dims(shape)}")
-            shape = tuple(override)
-        shapes[value.name] = shape
-    return shapes
+    from edgeexport.sources.shapes import apply_input_shapes
+
+    declared = {value.name: declared_shape(value) for value in graph_inputs(model)}
+    return apply_input_shapes(declared, options, "the model")
 
 
 def fixed_shapes(model: Any, options: LoadOptions) -> dict[str, tuple[int, ...]]:

@@ -66,7 +66,11 @@ def to_tensorflow(
     with tempfile.TemporaryDirectory(prefix="edgeexport-onnx2tf-") as scratch, _quiet(verbose) as log:
         try:
             import onnx2tf
+            import tf_keras
 
+            # tf_keras numbers layers per process ("tf.linalg.matmul_12"), and those names reach the .tflite's
+            # tensor names: start each conversion from zero so the same model gives the same bytes every time.
+            tf_keras.backend.clear_session()
             keras_model = onnx2tf.convert(
                 onnx_graph=model,
                 output_folder_path=os.path.join(scratch, "out"),
@@ -168,7 +172,17 @@ def _match(name: str, onnx_shape: tuple[int, ...], tf_shape: tuple[int | None, .
             return None
         if axes is not None and fits(tuple(onnx_shape[a] for a in axes)):
             return axes
+    if _same_but_unit_dims(onnx_shape, tf_shape):
+        # onnx2tf builds a scalar or a size-1 axis as [None] / [1]: the endpoint reshapes it back (onnx._write_serve)
+        return None
     raise ConversionError(
         f"onnx2tf changed the shape of '{name}' from {list(onnx_shape)} to {list(tf_shape)} in a way edgeexport "
         "cannot map back"
     )
+
+
+def _same_but_unit_dims(onnx_shape: tuple[int, ...], tf_shape: tuple[int | None, ...]) -> bool:
+    """True when the two shapes differ only by size-1 axes (an unknown TF axis counting as 1): a scalar that
+    onnx2tf built as [None], or a [1, n] built as [n]."""
+    return [d for d in onnx_shape if d != 1] == [d for d in tf_shape if d not in (1, None)] and \
+        len(onnx_shape) != len(tf_shape)

@@ -72,10 +72,14 @@ class SavedModel(LoadedModel):
         )
 
     def _input_specs(self) -> tuple[TensorSpec, ...]:
+        from edgeexport.sources.shapes import apply_input_shapes
+
+        declared = {name: tuple(self._input_tf_specs[name].shape) for name in self.input_names}
+        shapes = apply_input_shapes(declared, self.source.options, self.source.path.name)
         specs = []
         for name in self.input_names:
             tf_spec = self._input_tf_specs[name]
-            shape = self.source.options.shape_for(name) or tuple(tf_spec.shape)
+            shape = shapes[name]
             specs.append(TensorSpec(name=name, shape=tuple(shape), dtype=tf_spec.dtype.name,
                                     layout="NHWC" if len(shape) == 4 else None,
                                     value_range=self._token_ranges.get(name) if tf_spec.dtype.is_integer else None))

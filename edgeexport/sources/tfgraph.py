@@ -73,12 +73,13 @@ def numpy_dtype(tf_dtype: Any) -> str:
 
 
 def fixed_signature(specs: tuple[TensorSpec, ...], batch: int = 1) -> list[Any]:
-    """``tf.TensorSpec``s with the batch set to ``batch``; any other dynamic dimension is BadInputError (exit 3)
-    naming the input and the ``--input-shape`` that fixes it."""
+    """``tf.TensorSpec``s with a dynamic batch set to ``batch`` (a fixed one, e.g. from ``--input-shape``, is
+    kept); any other dynamic dimension is BadInputError (exit 3) naming the input and the ``--input-shape`` that
+    fixes it."""
     tf = quiet_tensorflow()
     signature = []
     for spec in specs:
-        shape = (batch, *spec.shape[1:])
+        shape = () if not spec.shape else (batch if spec.shape[0] is None else spec.shape[0], *spec.shape[1:])
         if any(d is None for d in shape):
             fix = ",".join("1" if d is None else str(d) for d in spec.shape)
             raise BadInputError(f"input '{spec.name}' has a dynamic dimension {spec.describe()}",

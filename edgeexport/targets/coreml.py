@@ -60,18 +60,24 @@ def convert(
         target = getattr(ct.target, target_name)
     except AttributeError as err:
         raise UnsupportedError(f"unknown Core ML deployment target {target_name}", hint="use iOS15 .. iOS18") from err
-    with captured_output():
-        loaded = tf.saved_model.load(str(exported.directory))
-        function = loaded.signatures["serve"]
-    inputs = [
-        ct.TensorType(name=name, shape=tuple(spec.shape), dtype=spec.dtype.as_numpy_dtype)
-        for name, spec in zip(exported.input_names, _input_specs(function, exported.input_names))
-    ]
+    if exported.program is not None:
+        from edgeexport.targets.coreml_torch import program_and_inputs
+
+        function, inputs, source = program_and_inputs(ct, exported)
+    else:
+        with captured_output():
+            loaded = tf.saved_model.load(str(exported.directory))
+            function = [loaded.signatures["serve"]]
+        inputs = [
+            ct.TensorType(name=name, shape=tuple(spec.shape), dtype=spec.dtype.as_numpy_dtype)
+            for name, spec in zip(exported.input_names, _input_specs(function[0], exported.input_names))
+        ]
+        source = "tensorflow"
     try:
         with captured_output():
             model = ct.convert(
-                [function],
-                source="tensorflow",
+                function,
+                source=source,
                 convert_to="mlprogram",
                 inputs=inputs,
                 compute_precision=_compute_precision(ct, precision, preset),

@@ -26,6 +26,7 @@ from edgeexport.files import sha256_of, size_of
 from edgeexport.errors import UnsupportedOpError
 from edgeexport.runtimes.base import Runner
 from edgeexport.verify.localize import Localization
+from edgeexport.runs import count_samples, head_rows, is_fixed, join_runs, split_runs
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Artifact, Status
 from edgeexport.verify.compare import (
@@ -181,21 +182,28 @@ def open_artifact(path: Path, *, precision: str = "auto", runtime: str = "auto")
 
 
 def run_artifact(runner: Runner, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run all samples: at once when the artifact takes the batch, else one sample at a time (batch-1
-    artifacts whose runner does not loop by itself)."""
-    count = len(next(iter(feeds.values())))
-    fixed_one = all(spec.shape and spec.shape[0] == 1 for spec in runner.inputs)
-    if count == 1 or not fixed_one or runner.loops_batch:
-        return {k: np.asarray(v) for k, v in runner.run(feeds).items()}
-    parts = [runner.run({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(count)]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
+    """Run all samples: at once when the artifact takes the batch, else one run of its fixed input shapes at a
+    time (``edgeexport.runs``; a runner that loops by itself splits them itself, others are split here)."""
+    shapes = [tuple(spec.shape) for spec in runner.inputs]
+    names = [spec.name for spec in runner.inputs]
+    if runner.loops_batch or not is_fixed(shapes) or set(names) != set(feeds):
+        return {k: np.atleast_1d(np.asarray(v)) for k, v in runner.run(feeds).items()}
+    runs = split_runs(shapes, [np.asarray(feeds[n]) for n in names])
+    return join_runs([runner.run(dict(zip(names, run, strict=True))) for run in runs])
 
 
 def run_reference(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples."""
-    count = len(next(iter(feeds.values())))
-    parts = [model.run({k: v[i : i + REFERENCE_CHUNK] for k, v in feeds.items()}) for i in range(0, count, REFERENCE_CHUNK)]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
+    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples (runs of its fixed
+    input shapes where it has them)."""
+    shapes = {spec.name: spec.shape for spec in model.summary.inputs}
+    count = count_samples([shapes.get(k, (None,)) for k in feeds], list(feeds.values()))
+    parts = []
+    for start in range(0, max(count, 1), REFERENCE_CHUNK):
+        stop = min(start + REFERENCE_CHUNK, count)
+        chunk = {k: v[head_rows(shapes.get(k, (None,)), start):head_rows(shapes.get(k, (None,)), stop)] if v.ndim else v
+                 for k, v in feeds.items()}
+        parts.append(model.run(chunk))
+    return {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in parts], axis=0) for k in parts[0]}
 
 
 def _dataset(model: LoadedModel, data: Path | None, samples: int) -> Dataset:

@@ -112,7 +112,7 @@ def test_shapes_resolve_with_overrides() -> None:
     assert fixed_shapes(model, LoadOptions()) == {"x": (1, 3, 8, 8)}
     with pytest.raises(BadInputError, match="contradicts"):
         resolved_shapes(model, LoadOptions(input_shapes=(("x", (1, 3, 9, 9)),)))
-    with pytest.raises(BadInputError, match="has 3 dimensions; the input has 4"):
+    with pytest.raises(BadInputError, match="has 3 dimensions; the input of the model has 4"):
         resolved_shapes(model, LoadOptions(input_shapes=(("x", (1, 3, 8)),)))
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
     with pytest.raises(BadInputError, match="input 'x' has a dynamic dimension"):

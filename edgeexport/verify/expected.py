@@ -1,0 +1,66 @@
+"""Verification against given expected outputs (e.g. the ONNX backend node tests' ``output_*.pb``), without running
+the source model: the artifact runs on the given inputs and its outputs are judged against the given values.
+
+Inputs and outputs are in the source model's layout and names, with the sample axis the model declares (one run
+of a fixed-shape model is the arrays as they are; see ``edgeexport.runs``); the artifact's recorded permutations
+(ONNX NCHW -> NHWC) are applied here, as ``verify_artifact`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from edgeexport.catalog.model import Tolerance
+from edgeexport.errors import UnsupportedOpError
+from edgeexport.types import Artifact
+from edgeexport.verify.compare import artifact_feeds, compare_outputs
+from edgeexport.verify.stage import (
+    Verification,
+    _not_verifiable,
+    _runtime_name,
+    open_artifact,
+    run_artifact,
+    tolerance_for,
+)
+
+
+def verify_expected(
+    artifact: Artifact,
+    inputs: Mapping[str, np.ndarray],
+    expected: Mapping[str, np.ndarray],
+    *,
+    reference: str = "expected outputs",
+    tolerance: Tolerance | None = None,
+    precision: str = "auto",
+) -> Verification:
+    """Run ``artifact`` on ``inputs`` and judge its outputs against ``expected`` (keyed by source output name).
+
+    Tolerance: ``tolerance`` when given, else the artifact's preset's (fp32: absolute error and cosine). Scalars
+    are given one value per sample (shape ``(1,)`` for one run). Returns a ``Verification`` whose ``data_origin``
+    is ``reference``; ``not_verifiable`` when this platform cannot run the artifact."""
+    started = time.perf_counter()
+    if tolerance is None:
+        tolerance, source = tolerance_for(artifact.preset)
+    else:
+        source = "given"
+    feeds_in = {k: np.atleast_1d(np.asarray(v)) for k, v in inputs.items()}
+    count = 1
+    try:
+        runner = open_artifact(artifact.path, artifact.target, precision=precision)
+    except UnsupportedOpError as err:
+        return _not_verifiable(artifact.path, reference, err, tolerance, source, reference, count, "auto", started)
+    feeds, input_guesses = artifact_feeds(feeds_in, runner.inputs, artifact.permutations)
+    try:
+        actual = run_artifact(runner, feeds)
+    except UnsupportedOpError as err:
+        return _not_verifiable(artifact.path, reference, err, tolerance, source, reference, count,
+                               _runtime_name(runner, artifact.target), started)
+    wanted = {k: np.atleast_1d(np.asarray(v)) for k, v in expected.items()}
+    comparisons, output_guesses = compare_outputs(wanted, actual, tolerance, permutations=artifact.permutations)
+    status = "pass" if all(c.passed for c in comparisons) else "fail"
+    return Verification(status, artifact.path.name, reference, comparisons, tolerance, source, reference, count,
+                        _runtime_name(runner, artifact.target), input_guesses + output_guesses,
+                        seconds=time.perf_counter() - started)
