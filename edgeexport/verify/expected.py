@@ -15,15 +15,14 @@ import numpy as np
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import UnsupportedOpError
-from edgeexport.types import Artifact
+from edgeexport.types import Artifact, Status
 from edgeexport.verify.compare import artifact_feeds, compare_outputs
 from edgeexport.verify.stage import (
     Verification,
     _not_verifiable,
-    _runtime_name,
     open_artifact,
+    preset_tolerance,
     run_artifact,
-    tolerance_for,
 )
 
 
@@ -43,13 +42,13 @@ def verify_expected(
     is ``reference``; ``not_verifiable`` when this platform cannot run the artifact."""
     started = time.perf_counter()
     if tolerance is None:
-        tolerance, source = tolerance_for(artifact.preset)
+        tolerance, source = preset_tolerance(artifact.preset)
     else:
         source = "given"
     feeds_in = {k: np.atleast_1d(np.asarray(v)) for k, v in inputs.items()}
     count = 1
     try:
-        runner = open_artifact(artifact.path, artifact.target, precision=precision)
+        runner = open_artifact(artifact.path, precision=precision)
     except UnsupportedOpError as err:
         return _not_verifiable(artifact.path, reference, err, tolerance, source, reference, count, "auto", started)
     feeds, input_guesses = artifact_feeds(feeds_in, runner.inputs, artifact.permutations)
@@ -57,10 +56,10 @@ def verify_expected(
         actual = run_artifact(runner, feeds)
     except UnsupportedOpError as err:
         return _not_verifiable(artifact.path, reference, err, tolerance, source, reference, count,
-                               _runtime_name(runner, artifact.target), started)
+                               runner.runtime_name, started)
     wanted = {k: np.atleast_1d(np.asarray(v)) for k, v in expected.items()}
     comparisons, output_guesses = compare_outputs(wanted, actual, tolerance, permutations=artifact.permutations)
-    status = "pass" if all(c.passed for c in comparisons) else "fail"
+    status = Status.OK if all(c.passed for c in comparisons) else Status.VERIFICATION_FAILED
     return Verification(status, artifact.path.name, reference, comparisons, tolerance, source, reference, count,
-                        _runtime_name(runner, artifact.target), input_guesses + output_guesses,
+                        runner.runtime_name, input_guesses + output_guesses,
                         seconds=time.perf_counter() - started)
