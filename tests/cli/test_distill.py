@@ -60,7 +60,7 @@ def test_digits_student_ends_within_3_points_deterministically(run_cli: Callable
 
     import keras
 
-    from edgeexport.api import convert
+    from tests.support import convert
     from edgeexport.compress.distill import weights_sha256
 
     student = _student(tmp_path / "student.keras")

@@ -43,4 +43,4 @@ def test_batch_given_is_the_artifact_batch(run_cli: Cli, tmp_path: Path) -> None
     report = json.loads((out / "report.json").read_text())
     shapes = [tuple(i["shape"]) for i in report["artifacts"][0]["inputs"]]
     assert shapes == [(4, 8, 8, 1)], shapes
-    assert report["artifacts"][0]["verification"]["status"] == "pass"
+    assert report["artifacts"][0]["verification"]["status"] == "ok"

@@ -25,7 +25,7 @@ def _last(result: CliResult) -> str:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Path:
     """digits_cnn converted for both targets once (no verification) for the artifact-side checks."""
-    from edgeexport.api import convert
+    from tests.support import convert
 
     out = tmp_path_factory.mktemp("rough") / "out"
     convert(samples / "digits_cnn.keras", out, verify=False)
@@ -100,7 +100,7 @@ def test_preset_auto_without_device_is_a_usage_error(run_cli: Run, tmp_path: Pat
 
 
 def test_seeded_origin_keeps_its_parenthesis_in_the_html(converted: Path, samples: Path, tmp_path: Path) -> None:
-    from edgeexport.api import convert
+    from tests.support import convert
 
     out = tmp_path / "html"
     convert(samples / "digits_cnn.keras", out, targets=("tflite",), verify_samples=8)

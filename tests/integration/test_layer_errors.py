@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import support
+
 from tests.helpers.outlier import build_outlier_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,11 +34,11 @@ def test_outlier_int8_failure_is_localized_at_conv1(outlier: dict[str, Any], run
     from edgeexport.report.html import render_html
 
     assert outlier["accuracy"] > 0.93  # the outlier does not hurt the float model
-    report = edgeexport.convert(outlier["model"], outlier["out"], targets=("tflite",), preset="int8",
+    report = support.convert(outlier["model"], outlier["out"], targets=("tflite",), preset="int8",
                                 calibration=outlier["data"], verify_data=outlier["data"], verify_samples=360,
                                 write_report=False)
     verification = report.artifacts[0].verification
-    assert verification.status == "fail"
+    assert verification.status == "verification_failed"
     found = verification.localization
     assert found is not None and found.first_over == "conv1" and found.worst[0].layer == "conv1"
     conv1 = next(e for e in found.layers if e.layer == "conv1")
@@ -63,7 +65,7 @@ def test_fp16_mobilenetv3_flags_nothing(tmp_path: Path, run_cli: Any) -> None:
     model = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=10,
                                                 include_preprocessing=False)
     model.save(tmp_path / "mnv3.keras")
-    report = edgeexport.convert(tmp_path / "mnv3.keras", tmp_path, targets=("tflite",), preset="fp16",
+    report = support.convert(tmp_path / "mnv3.keras", tmp_path, targets=("tflite",), preset="fp16",
                                 verify_samples=16, write_report=True)
     assert report.artifacts[0].verification.passed
     result = run_cli("verify", tmp_path / "mnv3.fp16.tflite", "--reference", tmp_path / "mnv3.keras",
@@ -88,7 +90,7 @@ def test_coreml_fp16_per_layer_errors(tmp_path: Path) -> None:
     from edgeexport.verify.localize import localize
     from edgeexport.verify.stage import tolerance_for
 
-    edgeexport.convert(DIGITS, tmp_path, targets=("coreml",), preset="fp16", verify_data=DATA, write_report=False)
+    support.convert(DIGITS, tmp_path, targets=("coreml",), preset="fp16", verify_data=DATA, write_report=False)
     found = localize(tmp_path / "digits_cnn.fp16.mlpackage", load(open_source(DIGITS)), data=DATA, samples=16,
                      tolerance=tolerance_for("fp16")[0])
     names = [e.layer for e in found.layers]
@@ -116,7 +118,7 @@ def test_embedding_vocabulary_and_dynamic_int8_without_int8(tmp_path: Path) -> N
     model.export(str(tmp_path / "bag_savedmodel"), verbose=False)  # the same vocabulary, read from the TF graph
     saved = load(open_source(tmp_path / "bag_savedmodel"))
     assert [spec.value_range for spec in saved.summary.inputs] == [(0.0, 299.0)]
-    report = edgeexport.convert(tmp_path / "bag.keras", tmp_path, targets=("tflite",), preset="dynamic-int8",
+    report = support.convert(tmp_path / "bag.keras", tmp_path, targets=("tflite",), preset="dynamic-int8",
                                 write_report=False)
     warnings = report.artifacts[0].artifact.warnings
     assert any("quantized no tensor to int8" in w for w in warnings), warnings
@@ -131,7 +133,7 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
     from edgeexport.verify.stage import artifact_from_path, tolerance_for
 
     samples = ROOT / "sample_models"
-    edgeexport.convert(samples / "digits_cnn.onnx", tmp_path, targets=("tflite",), preset="fp32",
+    support.convert(samples / "digits_cnn.onnx", tmp_path, targets=("tflite",), preset="fp32",
                        verify_data=samples / "digits_nchw.npz", write_report=True)
     art = artifact_from_path(tmp_path / "digits_cnn.fp32.tflite")
     assert art.permutations  # NCHW reference, NHWC artifact
@@ -142,7 +144,7 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
     assert {"Relu_2", "Relu_4", "MaxPool_5", "Relu_7", "Softmax_13"} <= set(names) and "Conv_1" in found.unmapped
     assert found.first_over is None and all(e.matched_by == "value" and e.score_db > 100 for e in found.layers)
 
-    edgeexport.convert(samples / "digits_mlp_savedmodel", tmp_path, targets=("tflite",), preset="dynamic-int8",
+    support.convert(samples / "digits_mlp_savedmodel", tmp_path, targets=("tflite",), preset="dynamic-int8",
                        write_report=False)
     saved = localize(tmp_path / "digits_mlp_savedmodel.dynamic-int8.tflite",
                      load(open_source(samples / "digits_mlp_savedmodel")), samples=8,
@@ -155,10 +157,10 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
 def test_outlier_coreml_w8a8_failure_is_localized_at_conv1(outlier: dict[str, Any]) -> None:
     import edgeexport
 
-    report = edgeexport.convert(outlier["model"], outlier["out"], targets=("coreml",), preset="w8a8",
+    report = support.convert(outlier["model"], outlier["out"], targets=("coreml",), preset="w8a8",
                                 calibration=outlier["data"], verify_data=outlier["data"], write_report=False)
     verification = report.artifacts[0].verification
-    assert verification.status == "fail" and verification.runtime == "mil"
+    assert verification.status == "verification_failed" and verification.runtime == "mil"
     found = verification.localization
     assert found is not None and found.first_over == "conv1"
     conv1 = next(e for e in found.layers if e.layer == "conv1")

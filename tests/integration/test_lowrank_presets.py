@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeexport.api import convert
+from tests.support import convert
 from edgeexport.catalog import load_preset
 from edgeexport.runtimes.tflite import TfliteRunner
 from tests.conftest import CliResult

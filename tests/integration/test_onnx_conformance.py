@@ -36,7 +36,7 @@ def test_node_test_result(test: str, tmp_path: Path) -> None:
 
 
 def test_verify_expected_fails_on_wrong_expected_outputs(tmp_path: Path) -> None:
-    from edgeexport.api import convert
+    from tests.support import convert
     from edgeexport.verify.expected import verify_expected
 
     model, inputs, expected = conformance.read_case("test_abs")
@@ -45,7 +45,7 @@ def test_verify_expected_fails_on_wrong_expected_outputs(tmp_path: Path) -> None
     assert verify_expected(artifact, inputs, expected).passed
     wrong = {k: v + np.float32(0.5) for k, v in expected.items()}
     result = verify_expected(artifact, inputs, wrong)
-    assert result.status == "fail" and "y" in result.failure_line()
+    assert result.status == "verification_failed" and "y" in result.failure_line()
 
 
 def test_sample_is_spread_over_the_op_list() -> None:

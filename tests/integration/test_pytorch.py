@@ -53,7 +53,7 @@ def test_digits_pt2_int8_keeps_accuracy(run_cli: Cli, tmp_path: Path) -> None:
                      "--calibration", SAMPLES / "digits_nchw.npz", "--data", SAMPLES / "digits_nchw.npz", "--out", out)
     assert result.code == 0, result.err + result.out
     verification = _report(out)["artifacts"][0]["verification"]  # type: ignore[index]
-    assert verification["status"] == "pass", verification
+    assert verification["status"] == "ok", verification
     assert verification["samples"] == 64
 
 
@@ -85,4 +85,4 @@ def test_mobilenet_v2_pt2(run_cli: Cli, tmp_path: Path, target: str, preset: str
     result = run_cli(*args)
     assert result.code == 0, result.err + result.out
     verification = _report(tmp_path / "o")["artifacts"][0]["verification"]  # type: ignore[index]
-    assert verification["status"] == "pass", verification
+    assert verification["status"] == "ok", verification
