@@ -57,6 +57,8 @@ class MemoryModel:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     weights_resident: bool = False
     resident_kinds: frozenset[str] = frozenset()  # unit kinds that keep this model's weights on chip
+    resident_units: frozenset[str] = frozenset()  # unit names whose on_chip_bytes hold this model's weights
+    spill_units: frozenset[str] = frozenset()  # unit names whose on_chip_bytes the weights overflow
 
 
 @dataclass(frozen=True)
@@ -71,15 +73,17 @@ class OpTime:
     bound: str
 
 
-def cpu_speedup(threads: int) -> float:
-    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread)."""
+def cpu_speedup(threads: int, serial: float = CPU_SERIAL_FRACTION) -> float:
+    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread), serial fraction ``serial``."""
     t = max(int(threads), 1)
-    return 1.0 / (CPU_SERIAL_FRACTION + (1.0 - CPU_SERIAL_FRACTION) / t)
+    return 1.0 / (serial + (1.0 - serial) / t)
 
 
 def thread_fraction(unit: ComputeUnit, threads: int | None) -> float:
-    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``."""
-    return cpu_speedup(effective_threads(unit, threads)) / cpu_speedup(max(int(unit.cores), 1))
+    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``, with
+    the unit's fitted ``serial_fraction`` when it has one."""
+    serial = CPU_SERIAL_FRACTION if unit.serial_fraction is None else float(unit.serial_fraction)
+    return cpu_speedup(effective_threads(unit, threads), serial) / cpu_speedup(max(int(unit.cores), 1), serial)
 
 
 def effective_threads(unit: ComputeUnit, threads: int | None) -> int:
@@ -103,9 +107,10 @@ def unit_dtype(unit: ComputeUnit, dtype: str, *, prefer_fp16: bool = False) -> s
 
 
 def efficiency(unit: ComputeUnit, family: str, dtype: str) -> float:
-    """Fraction of peak reached by ``family`` in ``dtype``: a ``family@dtype`` key (written by calibrate) wins
-    over the plain family key, which wins over ``default``."""
-    value = unit.efficiency.get(f"{family}@{dtype}")
+    """Fraction of peak reached by ``family`` in ``dtype``: the first of ``family@dtype``, ``family``,
+    ``default@dtype``, ``default`` that the unit lists (the ``@dtype`` keys are written by calibrate)."""
+    eff = unit.efficiency
+    value = eff.get(f"{family}@{dtype}", eff.get(family, eff.get(f"default@{dtype}")))
     if value is None:
         value = unit.efficiency_for(family)
     return min(max(float(value), 1e-4), 1.0)
@@ -130,8 +135,13 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     scale = _bytes_scale(op.dtype, run_dtype)
     bandwidth = max(float(unit.memory_bandwidth_gbps), 1e-3) * 1e9
     activations = (op.read_bytes + op.write_bytes) * scale
-    resident = memory.weights_resident or unit.kind in memory.resident_kinds
-    dram = (activations if activations > memory.cache_bytes else 0.0) + (0 if resident else op.weight_bytes)
+    if unit.name in memory.spill_units:
+        resident = False
+    else:
+        resident = memory.weights_resident or unit.kind in memory.resident_kinds or unit.name in memory.resident_units
+    # a unit with its own on-chip memory (an NPU's TCM, the Edge TPU's SRAM) keeps activations that fit in it
+    limit = memory.cache_bytes if unit.on_chip_bytes is None else unit.on_chip_bytes
+    dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes)
     memory_s = dram / bandwidth
     overhead_s = float(unit.op_overhead_us) * 1e-6
     bound = "compute" if compute_s >= memory_s else "memory"
