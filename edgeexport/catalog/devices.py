@@ -239,7 +239,7 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
     invoke = reader.number(raw, "invoke_us", where, required=False, positive=False)
     partition = reader.number(raw, "partition_us", where, required=False, positive=False)
     serial = reader.number(raw, "serial_fraction", where, required=False, positive=False, at_most=1.0)
-    on_chip = reader.number(raw, "on_chip_bytes", where, required=False, integer=True)
+    on_chip = reader.number(raw, "on_chip_bytes", where, required=False, integer=True, positive=False)
     _flatten_sources(reader, reader.table(raw, "sources", where, required=False), where, sources)
     return ComputeUnit(
         name=name, kind=str(kind), cores=int(cores or 0), clock_ghz=float(clock or 0), peak_gops=peak,

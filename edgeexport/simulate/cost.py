@@ -73,17 +73,19 @@ class OpTime:
     bound: str
 
 
-def cpu_speedup(threads: int, serial: float = CPU_SERIAL_FRACTION) -> float:
-    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread), serial fraction ``serial``."""
+def cpu_speedup(threads: int, serial_fraction: float | None = None) -> float:
+    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread); ``serial_fraction``
+    defaults to ``CPU_SERIAL_FRACTION``."""
     t = max(int(threads), 1)
-    return 1.0 / (serial + (1.0 - serial) / t)
+    s = CPU_SERIAL_FRACTION if serial_fraction is None else min(max(float(serial_fraction), 0.0), 1.0)
+    return 1.0 / (s + (1.0 - s) / t)
 
 
 def thread_fraction(unit: ComputeUnit, threads: int | None) -> float:
-    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``, with
-    the unit's fitted ``serial_fraction`` when it has one."""
-    serial = CPU_SERIAL_FRACTION if unit.serial_fraction is None else float(unit.serial_fraction)
-    return cpu_speedup(effective_threads(unit, threads), serial) / cpu_speedup(max(int(unit.cores), 1), serial)
+    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``,
+    with the unit's fitted serial fraction when it has one."""
+    s = unit.serial_fraction
+    return cpu_speedup(effective_threads(unit, threads), s) / cpu_speedup(max(int(unit.cores), 1), s)
 
 
 def effective_threads(unit: ComputeUnit, threads: int | None) -> int:

@@ -122,7 +122,22 @@ def simulate(
     memory = memory_model(graph, device)
     placements = [place(graph, device, p, threads=threads, memory=memory) for p in paths]
     chosen = placements[0] if delegate != "auto" else min(placements, key=lambda pl: pl.total_ms)
-    return _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
+    estimate = _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
+    return replace(estimate, warnings=estimate.warnings + _fallback_warnings(device, placements))
+
+
+def _fallback_warnings(device: DeviceProfile, placements: list[Placement]) -> tuple[str, ...]:
+    """Say so when an accelerator path hands every op back to the CPU (its estimate then equals the CPU's):
+    the delegate's fixed and per-partition costs exceed what the accelerator saves on this graph."""
+    kinds = {u.name: u.kind for u in device.units}
+    out = []
+    for pl in placements:
+        if pl.path in ("cpu", "coreml-cpu_only") or not pl.units:
+            continue
+        if all(kinds.get(name) in ("cpu", "mcu") for name in pl.units):
+            out.append(f"the {pl.path} path runs every op of this graph on the CPU (the accelerator's invoke and "
+                       "partition costs exceed the time it would save), so its estimate equals the CPU's")
+    return tuple(out)
 
 
 def _estimate(

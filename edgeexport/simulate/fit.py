@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "memory_bandwidth_gbps": (1e-3, 1e3),
 }
 _OVERHEADS = frozenset({"op_overhead_us", "invoke_us", "partition_us"})
+# accelerators that run a delegate's compiled graph: no CPU-style per-op dispatch is assumed (the fitted
+# op_overhead_us may go to ~0), a fixed invoke_us per run, activations and weights at a fitted on-chip/DRAM rate
+GRAPH_COMPILED = ("npu", "dsp", "tpu", "ane")
 # families a unit's efficiencies are fitted for separately when the rows spend time in them
 MAIN_FAMILIES = ("conv", "depthwise")
 
@@ -121,6 +125,11 @@ def with_unit(device: DeviceProfile, unit: ComputeUnit) -> DeviceProfile:
 
 def predict(sample: Sample, device: DeviceProfile) -> Placement:
     """The simulator's placement (and time) of one sample on ``device``."""
+    if _SUITE_CACHE is not None:  # the host suite: cache sizes measured by calibrate, as its closed form uses
+        from edgeexport.simulate.cost import MemoryModel
+
+        memory = MemoryModel(cache_bytes=_SUITE_CACHE[0], weights_resident=sample.graph.weight_bytes <= _SUITE_CACHE[1])
+        return place(sample.graph, device, sample.path, threads=sample.threads, memory=memory)
     return place(sample.graph, device, sample.path, threads=sample.threads, memory=memory_model(sample.graph, device))
 
 
@@ -135,8 +144,11 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
                 dtypes[t.dtype] = dtypes.get(t.dtype, 0.0) + t.seconds
                 families[(op.family, t.dtype)] = families.get((op.family, t.dtype), 0.0) + t.seconds
     params: list[str] = []
+    compiled = unit.kind in GRAPH_COMPILED
     for dtype in sorted(dtypes):
-        params.append(f"efficiency.default@{dtype}")
+        if not compiled:
+            # a graph-compiled accelerator's non-MAC ops cost their memory traffic, not a share of the MAC peak
+            params.append(f"efficiency.default@{dtype}")
         for family in MAIN_FAMILIES:
             if families.get((family, dtype), 0.0) > 0.1 * dtypes[dtype]:
                 params.append(f"efficiency.{family}@{dtype}")
@@ -148,8 +160,8 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
         # nothing published states: fit it
         params.append("memory_bandwidth_gbps")
     # fewer parameters than rows (the prior makes the rest well-posed, but keep the fit honest)
-    while len(params) >= len(samples) and any(p.startswith("efficiency.") and "default@" not in p for p in params):
-        params.remove(next(p for p in reversed(params) if p.startswith("efficiency.") and "default@" not in p))
+    while len(params) >= len(samples) and any(p.startswith("efficiency.") and "conv@" not in p for p in params):
+        params.remove(next(p for p in reversed(params) if p.startswith("efficiency.") and "conv@" not in p))
     return params
 
 
@@ -179,10 +191,11 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     weights = np.array([0.0 if n in _OVERHEADS else prior for n in names])
     measured = np.log([s.ms for s in samples])
 
-    def unit_of(z: np.ndarray) -> ComputeUnit:
+    def unit_of(z: np.ndarray[Any, Any]) -> ComputeUnit:
+        assert base is not None
         return set_params(base, {n: float(math.exp(v)) for n, v in zip(names, z, strict=True)})
 
-    def residuals(z: np.ndarray) -> np.ndarray:
+    def residuals(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         dev = with_unit(device, unit_of(z))
         pred = np.log([max(predict(s, dev).total_ms, 1e-9) for s in samples])
         return np.concatenate([pred - measured, weights * (z - z0)])
@@ -281,3 +294,29 @@ def leave_one_architecture_out(device: DeviceProfile, unit_name: str, samples: S
             k = baseline_k(train, s.precision)
             out.append((s.label, arch, s.ms, predict(s, fitted).total_ms, k * s.graph.macs))
     return CrossValidation(unit_name, tuple(out))
+
+
+def refine_suite_fit(unit: ComputeUnit, cases: Sequence[tuple[OpGraph, float, str]], threads: int,
+                     cache: tuple[int, int], invoke_us: float) -> ComputeUnit:
+    """The host micro-benchmark calibration through this fitter: start from its closed-form ``unit`` and
+    fit the unit's ``family@dtype`` efficiencies and ``op_overhead_us`` to the suite's single-op cases
+    (graph, measured ms, name), with ``invoke_us`` (the benchmark harness, not part of the profile)
+    subtracted from each measurement. Cases are cache-resident, as in the closed form."""
+    from edgeexport.catalog.model import DeviceProfile as _Device
+
+    device = _Device(name="host", display_name="host", device_class="host", units=(unit,), ram_bytes=2**30,
+                     flash_bytes=None, os="linux", os_version="", targets=frozenset({"tflite"}))
+    samples = [Sample(g, "cpu", threads, max(ms - invoke_us * 1e-3, 1e-4), name, name, "")
+               for g, ms, name in cases if g.ops]
+    names = [f"efficiency.{k}" for k in unit.efficiency if "@" in k] + ["op_overhead_us"]
+    if len(samples) <= len(names):
+        return unit
+    global _SUITE_CACHE
+    _SUITE_CACHE = cache
+    try:
+        return fit_unit(device, unit.name, samples, names).unit
+    finally:
+        _SUITE_CACHE = None
+
+
+_SUITE_CACHE: tuple[int, int] | None = None

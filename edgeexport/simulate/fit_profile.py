@@ -118,7 +118,14 @@ def fit_profile(base: DeviceProfile, rows: Sequence[Row], *, name: str | None = 
         text = (f"F: fitted to {n} rows of {_short_sources(mine)} (edgeexport calibrate --measurements"
                 f"{' ' + origin if origin else ''}, {stamp})")
         for param in unit_fit.parameters:
-            _set_source(sources, f"units.{unit_name}.{param}", text)
+            if param.startswith("peak_gops."):
+                old = base.unit(unit_fit.unit.kind)
+                was = old.peak_gops.get(param.split(".", 1)[1], 0.0) if old is not None else 0.0
+                _set_source(sources, f"units.{unit_name}.{param}",
+                            f"F: raised from {was:g} because the efficiency fitted to {n} rows of "
+                            f"{_short_sources(mine)} reached its bound of 1 (the base peak was too low)")
+            else:
+                _set_source(sources, f"units.{unit_name}.{param}", text)
         for key in unit_fit.unit.efficiency:  # family@dtype keys that follow a fitted default@dtype
             sources.setdefault(f"units.{unit_name}.efficiency.{key}", text)
         records[unit_name] = FitRecord(n, text[3:], tuple(unit_fit.parameters),

@@ -168,8 +168,8 @@ def _convert_main(argv: list[str]) -> int:
             names = [t.name for t in inspect(source).inputs]
             rng = np.random.default_rng(0)
             calibration = Path(tmp) / "calibration.npz"
-            np.savez(calibration, **{n: rng.standard_normal((CALIBRATION_SAMPLES, size, size, 3)).astype(np.float32)
-                                     for n in names})
+            arrays = {n: rng.standard_normal((CALIBRATION_SAMPLES, size, size, 3)).astype(np.float32) for n in names}
+            np.savez(calibration, **arrays)  # type: ignore[arg-type]
         convert(source, Path(tmp) / "out", targets=[target], preset=preset, calibration=calibration,
                 write_report=False, verify=False)
         suffix = ".mlpackage" if target == "coreml" else ".tflite"

@@ -158,8 +158,8 @@ def _show_lines(device: DeviceProfile) -> list[tuple[str, str, str]]:
         check = device.validation.get(u.name)
         if check is not None:
             rows.append((f"validation.{u.name}",
-                         f"{check.rows} rows: median error {check.median_abs_pct:.1f} %, "
-                         f"{check.within_10_pct:.0f} % within 10 %, {check.within_25_pct:.0f} % within 25 %",
+                         (f"{check.rows} rows: median error {check.median_abs_pct:.1f} %, "
+                          f"{check.within_10_pct:.0f} % within 10 %, {check.within_25_pct:.0f} % within 25 %"),
                          f"{check.method}; k x MACs baseline median {check.baseline_median_abs_pct:.1f} %"))
         elif u.kind != "mcu" or fit is None:
             rows.append((f"validation.{u.name}", "not validated against measurements", ""))
