@@ -59,6 +59,9 @@ class MemoryModel:
     resident_kinds: frozenset[str] = frozenset()  # unit kinds that keep this model's weights on chip
     resident_units: frozenset[str] = frozenset()  # unit names whose on_chip_bytes hold this model's weights
     spill_units: frozenset[str] = frozenset()  # unit names whose on_chip_bytes the weights overflow
+    # (unit name, share of the weights streamed per run) for spill units: the on-chip memory keeps what fits
+    # (the Edge TPU compiler caches as many parameters as fit), the rest streams every run
+    spill_shares: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
         resident = memory.weights_resident or unit.kind in memory.resident_kinds or unit.name in memory.resident_units
     # a unit with its own on-chip memory (an NPU's TCM, the Edge TPU's SRAM) keeps activations that fit in it
     limit = memory.cache_bytes if unit.on_chip_bytes is None else unit.on_chip_bytes
-    dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes)
+    share = dict(memory.spill_shares).get(unit.name, 1.0) if unit.name in memory.spill_units else 1.0
+    dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share)
     memory_s = dram / bandwidth
     overhead_s = float(unit.op_overhead_us) * 1e-6
     bound = "compute" if compute_s >= memory_s else "memory"

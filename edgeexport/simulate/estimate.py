@@ -203,8 +203,10 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
     # units with their own on-chip memory size: weights stay there when they fit, else stream every run
     resident = frozenset(u.name for u in device.units if u.on_chip_bytes is not None and graph.weight_bytes <= u.on_chip_bytes)
     spill = frozenset(u.name for u in device.units if u.on_chip_bytes is not None and graph.weight_bytes > u.on_chip_bytes)
+    shares = tuple((u.name, 1.0 - (u.on_chip_bytes or 0) / max(graph.weight_bytes, 1)) for u in device.units
+                   if u.name in spill)
     return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip,
-                       resident_units=resident, spill_units=spill)
+                       resident_units=resident, spill_units=spill, spill_shares=shares)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from edgeexport.simulate.estimate import memory_model
 from edgeexport.simulate.graph import OpGraph
 from edgeexport.simulate.placement import ACCELERATORS, Placement, place
 
-PRIOR = 0.05
+PRIOR = 0.2
 # (lower, upper) bounds of each parameter kind, in its own unit
 BOUNDS: dict[str, tuple[float, float]] = {
     "efficiency": (1e-4, 1.0),
@@ -42,6 +42,7 @@ _OVERHEADS = frozenset({"op_overhead_us", "invoke_us", "partition_us"})
 # accelerators that run a delegate's compiled graph: no CPU-style per-op dispatch is assumed (the fitted
 # op_overhead_us may go to ~0), a fixed invoke_us per run, activations and weights at a fitted on-chip/DRAM rate
 GRAPH_COMPILED = ("npu", "dsp", "tpu", "ane")
+SMALL_FIT = 8
 # families a unit's efficiencies are fitted for separately when the rows spend time in them
 MAIN_FAMILIES = ("conv", "depthwise")
 
@@ -152,7 +153,12 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
         for family in MAIN_FAMILIES:
             if families.get((family, dtype), 0.0) > 0.1 * dtypes[dtype]:
                 params.append(f"efficiency.{family}@{dtype}")
-    params += ["op_overhead_us", "invoke_us"]
+    # the interpreter's own invoke is microseconds on a CPU: only accelerators get a fitted fixed cost. A
+    # compiled accelerator with fewer than SMALL_FIT rows keeps its base fixed costs (they come from a
+    # bigger fit of the same accelerator family, see the base profiles' sources): a handful of rows of
+    # three architectures cannot separate them from throughput
+    if not compiled or len(samples) >= SMALL_FIT:
+        params += ["op_overhead_us"] + (["invoke_us"] if unit.kind in ACCELERATORS else [])
     if unit.kind == "cpu" and len({s.threads for s in samples}) > 1:
         params.append("serial_fraction")
     if unit.kind in ACCELERATORS:
@@ -165,7 +171,14 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
     return params
 
 
-def _bounds(name: str) -> tuple[float, float]:
+# A CPU kernel's dispatch costs microseconds (a few on phone cores, tens on a Cortex-A53): a fit that wants
+# more is trading it against the efficiencies, which a graph with more or fewer ops then gets wrong
+CPU_OP_OVERHEAD_MAX_US = 100.0
+
+
+def _bounds(name: str, kind: str = "") -> tuple[float, float]:
+    if name == "op_overhead_us" and kind in ("cpu", "mcu"):
+        return BOUNDS[name][0], CPU_OP_OVERHEAD_MAX_US
     return BOUNDS["efficiency" if name.startswith("efficiency.") else name]
 
 
@@ -180,8 +193,8 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     if base is None:
         raise DataError(f"{device.name} has no unit {unit_name!r}")
     names = list(parameters) if parameters is not None else default_parameters(device, base, samples)
-    lows = np.log([_bounds(n)[0] for n in names])
-    highs = np.log([_bounds(n)[1] for n in names])
+    lows = np.log([_bounds(n, base.kind)[0] for n in names])
+    highs = np.log([_bounds(n, base.kind)[1] for n in names])
     raised: set[str] = set()
     floor_us = min(s.ms for s in samples) * 1e3
     start = [get_param(base, n) if n not in _OVERHEADS or get_param(base, n) > 0 else 0.05 * floor_us for n in names]
@@ -278,7 +291,8 @@ class CrossValidation:
 
 
 def leave_one_architecture_out(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
-                               prefit_cpu: DeviceProfile | None = None) -> CrossValidation:
+                               prefit_cpu: DeviceProfile | None = None, parameters: Sequence[str] | None = None,
+                               prior: float = PRIOR) -> CrossValidation:
     """Fit ``unit_name`` without each architecture in turn and predict that architecture's rows, with the
     k x MACs baseline fitted on the same training rows. ``prefit_cpu``: the device whose other units are
     already fitted (the CPU that prices an accelerator path's fallback ops)."""
@@ -289,7 +303,7 @@ def leave_one_architecture_out(device: DeviceProfile, unit_name: str, samples: S
         test = [s for s in samples if s.arch == arch]
         if not train:
             continue
-        fitted = with_unit(dev, fit_unit(dev, unit_name, train).unit)
+        fitted = with_unit(dev, fit_unit(dev, unit_name, train, parameters, prior=prior).unit)
         for s in test:
             k = baseline_k(train, s.precision)
             out.append((s.label, arch, s.ms, predict(s, fitted).total_ms, k * s.graph.macs))

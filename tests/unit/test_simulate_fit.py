@@ -96,7 +96,7 @@ def test_fitter_keeps_efficiencies_in_bounds_and_overheads_non_negative() -> Non
 def test_leave_one_architecture_out_predicts_held_out_rows() -> None:
     device = load_device("galaxy-s24")
     samples = _synthetic(device, "npu", {"efficiency.conv@int8": 0.3, "invoke_us": 80.0}, "npu")
-    cv = leave_one_architecture_out(device, "npu", samples)
+    cv = leave_one_architecture_out(device, "npu", samples, parameters=["efficiency.conv@int8", "invoke_us"], prior=0.0)
     stats = cv.stats()
     assert stats["rows"] == 5 and stats["architectures"] == 5
     assert stats["median_abs_pct"] < 5.0 and stats["within_10_pct"] >= 80
