@@ -201,7 +201,9 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     z0 = np.clip(np.log([max(v, 1e-6) for v in start]), lows + 1e-9, highs - 1e-9)
     # the prior pulls multiplicative parameters (efficiencies, bandwidth, serial fraction) toward the base
     # profile; fixed costs have no meaningful base in log space and are left to the rows and their bounds
-    weights = np.array([0.0 if n in _OVERHEADS else prior for n in names])
+    # (a CPU kernel dispatch or a GPU kernel launch has a physical base value, microseconds: it keeps the prior)
+    weights = np.array([0.0 if n in _OVERHEADS and not (n == "op_overhead_us" and base.kind in ("cpu", "mcu", "gpu"))
+                        else prior for n in names])
     measured = np.log([s.ms for s in samples])
 
     def unit_of(z: np.ndarray[Any, Any]) -> ComputeUnit:
