@@ -43,6 +43,8 @@ _OVERHEADS = frozenset({"op_overhead_us", "invoke_us", "partition_us"})
 # op_overhead_us may go to ~0), a fixed invoke_us per run, activations and weights at a fitted on-chip/DRAM rate
 GRAPH_COMPILED = ("npu", "dsp", "tpu", "ane")
 SMALL_FIT = 8
+# scale of the linear prior on fixed invoke/partition costs (us): 5 ms costs the fit one prior unit
+FIXED_COST_SCALE_US = 5000.0
 # families a unit's efficiencies are fitted for separately when the rows spend time in them
 MAIN_FAMILIES = ("conv", "depthwise")
 
@@ -213,7 +215,10 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     def residuals(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         dev = with_unit(device, unit_of(z))
         pred = np.log([max(predict(s, dev).total_ms, 1e-9) for s in samples])
-        return np.concatenate([pred - measured, weights * (z - z0)])
+        # a fixed cost is presumed small unless the rows demand it: prior x (cost / FIXED_COST_SCALE_US)
+        fixed = np.array([prior * math.exp(v) / FIXED_COST_SCALE_US if n in ("invoke_us", "partition_us") else 0.0
+                          for n, v in zip(names, z, strict=True)])
+        return np.concatenate([pred - measured, weights * (z - z0), fixed])
 
     z = z0
     for _ in range(4):
