@@ -36,8 +36,13 @@ File layout (one device per file, ``data/devices/<name>.toml``)::
     peak_gops = "D: 1 x 2.91 GHz x 32 + 3 x 2.37 GHz x 16 FLOP/cycle"
     efficiency.conv = "D: ..."
 
+Fitted profiles add, per unit, ``invoke_us``, ``partition_us``, ``serial_fraction``, ``on_chip_bytes`` and
+``family@dtype`` efficiency keys (e.g. ``conv@int8``), and device-level ``[fit.<unit>]`` (rows, source,
+parameters, residuals_pct) and ``[validation.<unit>]`` tables (see ``model.FitRecord`` / ``model.Validation``).
+
 Source strings start with a tag from /work/shared/DEVICES.md (``Q:``, ``Q→:``, ``D:``, ``S:``, ``U:``, combined
-like ``U/Q:``), ``M:`` for numbers measured on the device by ``edgeexport calibrate``, or are exactly
+like ``U/Q:``), ``M:`` for numbers measured on the device by ``edgeexport calibrate``, ``F:`` for numbers fitted
+to published measurements by ``edgeexport calibrate --measurements``, or are exactly
 ``PLACEHOLDER_SOURCE`` (the shipped ``host`` profile before calibration).
 """
 
@@ -51,7 +56,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile
+from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile, FitRecord, Validation
 from edgeexport.errors import ProfileError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -66,7 +71,7 @@ OP_FAMILIES = (
     "reshape", "concat", "pad", "resize", "recurrent", "gather", "attention",
 )
 PLACEHOLDER_SOURCE = "placeholder until edgeexport calibrate"
-_TAG = r"(?:Q→|Q->|[QDSUMP])"
+_TAG = r"(?:Q→|Q->|[QDSUMPF])"
 _SOURCE_RE = re.compile(rf"^{_TAG}(?:\s*/\s*{_TAG})*:\s*\S")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)\s*$")
 _SIZE_UNITS = {"B": 1, "KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30}
@@ -74,10 +79,12 @@ _SIZE_UNITS = {"B": 1, "KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB
 _DEVICE_KEYS = {
     "name", "display_name", "class", "os", "os_version", "targets", "android_api", "litert_delegates",
     "coreml_deployment_target", "coreml_spec_version", "ram", "flash", "soc", "notes", "units", "sources",
+    "fit", "validation",
 }
 _UNIT_KEYS = {
     "kind", "detail", "cores", "clock_ghz", "peak_gops", "memory_bandwidth_gbps", "op_overhead_us", "dtypes",
     "op_families", "efficiency", "runtime", "targets", "power_w", "sources",
+    "invoke_us", "partition_us", "serial_fraction", "on_chip_bytes",
 }
 
 
@@ -217,9 +224,11 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
     eff_raw = reader.table(raw, "efficiency", where)
     if "default" not in eff_raw:
         raise reader.fail(f"{where}.efficiency.default", "missing (every unit needs a default efficiency)")
-    for family in eff_raw:
-        if family != "default" and family not in OP_FAMILIES:
-            raise reader.fail(f"{where}.efficiency.{family}", f"unknown op family; known: {', '.join(OP_FAMILIES)}")
+    for key in eff_raw:
+        family, _, dtype = key.partition("@")
+        if (family != "default" and family not in OP_FAMILIES) or (dtype and dtype not in DTYPES):
+            raise reader.fail(f"{where}.efficiency.{key}",
+                              f"unknown op family (or family@dtype); known: {', '.join(OP_FAMILIES)}; dtypes {', '.join(DTYPES)}")
     efficiency = {f: float(reader.number(eff_raw, f, f"{where}.efficiency", at_most=1.0) or 0) for f in eff_raw}
     runtime = reader.text(raw, "runtime", where) or ""
     reader.text(raw, "detail", where, required=False)
@@ -227,12 +236,19 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
     if targets - device_targets:
         raise reader.fail(f"{where}.targets", f"{sorted(targets - device_targets)} not in the device's targets")
     power = reader.number(raw, "power_w", where, required=False)
+    invoke = reader.number(raw, "invoke_us", where, required=False, positive=False)
+    partition = reader.number(raw, "partition_us", where, required=False, positive=False)
+    serial = reader.number(raw, "serial_fraction", where, required=False, positive=False, at_most=1.0)
+    on_chip = reader.number(raw, "on_chip_bytes", where, required=False, integer=True, positive=False)
     _flatten_sources(reader, reader.table(raw, "sources", where, required=False), where, sources)
     return ComputeUnit(
         name=name, kind=str(kind), cores=int(cores or 0), clock_ghz=float(clock or 0), peak_gops=peak,
         memory_bandwidth_gbps=float(bandwidth or 0), op_overhead_us=float(overhead or 0), dtypes=frozenset(dtypes),
         op_families=frozenset(families), efficiency=efficiency, runtime=runtime,
         power_w=None if power is None else float(power), targets=targets,
+        invoke_us=float(invoke or 0.0), partition_us=None if partition is None else float(partition),
+        serial_fraction=None if serial is None else float(serial),
+        on_chip_bytes=None if on_chip is None else int(on_chip),
     )
 
 
@@ -268,13 +284,59 @@ def parse_device(path: Path) -> DeviceProfile:
     delegates = reader.names(raw, "litert_delegates", required=False)
     reader.text(raw, "soc", required=False)
     reader.text(raw, "notes", required=False)
+    unit_names = {u.name for u in units}
+    fits = {k: _read_fit(reader, k, v, unit_names) for k, v in reader.table(raw, "fit", required=False).items()}
+    validation = {k: _read_validation(reader, k, v, unit_names)
+                  for k, v in reader.table(raw, "validation", required=False).items()}
     return DeviceProfile(
         name=name, display_name=display_name, device_class=device_class, units=units, ram_bytes=ram,
         flash_bytes=flash, os=str(os_name), os_version=os_version, targets=targets,
         android_api=None if api is None else int(api), litert_delegates=delegates,
         coreml_deployment_target=deployment, coreml_spec_version=None if spec is None else int(spec),
-        sources=_resolve_sources(reader, sources), path=path,
+        sources=_resolve_sources(reader, sources), path=path, fits=fits, validation=validation,
     )
+
+
+# [fit.<unit>] and [validation.<unit>] describe their own provenance (``source`` / ``method``), so their numbers
+# need no entry under [sources].
+_FIT_KEYS = {"rows", "source", "parameters", "residuals_pct"}
+_VALIDATION_KEYS = {"rows", "architectures", "median_abs_pct", "within_10_pct", "within_25_pct", "ratio_p10",
+                    "ratio_p90", "baseline_median_abs_pct", "method"}
+
+
+def _plain_number(reader: _Reader, table: Mapping[str, Any], key: str, where: str) -> float:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise reader.fail(f"{where}.{key}", f"expected a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _read_fit(reader: _Reader, unit: str, raw: Any, units: set[str]) -> FitRecord:
+    where = f"fit.{unit}"
+    if unit not in units or not isinstance(raw, dict):
+        raise reader.fail(where, "expected a table named after one of the device's units")
+    reader.unknown_keys(raw, _FIT_KEYS, where)
+    source = reader.text(raw, "source", where)
+    params = reader.names(raw, "parameters", where, required=False)
+    residuals = reader.table(raw, "residuals_pct", where, required=False)
+    bad = [k for k, v in residuals.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+    if bad:
+        raise reader.fail(f"{where}.residuals_pct.{bad[0]}", "expected a number")
+    return FitRecord(int(_plain_number(reader, raw, "rows", where)), str(source), params,
+                     {k: float(v) for k, v in residuals.items()})
+
+
+def _read_validation(reader: _Reader, unit: str, raw: Any, units: set[str]) -> Validation:
+    where = f"validation.{unit}"
+    if unit not in units or not isinstance(raw, dict):
+        raise reader.fail(where, "expected a table named after one of the device's units")
+    reader.unknown_keys(raw, _VALIDATION_KEYS, where)
+    method = str(reader.text(raw, "method", where))
+    num = {k: _plain_number(reader, raw, k, where) for k in _VALIDATION_KEYS - {"method"}}
+    return Validation(rows=int(num["rows"]), architectures=int(num["architectures"]),
+                      median_abs_pct=num["median_abs_pct"], within_10_pct=num["within_10_pct"],
+                      within_25_pct=num["within_25_pct"], ratio_p10=num["ratio_p10"], ratio_p90=num["ratio_p90"],
+                      baseline_median_abs_pct=num["baseline_median_abs_pct"], method=method)
 
 
 def _resolve_sources(reader: _Reader, given: dict[str, str]) -> dict[str, str]:

@@ -134,9 +134,48 @@ class ComputeUnit:
     # Targets whose runtime can place ops on this unit (e.g. the Neural Engine: coreml only); empty = all the
     # device's targets. Added by the catalog owner; additive.
     targets: frozenset[str] = frozenset()
+    # Fitted cost terms (issue 12; additive, defaults keep the older behaviour). ``invoke_us``: fixed cost per
+    # inference once the unit runs any op (a compiled accelerator's graph launch, the interpreter's invoke);
+    # ``partition_us``: cost per partition entering this unit (None: ``placement.SYNC_US`` of its kind);
+    # ``serial_fraction``: Amdahl serial fraction of a multi-threaded CPU run (None: ``cost.CPU_SERIAL_FRACTION``);
+    # ``on_chip_bytes``: weights stay on the unit when the model's weights fit in this many bytes, else they
+    # stream from DRAM at ``memory_bandwidth_gbps`` on every run (None: the shared cache decides).
+    invoke_us: float = 0.0
+    partition_us: float | None = None
+    serial_fraction: float | None = None
+    on_chip_bytes: int | None = None
 
     def efficiency_for(self, family: str) -> float:
         return float(self.efficiency.get(family, self.efficiency.get("default", 0.5)))
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """How a unit's fitted numbers were obtained: ``rows`` measurements named in ``source``, the fitted
+    parameter names, and the residual of every row in percent (predicted / measured - 1, x100)."""
+
+    rows: int
+    source: str
+    parameters: tuple[str, ...] = ()
+    residuals_pct: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Out-of-sample accuracy of a unit's fitted numbers (``method``, e.g. leave-one-architecture-out):
+    ``rows`` predictions over ``architectures`` held-out architectures, their median absolute error and the
+    share within +-10 % / +-25 % (percent), the 10th/90th percentile of measured / predicted (the uncertainty
+    band ``simulate`` reports) and the median absolute error of the k x MACs baseline on the same rows."""
+
+    rows: int
+    architectures: int
+    median_abs_pct: float
+    within_10_pct: float
+    within_25_pct: float
+    ratio_p10: float
+    ratio_p90: float
+    baseline_median_abs_pct: float
+    method: str
 
 
 @dataclass(frozen=True)
@@ -163,6 +202,9 @@ class DeviceProfile:
     coreml_spec_version: int | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
+    # keyed by unit name; written by `edgeexport calibrate --measurements` (issue 12; additive)
+    fits: Mapping[str, FitRecord] = field(default_factory=dict)
+    validation: Mapping[str, Validation] = field(default_factory=dict)
 
     def unit(self, kind: str) -> ComputeUnit | None:
         """The first unit of the given kind, or None."""

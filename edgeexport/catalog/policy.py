@@ -85,6 +85,14 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
     if fastest.kind in _ACCELERATORS and dtype == "int8" and target == "tflite":
         why = (f"the fastest unit of {device.name} is its int8 {fastest.kind.upper()} "
                f"({fastest.runtime}, ~{rate:.0f} GOP/s on convs)")
+        # a graph too small to amortize the accelerator's invoke cost stays on the CPU (simulate says so):
+        # say whether int8 still pays off there
+        cpu = next((u for u in units if u.kind == "cpu"), None)
+        if cpu is not None and cpu.peak_gops.get("int8", 0.0) >= 2 * cpu.peak_gops.get("fp32", float("inf")):
+            why += (f"; models too small for it stay on the CPU, whose int8 peak is "
+                    f"{cpu.peak_gops['int8'] / cpu.peak_gops['fp32']:.0f}x its fp32 peak")
+        else:
+            why += "; models too small for it stay on the CPU (see `edgeexport simulate`)"
         return _without_calibration(load_preset("int8"), "int8", why, target, calibration)
     if fastest.kind in ("gpu", "ane", *_ACCELERATORS):
         name = "Neural Engine" if fastest.kind == "ane" else fastest.kind.upper()

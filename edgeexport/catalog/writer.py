@@ -24,8 +24,13 @@ def _value(value: object) -> str:
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
+def _key(key: str) -> str:
+    """A dotted key with every part that is not a bare TOML key quoted (``efficiency.conv@int8``)."""
+    return ".".join(p if p.replace("_", "").replace("-", "").isalnum() else json.dumps(p) for p in key.split("."))
+
+
 def _inline(mapping: Mapping[str, float]) -> str:
-    return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in mapping.items()) + " }"
+    return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in mapping.items()) + " }"
 
 
 def _leaf_sources(sources: Mapping[str, str], prefix: str) -> list[tuple[str, str]]:
@@ -57,7 +62,7 @@ def device_to_toml(profile: DeviceProfile, *, header: str = "") -> str:
         lines.append(f"flash = {profile.flash_bytes}")
     device_sources = _leaf_sources(profile.sources, "")
     if device_sources:
-        lines += ["", "[sources]"] + [f"{k} = {_value(v)}" for k, v in device_sources]
+        lines += ["", "[sources]"] + [f"{_key(k)} = {_value(v)}" for k, v in device_sources]
     for unit in profile.units:
         lines += ["", f"[units.{unit.name}]", f"kind = {_value(unit.kind)}", f"cores = {unit.cores}",
                   f"clock_ghz = {_value(float(unit.clock_ghz))}", f"peak_gops = {_inline(unit.peak_gops)}",
@@ -69,7 +74,28 @@ def device_to_toml(profile: DeviceProfile, *, header: str = "") -> str:
             lines.append(f"targets = {_value(sorted(unit.targets))}")
         if unit.power_w is not None:
             lines.append(f"power_w = {_value(float(unit.power_w))}")
+        if unit.invoke_us:
+            lines.append(f"invoke_us = {_value(float(unit.invoke_us))}")
+        for name in ("partition_us", "serial_fraction"):
+            if getattr(unit, name) is not None:
+                lines.append(f"{name} = {_value(float(getattr(unit, name)))}")
+        if unit.on_chip_bytes is not None:
+            lines.append(f"on_chip_bytes = {int(unit.on_chip_bytes)}")
         unit_sources = _leaf_sources(profile.sources, f"units.{unit.name}")
         if unit_sources:
-            lines += ["", f"[units.{unit.name}.sources]"] + [f"{k} = {_value(v)}" for k, v in unit_sources]
+            lines += ["", f"[units.{unit.name}.sources]"] + [f"{_key(k)} = {_value(v)}" for k, v in unit_sources]
+    for name, fit in profile.fits.items():
+        lines += ["", f"[fit.{name}]", f"rows = {fit.rows}", f"source = {_value(fit.source)}"]
+        if fit.parameters:
+            lines.append(f"parameters = {_value(list(fit.parameters))}")
+        if fit.residuals_pct:
+            lines += ["", f"[fit.{name}.residuals_pct]"]
+            lines += [f"{json.dumps(k)} = {_value(round(float(v), 2))}" for k, v in fit.residuals_pct.items()]
+    for name, val in profile.validation.items():
+        lines += ["", f"[validation.{name}]", f"method = {_value(val.method)}"]
+        for field in ("rows", "architectures"):
+            lines.append(f"{field} = {int(getattr(val, field))}")
+        for field in ("median_abs_pct", "within_10_pct", "within_25_pct", "ratio_p10", "ratio_p90",
+                      "baseline_median_abs_pct"):
+            lines.append(f"{field} = {_value(round(float(getattr(val, field)), 4))}")
     return "\n".join(lines) + "\n"

@@ -247,6 +247,11 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
     measurements = measure(threads, runs, min_seconds, progress)
     unit, invoke_us = fit(measurements, facts, threads)
     cache = cache_bytes()
+    from edgeexport.simulate.fit import refine_suite_fit  # the fitter `calibrate --measurements` uses too
+
+    cases = [(read_tflite(_quiet_build(next(c for c in SUITE if c.name == m.case), m.dtype)), m.ms, f"{m.case}/{m.dtype}")
+             for m in measurements if m.family not in ("chain", "stream")]
+    unit = refine_suite_fit(unit, cases, threads, cache, invoke_us)
     ratios: list[tuple[str, float]] = []
     for m in measurements:
         if m.family in ("chain", "stream"):

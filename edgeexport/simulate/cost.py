@@ -57,6 +57,11 @@ class MemoryModel:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     weights_resident: bool = False
     resident_kinds: frozenset[str] = frozenset()  # unit kinds that keep this model's weights on chip
+    resident_units: frozenset[str] = frozenset()  # unit names whose on_chip_bytes hold this model's weights
+    spill_units: frozenset[str] = frozenset()  # unit names whose on_chip_bytes the weights overflow
+    # (unit name, share of the weights streamed per run) for spill units: the on-chip memory keeps what fits
+    # (the Edge TPU compiler caches as many parameters as fit), the rest streams every run
+    spill_shares: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,19 @@ class OpTime:
     bound: str
 
 
-def cpu_speedup(threads: int) -> float:
-    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread)."""
+def cpu_speedup(threads: int, serial_fraction: float | None = None) -> float:
+    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread); ``serial_fraction``
+    defaults to ``CPU_SERIAL_FRACTION``."""
     t = max(int(threads), 1)
-    return 1.0 / (CPU_SERIAL_FRACTION + (1.0 - CPU_SERIAL_FRACTION) / t)
+    s = CPU_SERIAL_FRACTION if serial_fraction is None else min(max(float(serial_fraction), 0.0), 1.0)
+    return 1.0 / (s + (1.0 - s) / t)
 
 
 def thread_fraction(unit: ComputeUnit, threads: int | None) -> float:
-    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``."""
-    return cpu_speedup(effective_threads(unit, threads)) / cpu_speedup(max(int(unit.cores), 1))
+    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``,
+    with the unit's fitted serial fraction when it has one."""
+    s = unit.serial_fraction
+    return cpu_speedup(effective_threads(unit, threads), s) / cpu_speedup(max(int(unit.cores), 1), s)
 
 
 def effective_threads(unit: ComputeUnit, threads: int | None) -> int:
@@ -103,9 +112,10 @@ def unit_dtype(unit: ComputeUnit, dtype: str, *, prefer_fp16: bool = False) -> s
 
 
 def efficiency(unit: ComputeUnit, family: str, dtype: str) -> float:
-    """Fraction of peak reached by ``family`` in ``dtype``: a ``family@dtype`` key (written by calibrate) wins
-    over the plain family key, which wins over ``default``."""
-    value = unit.efficiency.get(f"{family}@{dtype}")
+    """Fraction of peak reached by ``family`` in ``dtype``: the first of ``family@dtype``, ``family``,
+    ``default@dtype``, ``default`` that the unit lists (the ``@dtype`` keys are written by calibrate)."""
+    eff = unit.efficiency
+    value = eff.get(f"{family}@{dtype}", eff.get(family, eff.get(f"default@{dtype}")))
     if value is None:
         value = unit.efficiency_for(family)
     return min(max(float(value), 1e-4), 1.0)
@@ -130,8 +140,14 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     scale = _bytes_scale(op.dtype, run_dtype)
     bandwidth = max(float(unit.memory_bandwidth_gbps), 1e-3) * 1e9
     activations = (op.read_bytes + op.write_bytes) * scale
-    resident = memory.weights_resident or unit.kind in memory.resident_kinds
-    dram = (activations if activations > memory.cache_bytes else 0.0) + (0 if resident else op.weight_bytes)
+    if unit.name in memory.spill_units:
+        resident = False
+    else:
+        resident = memory.weights_resident or unit.kind in memory.resident_kinds or unit.name in memory.resident_units
+    # a unit with its own on-chip memory (an NPU's TCM, the Edge TPU's SRAM) keeps activations that fit in it
+    limit = memory.cache_bytes if unit.on_chip_bytes is None else unit.on_chip_bytes
+    share = dict(memory.spill_shares).get(unit.name, 1.0) if unit.name in memory.spill_units else 1.0
+    dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share)
     memory_s = dram / bandwidth
     overhead_s = float(unit.op_overhead_us) * 1e-6
     bound = "compute" if compute_s >= memory_s else "memory"

@@ -123,7 +123,22 @@ def simulate(
     memory = memory_model(graph, device)
     placements = [place(graph, device, p, threads=threads, memory=memory) for p in paths]
     chosen = placements[0] if delegate != "auto" else min(placements, key=lambda pl: pl.total_ms)
-    return _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
+    estimate = _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
+    return replace(estimate, warnings=estimate.warnings + _fallback_warnings(device, placements))
+
+
+def _fallback_warnings(device: DeviceProfile, placements: list[Placement]) -> tuple[str, ...]:
+    """Say so when an accelerator path hands every op back to the CPU (its estimate then equals the CPU's):
+    the delegate's fixed and per-partition costs exceed what the accelerator saves on this graph."""
+    kinds = {u.name: u.kind for u in device.units}
+    out = []
+    for pl in placements:
+        if pl.path in ("cpu", "coreml-cpu_only") or not pl.units:
+            continue
+        if all(kinds.get(name) in ("cpu", "mcu") for name in pl.units):
+            out.append(f"the {pl.path} path runs every op of this graph on the CPU (the accelerator's invoke and "
+                       "partition costs exceed the time it would save), so its estimate equals the CPU's")
+    return tuple(out)
 
 
 def _estimate(
@@ -136,7 +151,7 @@ def _estimate(
     artifact: Path,
 ) -> LatencyEstimate:
     p50 = chosen.total_ms
-    low_f, high_f, band_source = uncertainty_band(device)
+    low_f, high_f, band_source = uncertainty_band(device, chosen)
     per_op = [
         OpEstimate(op.index, op.name, op.op_type, op.family, unit, t.dtype, t.seconds * 1e3, op.macs, t.bound)
         for op, unit, t in zip(graph.ops, chosen.units, chosen.times, strict=True)
@@ -186,7 +201,13 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
     cache = int(data.get("cache_bytes", DEFAULT_CACHE_BYTES))
     weight_cache = int(data.get("weight_cache_bytes", cache))
     on_chip = frozenset({"tpu"}) if graph.weight_bytes <= TPU_PARAMETER_CACHE_BYTES else frozenset()
-    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip)
+    # units with their own on-chip memory size: weights stay there when they fit, else stream every run
+    resident = frozenset(u.name for u in device.units if u.on_chip_bytes is not None and graph.weight_bytes <= u.on_chip_bytes)
+    spill = frozenset(u.name for u in device.units if u.on_chip_bytes is not None and graph.weight_bytes > u.on_chip_bytes)
+    shares = tuple((u.name, 1.0 - (u.on_chip_bytes or 0) / max(graph.weight_bytes, 1)) for u in device.units
+                   if u.name in spill)
+    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip,
+                       resident_units=resident, spill_units=spill, spill_shares=shares)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:
@@ -271,9 +292,25 @@ def apply_calibration(device: DeviceProfile) -> DeviceProfile:
     return replace(device, units=units)
 
 
-def uncertainty_band(device: DeviceProfile) -> tuple[float, float, str]:
+def main_unit(placement: Placement) -> str | None:
+    """The unit name that runs most of a placement's time (None for an empty graph)."""
+    share: dict[str, float] = defaultdict(float)
+    for name, t in zip(placement.units, placement.times, strict=True):
+        share[name] += t.seconds
+    return max(share, key=lambda k: share[k]) if share else None
+
+
+def uncertainty_band(device: DeviceProfile, placement: Placement | None = None) -> tuple[float, float, str]:
     """Multipliers (low, high) of the p50 estimate and where they come from: the 10th and 90th percentile of
-    measured/predicted over the calibration suite when ``calibrate`` saved residuals, else DEFAULT_BAND."""
+    measured/predicted of the held-out rows when the unit that runs most of ``placement`` has a
+    ``[validation.<unit>]`` table, else of the calibration suite when ``calibrate`` saved residuals, else
+    DEFAULT_BAND (and the text says the unit is not validated)."""
+    unit = main_unit(placement) if placement is not None else None
+    check = device.validation.get(unit) if unit is not None else None
+    if check is not None and check.rows > 0:
+        text = (f"{device.name} {unit}: validated on {check.rows} published rows, median error "
+                f"{check.median_abs_pct:.0f} % ({check.within_25_pct:.0f} % within 25 %, held-out architectures)")
+        return min(check.ratio_p10, 1.0), max(check.ratio_p90, 1.0), text
     data = _residuals(device)
     if data is not None:
         try:
@@ -281,4 +318,10 @@ def uncertainty_band(device: DeviceProfile) -> tuple[float, float, str]:
             return min(low, 1.0), max(high, 1.0), f"calibration residuals (n={data.get('n', '?')})"
         except (KeyError, TypeError, ValueError):
             pass
+    if unit is not None and unit in device.fits:
+        return DEFAULT_BAND[0], DEFAULT_BAND[1], (f"{device.name} {unit}: fitted to {device.fits[unit].rows} rows "
+                                                  "but not validated on held-out architectures; default band")
+    if unit is not None and not device.fits and not _residuals(device):
+        return DEFAULT_BAND[0], DEFAULT_BAND[1], (f"{device.name} {unit}: not validated against measurements; "
+                                                  "default band")
     return DEFAULT_BAND[0], DEFAULT_BAND[1], "default band (profile not calibrated)"

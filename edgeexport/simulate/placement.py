@@ -8,7 +8,9 @@ Runtime paths:
   ``cpu_and_ne``; the GPU and ANE compute in fp16.
 
 Each contiguous run of ops on one unit is a partition. Entering or leaving an accelerator partition costs a
-copy of the crossing tensors at the slower unit's bandwidth plus a synchronisation ``SYNC_US[kind]``.
+copy of the crossing tensors at the slower unit's bandwidth plus a synchronisation: the unit's fitted
+``partition_us`` when it has one, else ``SYNC_US[kind]``. Every unit that runs any op adds its fixed
+``invoke_us`` once per inference (a compiled accelerator's graph launch; fitted, see ``simulate/fit.py``).
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ class Placement:
     times: tuple[OpTime, ...]
     partitions: tuple[Partition, ...]
     boundary_ms: float
+    invoke_ms: float = 0.0
 
     @property
     def total_ms(self) -> float:
-        return sum(t.seconds for t in self.times) * 1e3 + self.boundary_ms
+        return sum(t.seconds for t in self.times) * 1e3 + self.boundary_ms + self.invoke_ms
 
 
 def _cpu(device: DeviceProfile) -> ComputeUnit:
@@ -154,13 +157,16 @@ def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | No
         return Placement(path, (), (), (), 0.0)
     assigned, times = _merge_small_islands(graph, assigned, times, cpu, threads, memory)
     partitions, boundary = _partitions(graph, assigned, times)
-    return Placement(path, tuple(u.name for u in assigned), tuple(times), tuple(partitions), boundary)
+    used = {u.name: u for u in assigned}
+    invoke_ms = sum(float(u.invoke_us) for u in used.values()) * 1e-3
+    return Placement(path, tuple(u.name for u in assigned), tuple(times), tuple(partitions), boundary, invoke_ms)
 
 
 def _crossing_ms(bytes_: int, a: ComputeUnit, b: ComputeUnit) -> float:
     accel = a if a.kind in ACCELERATORS else b
     bandwidth = min(float(a.memory_bandwidth_gbps), float(b.memory_bandwidth_gbps)) * 1e9
-    return (bytes_ / max(bandwidth, 1.0)) * 1e3 + SYNC_US.get(accel.kind, 0.0) * 1e-3
+    sync_us = accel.partition_us if accel.partition_us is not None else SYNC_US.get(accel.kind, 0.0)
+    return (bytes_ / max(bandwidth, 1.0)) * 1e3 + float(sync_us) * 1e-3
 
 
 def _partitions(graph: OpGraph, assigned: list[ComputeUnit], times: list[OpTime]) -> tuple[list[Partition], float]:

@@ -75,11 +75,16 @@ def _device_dict(device: DeviceProfile) -> dict[str, Any]:
                 "peak_gops": dict(u.peak_gops), "memory_bandwidth_gbps": u.memory_bandwidth_gbps,
                 "op_overhead_us": u.op_overhead_us, "dtypes": sorted(u.dtypes),
                 "op_families": sorted(u.op_families), "efficiency": dict(u.efficiency), "runtime": u.runtime,
-                "power_w": u.power_w, "targets": sorted(u.targets),
+                "power_w": u.power_w, "targets": sorted(u.targets), "invoke_us": u.invoke_us,
+                "partition_us": u.partition_us, "serial_fraction": u.serial_fraction,
+                "on_chip_bytes": u.on_chip_bytes,
             }
             for u in device.units
         ],
         "sources": dict(device.sources),
+        "fit": {k: {"rows": f.rows, "source": f.source, "parameters": list(f.parameters),
+                    "residuals_pct": dict(f.residuals_pct)} for k, f in device.fits.items()},
+        "validation": {k: vars(v) for k, v in device.validation.items()},
     }
 
 
@@ -141,8 +146,23 @@ def _show_lines(device: DeviceProfile) -> list[tuple[str, str, str]]:
             rows.append((f"{p}.efficiency.{family}", f"{value:g}", src.get(f"{p}.efficiency.{family}", "")))
         if u.power_w is not None:
             rows.append((f"{p}.power_w", f"{u.power_w:g}", src.get(f"{p}.power_w", "")))
+        for name in ("invoke_us", "partition_us", "serial_fraction", "on_chip_bytes"):
+            value = getattr(u, name)
+            if value is not None and (value or name != "invoke_us"):
+                rows.append((f"{p}.{name}", f"{value:g}", src.get(f"{p}.{name}", "")))
         rows.append((f"{p}.dtypes", ", ".join(sorted(u.dtypes)), ""))
         rows.append((f"{p}.op_families", ", ".join(sorted(u.op_families)), ""))
+        fit = device.fits.get(u.name)
+        if fit is not None:
+            rows.append((f"fit.{u.name}", f"{fit.rows} rows, {len(fit.parameters)} parameters", fit.source))
+        check = device.validation.get(u.name)
+        if check is not None:
+            rows.append((f"validation.{u.name}",
+                         (f"{check.rows} rows: median error {check.median_abs_pct:.1f} %, "
+                          f"{check.within_10_pct:.0f} % within 10 %, {check.within_25_pct:.0f} % within 25 %"),
+                         f"{check.method}; k x MACs baseline median {check.baseline_median_abs_pct:.1f} %"))
+        elif u.kind != "mcu" or fit is None:
+            rows.append((f"validation.{u.name}", "not validated against measurements", ""))
     return rows
 
 
