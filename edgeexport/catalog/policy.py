@@ -49,9 +49,13 @@ def _mcu_lowrank_reason(device: DeviceProfile, model_bytes: int | None) -> str |
     if not model_bytes or not budget or model_bytes / 4 <= _FLASH_SHARE_FOR_MODEL * budget:
         return None
     where = "flash" if device.flash_bytes else "RAM"
-    return (f"{device.name} is a microcontroller with {_size(budget)} {where}; the {_size(model_bytes)} float model "
-            f"has about {_size(model_bytes // 4)} of int8 weights, more than half of it, so lowrank-25 keeps 25% of "
-            "each factorized layer's parameters before integer-only int8 I/O quantization")
+    why = (f"{device.name} is a microcontroller with {_size(budget)} {where}; the {_size(model_bytes)} float model "
+           f"has about {_size(model_bytes // 4)} of int8 weights, more than half of it, so lowrank-25 keeps 25% of "
+           "each factorized layer's parameters before integer-only int8 I/O quantization")
+    if model_bytes / 16 > _FLASH_SHARE_FOR_MODEL * budget:
+        # A quarter of the int8 weights still over the share: factorization alone will not make it fit.
+        why += "; even a quarter may not fit: train a smaller architecture with `edgeexport distill`"
+    return why
 
 
 def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = True,

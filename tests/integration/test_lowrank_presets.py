@@ -238,4 +238,5 @@ data = "{samples / 'digits.npz'}"
     result = run_cli("check", "--config", config, "--out", tmp_path / "out")
     assert result.code == 0, result.err
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "lowrank-50+int8" in summary and "digits_cnn.lowrank-50+int8.tflite" in summary
+    assert "| digits_cnn.keras | pixel-8 | lowrank-50+int8 | tflite |" in summary and "| ok |" in summary
+    assert (tmp_path / "out" / "digits_cnn" / "pixel-8" / "lowrank-50+int8" / "digits_cnn.lowrank-50+int8.tflite").exists()

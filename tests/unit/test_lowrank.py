@@ -120,7 +120,9 @@ def test_auto_on_an_mcu_factorizes_a_model_whose_int8_weights_do_not_fit() -> No
     assert small.name == "prune-channels-25+int8-io", why_small
     big, why_big = choose_preset(mcu, "tflite", model_bytes=8 * 2**20)  # ~2 MiB of int8 weights
     assert big.name == "lowrank-25+int8-io"
-    assert "1 MiB flash" in why_big and "2 MiB of int8 weights" in why_big
+    assert "1 MiB flash" in why_big and "2 MiB of int8 weights" in why_big and "distill" not in why_big
+    _, why_huge = choose_preset(mcu, "tflite", model_bytes=64 * 2**20)
+    assert "edgeexport distill" in why_huge
     no_data, why = choose_preset(mcu, "tflite", model_bytes=8 * 2**20, calibration=False)
     assert no_data.name == "lowrank-25+fp32" and "no calibration data" in why
     phone, _ = choose_preset(load_device("pixel-8"), "tflite", model_bytes=8 * 2**20)

@@ -109,5 +109,6 @@ def command(spec: str | None, preset_files: tuple[str, ...], as_json: bool) -> N
         short = desc if len(desc) <= desc_width else desc[: desc_width - 3] + "..."
         click.echo(f"{name.ljust(widths[0])}  {targets.ljust(widths[1])}  {short.ljust(desc_width)}  {tol}")
     click.echo("\nCombine one pruning or low-rank preset and one quantization preset with '+', e.g. prune-50+int8 "
-               "or lowrank-50+int8. "
+               "or lowrank-50+int8. To go smaller than these, train a smaller architecture with `edgeexport "
+               "distill`. "
                "`edgeexport presets NAME` explains one.")
