@@ -25,7 +25,7 @@ from edgeexport.options import (
     SimulateOptions,
     VerifyOptions,
 )
-from edgeexport.report.model import Report
+from edgeexport.report.model import Report, load_report
 from edgeexport.sources import open_source
 from edgeexport.types import LoadOptions, ModelSummary, SourceModel
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SYNTHETIC", "Budgets", "BundleOptions", "ConvertOptions", "DeviceProfile", "Preset", "Report", "SimulateOptions",
     "Tolerance", "VerifyOptions", "add_estimates", "bench", "convert", "inspect", "load_device", "load_preset",
-    "simulate", "verify",
+    "load_report", "simulate", "verify",
 ]
 
 
