@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "error: Python 3.12 not found (onnx2tf 2.x needs >= 3.12); install python3.12"; exit 1; }
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON312)"; $(PYTHON312) -m venv $(VENV); }
 	@echo "installing edgeexport and its pinned dependencies into $(VENV) (first run: a few minutes)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,torch]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,torch,ray]'
 	@touch $@
 
 setup: $(VENV)/.installed
