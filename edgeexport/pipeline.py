@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeexport import isolate
-from edgeexport.catalog.model import DeviceProfile, Preset, Tolerance
+from edgeexport.catalog.model import DeviceProfile, Preset, Pruning, Tolerance
 from edgeexport.errors import (
     ConversionError,
     DataError,
@@ -30,7 +30,8 @@ from edgeexport.files import gzip_size, sha256_of, size_of
 from edgeexport.options import SYNTHETIC, Budgets, ConvertOptions
 from edgeexport.report.model import ArtifactReport, Report
 from edgeexport.simulate.estimate import LatencyEstimate
-from edgeexport.search import PrecisionSearch
+from edgeexport.search.recipe import Recipe
+from edgeexport.search.report import SearchReport
 from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, endpoint_arrays
 from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
@@ -102,7 +103,7 @@ def make_plan(source: SourceModel, out_dir: Path, options: ConvertOptions, devic
             if device is None:
                 raise UnsupportedError("--preset auto needs --device to choose for", hint="add --device NAME or name a preset")
             chosen, reason = choose_preset(device, target, calibration=calibration is not None,
-                                           model_bytes=_size(source.path))
+                                           model_bytes=size_of(source.path))
         else:
             chosen, reason = named, ""
         check_compatible(chosen, target, device)
@@ -154,8 +155,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))
     entries: list[ArtifactReport] = []
     tolerances: dict[Path, Tolerance] = {}
-    searches: dict[Path, Any] = {}
-    recipes: list[Any] = []
+    searches: dict[Path, SearchReport] = {}
+    recipes: list[Recipe] = []
     try:
         exports: dict[str, tuple[ExportedGraph, PruneReport | None, LoadedModel]] = {}
         for item in plan.items:
@@ -181,10 +182,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                 exports[key] = (exported, prune_report, variant)
             exported, prune_report, variant = exports[key]
             search = None
-            if plan.precision_search is not None:
+            if plan.options.precision_search is not None:
                 from edgeexport.search.precision import search_item
 
-                def build(preset: Preset, where: Path, item: PlanItem = item, exported: Any = exported,
+                def build(preset: Preset, where: Path, item: PlanItem = item, exported: ExportedGraph = exported,
                           prune_report: PruneReport | None = prune_report) -> Artifact:
                     return _convert_one(replace(plan, out_dir=where), replace(item, preset=preset), exported,
                                         calibration, workdir, prune_report, lambda _message: None)
@@ -198,10 +199,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                 searches[artifact.path] = search
             tolerances[artifact.path] = item.preset.tolerance.tightened_by(plan.options.verify.tighten)
         notes = tuple(sorted({note for exported, _, _ in exports.values() for note in exported.notes}))
-        if plan.precision_search is not None and plan.precision_search.save_preset is not None:
+        if plan.options.precision_search is not None and plan.options.precision_search.save_preset is not None:
             from edgeexport.search.recipe import write_recipes
 
-            write_recipes(plan.precision_search.save_preset, recipes,
+            write_recipes(plan.options.precision_search.save_preset, recipes,
                           header=f"edgeexport precision search for {plan.source.path.name}; rebuild with "
                                  "--preset NAME --preset-file THIS_FILE")
     finally:
@@ -221,7 +222,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     )
 
 
-def _lowrank_label(pruning: Any) -> str:
+def _lowrank_label(pruning: Pruning) -> str:
     return f"{pruning.energy:.0%} energy" if pruning.energy is not None else f"keep {1 - pruning.sparsity:.0%}"
 
 

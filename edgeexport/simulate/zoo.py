@@ -157,7 +157,7 @@ def _convert_main(argv: list[str]) -> int:
 
     keras.utils.set_random_seed(0)
     model = build_model(arch, size, parse_options(options))
-    from edgeexport.api import convert, inspect
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert, inspect
 
     with tempfile.TemporaryDirectory(prefix="edgeexport-zoo-") as tmp:
         source = Path(tmp) / f"{hashlib.sha1(out.name.encode()).hexdigest()[:8]}.keras"
@@ -165,13 +165,13 @@ def _convert_main(argv: list[str]) -> int:
         keras.backend.clear_session()
         calibration = None
         if "int8" in preset:
-            names = [t.name for t in inspect(source).inputs]
+            names = [t.name for t in inspect(source)[1].inputs]
             rng = np.random.default_rng(0)
             calibration = Path(tmp) / "calibration.npz"
             arrays = {n: rng.standard_normal((CALIBRATION_SAMPLES, size, size, 3)).astype(np.float32) for n in names}
             np.savez(calibration, **arrays)  # type: ignore[arg-type]
-        convert(source, Path(tmp) / "out", targets=[target], preset=preset, calibration=calibration,
-                write_report=False, verify=False)
+        convert(source, Path(tmp) / "out", ConvertOptions(targets=(target,), preset=preset, calibration=calibration,
+                                                          write_report=False, verify=VerifyOptions(enabled=False)))
         suffix = ".mlpackage" if target == "coreml" else ".tflite"
         produced = [p for p in (Path(tmp) / "out").iterdir() if p.name.endswith(suffix)]
         if not produced:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,9 @@ from edgeexport.cli.options import (
     unsafe_option,
     warn_only_option,
 )
+
+if TYPE_CHECKING:
+    from edgeexport.search import PrecisionSearch
 
 EXAMPLES = """\b
 Examples:
@@ -162,7 +166,7 @@ def command(
 
 
 def _precision_search(max_accuracy_drop: float | None, min_sqnr_db: float | None, timeout_s: float,
-                      save_preset: Path | None, verify_data: Path | None, no_verify: bool) -> object | None:
+                      save_preset: Path | None, verify_data: Path | None, no_verify: bool) -> PrecisionSearch | None:
     """The budget of ``--max-accuracy-drop`` / ``--min-sqnr`` (None when neither is given); usage errors exit 2."""
     if max_accuracy_drop is None and min_sqnr_db is None:
         if save_preset is not None:

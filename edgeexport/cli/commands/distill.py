@@ -72,7 +72,7 @@ def command(teacher: Path, student: Path, data: Path, out: Path, epochs: int, te
         if bar is not None:
             bar.__exit__(None, None, None)
     if as_json:
-        from edgeexport.report.model import plain
+        from edgeexport.serial import plain
 
         click.echo(json.dumps(plain(summary), indent=2))
         return 0
