@@ -31,10 +31,16 @@ File layout (one device per file, ``data/devices/<name>.toml``)::
     runtime = "xnnpack"
     targets = ["tflite"]                  # optional: targets whose runtime uses this unit (default: all)
     power_w = 5.0                         # optional
+    serial_fraction = 0.3                 # optional, CPUs: fitted Amdahl serial fraction (calibrate)
+    thread_sync_us = 2.0                  # optional, CPUs: per-op thread-pool hand-off when threads > 1
 
     [units.cpu.sources]                   # keys relative to the unit; a parent key covers its children
     peak_gops = "D: 1 x 2.91 GHz x 32 + 3 x 2.37 GHz x 16 FLOP/cycle"
     efficiency.conv = "D: ..."
+
+    [evidence]                            # optional: what the numbers were fitted/validated on
+    covered = ["conv@fp32", "conv@int8"]  # op family @ compute dtype; graphs outside it are extrapolated
+    basis = "M: edgeexport calibrate, 44 LiteRT micro-benchmarks"
 
 Source strings start with a tag from /work/shared/DEVICES.md (``Q:``, ``Q→:``, ``D:``, ``S:``, ``U:``, combined
 like ``U/Q:``), ``M:`` for numbers measured on the device by ``edgeexport calibrate``, or are exactly
@@ -51,7 +57,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile
+from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile, Evidence
 from edgeexport.errors import ProfileError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -75,10 +81,14 @@ _DEVICE_KEYS = {
     "name", "display_name", "class", "os", "os_version", "targets", "android_api", "litert_delegates",
     "coreml_deployment_target", "coreml_spec_version", "ram", "flash", "soc", "notes", "units", "sources",
 }
+_DEVICE_KEYS |= {"evidence"}
+_EVIDENCE_KEYS = {"covered", "basis"}
+_THREAD_KEYS = {"serial_fraction", "thread_sync_us"}
 _UNIT_KEYS = {
     "kind", "detail", "cores", "clock_ghz", "peak_gops", "memory_bandwidth_gbps", "op_overhead_us", "dtypes",
     "op_families", "efficiency", "runtime", "targets", "power_w", "sources",
 }
+_UNIT_KEYS |= _THREAD_KEYS
 
 
 class _Reader:
@@ -227,13 +237,31 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
     if targets - device_targets:
         raise reader.fail(f"{where}.targets", f"{sorted(targets - device_targets)} not in the device's targets")
     power = reader.number(raw, "power_w", where, required=False)
+    serial = reader.number(raw, "serial_fraction", where, required=False, positive=False, at_most=1.0)
+    sync = reader.number(raw, "thread_sync_us", where, required=False, positive=False)
     _flatten_sources(reader, reader.table(raw, "sources", where, required=False), where, sources)
     return ComputeUnit(
         name=name, kind=str(kind), cores=int(cores or 0), clock_ghz=float(clock or 0), peak_gops=peak,
         memory_bandwidth_gbps=float(bandwidth or 0), op_overhead_us=float(overhead or 0), dtypes=frozenset(dtypes),
         op_families=frozenset(families), efficiency=efficiency, runtime=runtime,
         power_w=None if power is None else float(power), targets=targets,
+        serial_fraction=None if serial is None else float(serial), thread_sync_us=float(sync or 0.0),
     )
+
+
+def _read_evidence(reader: _Reader, raw: Mapping[str, Any]) -> Evidence | None:
+    """The optional ``[evidence]`` table: ``covered = ["conv@fp32", ...]`` and a ``basis`` sentence."""
+    table = reader.table(raw, "evidence", required=False)
+    if not table:
+        return None
+    reader.unknown_keys(table, _EVIDENCE_KEYS, "evidence")
+    pairs = reader.names(table, "covered", "evidence")
+    for pair in pairs:
+        family, _, dtype = pair.partition("@")
+        if family not in OP_FAMILIES or dtype not in DTYPES:
+            raise reader.fail("evidence.covered", f"{pair!r} is not 'family@dtype' (families: "
+                              f"{', '.join(OP_FAMILIES)}; dtypes: {', '.join(DTYPES)})")
+    return Evidence(frozenset(pairs), reader.text(table, "basis", "evidence", required=False) or "")
 
 
 def parse_device(path: Path) -> DeviceProfile:
@@ -273,7 +301,7 @@ def parse_device(path: Path) -> DeviceProfile:
         flash_bytes=flash, os=str(os_name), os_version=os_version, targets=targets,
         android_api=None if api is None else int(api), litert_delegates=delegates,
         coreml_deployment_target=deployment, coreml_spec_version=None if spec is None else int(spec),
-        sources=_resolve_sources(reader, sources), path=path,
+        sources=_resolve_sources(reader, sources), path=path, evidence=_read_evidence(reader, raw),
     )
 
 

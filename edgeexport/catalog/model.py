@@ -120,9 +120,28 @@ class ComputeUnit:
     # Targets whose runtime can place ops on this unit (e.g. the Neural Engine: coreml only); empty = all the
     # device's targets. Added by the catalog owner; additive.
     targets: frozenset[str] = frozenset()
+    # CPU thread scaling fitted by `edgeexport calibrate` (None / 0: the simulator's defaults): the Amdahl
+    # serial fraction of a kernel, and the per-op cost in microseconds of handing an op to the thread pool
+    # when more than one thread runs (what keeps small ops from scaling).
+    serial_fraction: float | None = None
+    thread_sync_us: float = 0.0
 
     def efficiency_for(self, family: str) -> float:
         return float(self.efficiency.get(family, self.efficiency.get("default", 0.5)))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a profile's numbers were fitted or validated on, so the simulator can tell interpolation from
+    extrapolation. ``covered`` holds ``"family@dtype"`` pairs (``"conv@int8"``: the op families of
+    ``edgeexport.simulate.ops`` in the compute dtypes fp32/fp16/int8/int16); ``basis`` says where they came
+    from (e.g. ``"M: edgeexport calibrate, 44 LiteRT micro-benchmarks"``)."""
+
+    covered: frozenset[str]
+    basis: str = ""
+
+    def covers(self, family: str, dtype: str) -> bool:
+        return f"{family}@{dtype}" in self.covered
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,8 @@ class DeviceProfile:
     coreml_spec_version: int | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
+    # The op families x dtypes the profile's numbers were fitted/validated on; None = not recorded.
+    evidence: Evidence | None = None
 
     def unit(self, kind: str) -> ComputeUnit | None:
         """The first unit of the given kind, or None."""

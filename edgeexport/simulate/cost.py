@@ -57,6 +57,18 @@ class MemoryModel:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     weights_resident: bool = False
     resident_kinds: frozenset[str] = frozenset()  # unit kinds that keep this model's weights on chip
+    # Share of a non-resident model's weight bytes that comes from DRAM each run (1.0: all of it). A cache
+    # with an adaptive (not strict LRU) replacement policy keeps about cache / weights of a cyclic working
+    # set, so a model a little over the cache streams only the excess (``streamed_share``).
+    weight_stream_share: float = 1.0
+
+
+def streamed_share(weight_bytes: int, weight_cache_bytes: int) -> float:
+    """Share of ``weight_bytes`` read from DRAM per run when ``weight_cache_bytes`` of them stay cached:
+    ``1 - cache / weights`` (0 when they all fit)."""
+    if weight_bytes <= weight_cache_bytes or weight_bytes <= 0:
+        return 0.0
+    return 1.0 - weight_cache_bytes / weight_bytes
 
 
 @dataclass(frozen=True)
@@ -71,15 +83,27 @@ class OpTime:
     bound: str
 
 
-def cpu_speedup(threads: int) -> float:
-    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread)."""
+def cpu_speedup(threads: int, serial_fraction: float | None = None) -> float:
+    """Amdahl speed-up of ``threads`` CPU threads over one (1.0 for one thread); ``serial_fraction``
+    defaults to CPU_SERIAL_FRACTION."""
     t = max(int(threads), 1)
-    return 1.0 / (CPU_SERIAL_FRACTION + (1.0 - CPU_SERIAL_FRACTION) / t)
+    s = CPU_SERIAL_FRACTION if serial_fraction is None else min(max(float(serial_fraction), 0.0), 1.0)
+    return 1.0 / (s + (1.0 - s) / t)
 
 
 def thread_fraction(unit: ComputeUnit, threads: int | None) -> float:
-    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``."""
-    return cpu_speedup(effective_threads(unit, threads)) / cpu_speedup(max(int(unit.cores), 1))
+    """Share of the unit's peak a run with ``threads`` threads gets: ``speedup(threads) / speedup(cores)``,
+    with the unit's fitted serial fraction when it has one."""
+    s = unit.serial_fraction
+    return cpu_speedup(effective_threads(unit, threads), s) / cpu_speedup(max(int(unit.cores), 1), s)
+
+
+def thread_sync_s(unit: ComputeUnit, threads: int | None) -> float:
+    """Seconds per op of handing work to the thread pool: the unit's ``thread_sync_us`` when more than one
+    CPU thread runs, else 0."""
+    if unit.kind not in ("cpu", "mcu") or effective_threads(unit, threads) <= 1:
+        return 0.0
+    return float(unit.thread_sync_us) * 1e-6
 
 
 def effective_threads(unit: ComputeUnit, threads: int | None) -> int:
@@ -102,10 +126,13 @@ def unit_dtype(unit: ComputeUnit, dtype: str, *, prefer_fp16: bool = False) -> s
     return None
 
 
-def efficiency(unit: ComputeUnit, family: str, dtype: str) -> float:
-    """Fraction of peak reached by ``family`` in ``dtype``: a ``family@dtype`` key (written by calibrate) wins
+def efficiency(unit: ComputeUnit, family: str, dtype: str, op_type: str = "") -> float:
+    """Fraction of peak reached by ``family`` in ``dtype``: an ``OP_TYPE@dtype`` key (calibrate writes them
+    for kernels unlike the rest of their family, e.g. TRANSPOSE_CONV) wins over ``family@dtype``, which wins
     over the plain family key, which wins over ``default``."""
-    value = unit.efficiency.get(f"{family}@{dtype}")
+    value = unit.efficiency.get(f"{op_type}@{dtype}") if op_type else None
+    if value is None:
+        value = unit.efficiency.get(f"{family}@{dtype}")
     if value is None:
         value = unit.efficiency_for(family)
     return min(max(float(value), 1e-4), 1.0)
@@ -124,16 +151,17 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
         peak = min((float(v) for v in unit.peak_gops.values()), default=1.0) * 1e9 * SOFT_FLOAT_FACTOR
     if unit.kind in ("cpu", "mcu"):
         peak = peak * thread_fraction(unit, threads)
-    eff = efficiency(unit, op.family, run_dtype)
+    eff = efficiency(unit, op.family, run_dtype, op.op_type)
     work = op.ops
     compute_s = work / (peak * eff) if work else 0.0
     scale = _bytes_scale(op.dtype, run_dtype)
     bandwidth = max(float(unit.memory_bandwidth_gbps), 1e-3) * 1e9
     activations = (op.read_bytes + op.write_bytes) * scale
     resident = memory.weights_resident or unit.kind in memory.resident_kinds
-    dram = (activations if activations > memory.cache_bytes else 0.0) + (0 if resident else op.weight_bytes)
+    weights = 0.0 if resident else op.weight_bytes * memory.weight_stream_share
+    dram = (activations if activations > memory.cache_bytes else 0.0) + weights
     memory_s = dram / bandwidth
-    overhead_s = float(unit.op_overhead_us) * 1e-6
+    overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, threads) if work else 0.0)
     bound = "compute" if compute_s >= memory_s else "memory"
     return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
 

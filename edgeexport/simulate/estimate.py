@@ -8,12 +8,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgeexport.catalog.devices import is_placeholder
 from edgeexport.catalog.model import DeviceProfile
 from edgeexport.simulate.cost import (
     DEFAULT_CACHE_BYTES,
     TPU_PARAMETER_CACHE_BYTES,
     MemoryModel,
+    streamed_share,
 )
+from edgeexport.simulate.evidence import coverage, uncosted_ops, uncosted_warning, widen_band
 from edgeexport.simulate.graph import OpGraph, read_graph
 from edgeexport.simulate.memory import peak_activation_bytes
 from edgeexport.simulate.placement import Partition, Placement, available_paths, place
@@ -22,6 +25,9 @@ from edgeexport.simulate.placement import Partition, Placement, available_paths,
 # family gives on phone CPUs (DEVICES.md section 4.3), widened to a 10th-90th percentile band.
 DEFAULT_BAND = (0.70, 1.40)
 TOP_OPS = 10
+# Band of the shipped host placeholder: before calibration it was 2.3x to 9.8x off on six unseen models
+# (issue 12), in either direction depending on the machine.
+PLACEHOLDER_BAND = (0.1, 10.0)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,11 @@ class LatencyEstimate:
     budget: BudgetStatus
     band_source: str
     warnings: tuple[str, ...] = ()
+    # what the estimate does not know (simulate.evidence): ops without a work model, and whether the graph
+    # runs outside the profile's evidence (then the band above is already widened)
+    uncosted_ops: tuple[str, ...] = ()
+    extrapolated: bool = False
+    extrapolation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists; pairs become objects)."""
@@ -136,6 +147,12 @@ def _estimate(
 ) -> LatencyEstimate:
     p50 = chosen.total_ms
     low_f, high_f, band_source = uncertainty_band(device)
+    known = coverage(device, graph.ops, [t.seconds for t in chosen.times], [t.dtype for t in chosen.times])
+    if known.extrapolated:
+        low_f, high_f = widen_band(low_f, high_f, known.share)
+        band_source += f", widened for extrapolation ({100 * known.share:.0f} % of the time)"
+    uncosted = uncosted_ops(graph.ops)
+    not_known = tuple(w for w in (uncosted_warning(uncosted, graph.ops), known.reason) if w)
     per_op = [
         OpEstimate(op.index, op.name, op.op_type, op.family, unit, t.dtype, t.seconds * 1e3, op.macs, t.bound)
         for op, unit, t in zip(graph.ops, chosen.units, chosen.times, strict=True)
@@ -171,8 +188,20 @@ def _estimate(
         alternatives=tuple((pl.path, pl.total_ms) for pl in placements),
         budget=budget,
         band_source=band_source,
-        warnings=graph.warnings + _precision_warnings(device, chosen) + _target_warnings(graph, device),
+        warnings=graph.warnings + _precision_warnings(device, chosen) + _target_warnings(graph, device)
+        + not_known + _placeholder_warnings(device),
+        uncosted_ops=uncosted,
+        extrapolated=known.extrapolated,
+        extrapolation=known.reason,
     )
+
+
+def _placeholder_warnings(device: DeviceProfile) -> tuple[str, ...]:
+    if not is_placeholder(device):
+        return ()
+    text = (f"{device.name} is an uncalibrated placeholder profile: this estimate is a guess (off by up to 10x); "
+            "run `edgeexport calibrate` (simulate --device host does it once by itself unless --no-calibrate)")
+    return (text,)
 
 
 def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
@@ -185,7 +214,10 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
     cache = int(data.get("cache_bytes", DEFAULT_CACHE_BYTES))
     weight_cache = int(data.get("weight_cache_bytes", cache))
     on_chip = frozenset({"tpu"}) if graph.weight_bytes <= TPU_PARAMETER_CACHE_BYTES else frozenset()
-    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip)
+    # a calibrated cache streams only the weights that do not fit (cost.streamed_share); without one, all
+    share = streamed_share(graph.weight_bytes, weight_cache) if data else 1.0
+    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip,
+                       weight_stream_share=share)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:
@@ -273,6 +305,8 @@ def apply_calibration(device: DeviceProfile) -> DeviceProfile:
 def uncertainty_band(device: DeviceProfile) -> tuple[float, float, str]:
     """Multipliers (low, high) of the p50 estimate and where they come from: the 10th and 90th percentile of
     measured/predicted over the calibration suite when ``calibrate`` saved residuals, else DEFAULT_BAND."""
+    if is_placeholder(device):
+        return PLACEHOLDER_BAND[0], PLACEHOLDER_BAND[1], "uncalibrated placeholder profile (run edgeexport calibrate)"
     data = _residuals(device)
     if data is not None:
         try:

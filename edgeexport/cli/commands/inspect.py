@@ -44,13 +44,18 @@ def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsaf
     source = open_source(model, options)
     console = Console(stderr=True, highlight=False)
     with console.status(f"loading {source.path.name}", spinner="dots"):
-        summary = load(source).summary
+        loaded = load(source)
+        summary = loaded.summary
+    notes = tuple(getattr(loaded, "notes", ()))  # e.g. what the MAC count could not see
     if as_json:
-        data = {"path": str(source.path), "format": source.format, "sha256": source.sha256, "summary": plain(summary)}
+        data = {"path": str(source.path), "format": source.format, "sha256": source.sha256, "summary": plain(summary),
+                "notes": list(notes)}
         sys.stdout.write(dumps(data))
     else:
         render = Console(highlight=False)
         from edgeexport.report.terminal import render_summary
 
         render_summary(summary, render, title=f"{source.path.name} ({source.format})")
+        for note in notes:
+            render.print(f"note: {note}")
     return 0
