@@ -14,6 +14,7 @@ from edgeexport.simulate.cost import (
     DEFAULT_CACHE_BYTES,
     TPU_PARAMETER_CACHE_BYTES,
     MemoryModel,
+    effective_threads,
     streamed_share,
 )
 from edgeexport.simulate.evidence import coverage, uncosted_ops, uncosted_warning, widen_band
@@ -133,7 +134,9 @@ def simulate(
     memory = memory_model(graph, device)
     placements = [place(graph, device, p, threads=threads, memory=memory) for p in paths]
     chosen = placements[0] if delegate != "auto" else min(placements, key=lambda pl: pl.total_ms)
-    return _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
+    cpu = device.unit("cpu") or device.unit("mcu")
+    used = threads if threads is not None or cpu is None else effective_threads(cpu, None)  # what the estimate assumed
+    return _estimate(graph, device, chosen, placements, used, compute_units, Path(artifact_path))
 
 
 def _estimate(

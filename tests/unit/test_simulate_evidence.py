@@ -23,11 +23,11 @@ FACTS: dict[str, object] = {"cores": 2, "ghz": 2.5, "model": "Test CPU", "flop_c
 
 
 def _unit(**kw: object) -> ComputeUnit:
-    base: dict[str, object] = dict(
-        name="cpu", kind="cpu", cores=2, clock_ghz=2.5, peak_gops={"fp32": 100.0, "int8": 300.0},
-        memory_bandwidth_gbps=10.0, op_overhead_us=1.0, dtypes=frozenset({"fp32", "int8"}),
-        op_families=frozenset(), efficiency={"default": 0.5},
-    )
+    base: dict[str, object] = {
+        "name": "cpu", "kind": "cpu", "cores": 2, "clock_ghz": 2.5, "peak_gops": {"fp32": 100.0, "int8": 300.0},
+        "memory_bandwidth_gbps": 10.0, "op_overhead_us": 1.0, "dtypes": frozenset({"fp32", "int8"}),
+        "op_families": frozenset(), "efficiency": {"default": 0.5},
+    }
     base.update(kw)
     return ComputeUnit(**base)  # type: ignore[arg-type]
 
