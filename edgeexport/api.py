@@ -13,6 +13,7 @@ Options are typed, frozen objects (``ConvertOptions``, ``VerifyOptions``, ``Simu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from edgeexport.verify.stage import Verification
 
 __all__ = [
-    "SYNTHETIC", "Budgets", "BundleOptions", "ConvertOptions", "DeviceProfile", "Preset", "Report", "SimulateOptions",
+    "SYNTHETIC", "Budgets", "BundleOptions", "ConvertOptions", "DeviceProfile", "Inspection", "Preset", "Report", "SimulateOptions",
     "Tolerance", "VerifyOptions", "add_estimates", "bench", "convert", "inspect", "load_device", "load_preset",
     "load_report", "simulate", "verify",
 ]
@@ -57,13 +58,23 @@ def load_preset(spec: str, *, extra_files: Sequence[Path] = ()) -> Preset:
     return _load_preset(spec, extra_files=tuple(extra_files))
 
 
-def inspect(model: str | Path, *, options: LoadOptions | None = None) -> tuple[SourceModel, ModelSummary]:
-    """The model file (format, sha256) and its summary: inputs/outputs, op histogram, parameters and MACs
-    (loads its framework)."""
+@dataclass(frozen=True)
+class Inspection:
+    """What ``inspect`` found: the model file (format, sha256), its summary (inputs/outputs, op histogram,
+    parameters, MACs) and notes on what the summary could not count."""
+
+    source: SourceModel
+    summary: ModelSummary
+    notes: tuple[str, ...] = ()
+
+
+def inspect(model: str | Path, *, options: LoadOptions | None = None) -> Inspection:
+    """Open ``model`` with its framework and describe it (see ``Inspection``)."""
     from edgeexport.sources import load
 
     source = open_source(model, options)
-    return source, load(source).summary
+    loaded = load(source)
+    return Inspection(source, loaded.summary, tuple(getattr(loaded, "notes", ())))
 
 
 def convert(model: str | Path, out_dir: str | Path, options: ConvertOptions | None = None, *,

@@ -25,6 +25,14 @@ class CliResult:
     err: str
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the real user config: profiles `simulate --device host` calibrates and
+    caches go to a temporary XDG_CONFIG_HOME."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    os.environ.pop("EDGEEXPORT_DEVICE_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES

@@ -31,6 +31,8 @@ File layout (one device per file, ``data/devices/<name>.toml``)::
     runtime = "xnnpack"
     targets = ["tflite"]                  # optional: targets whose runtime uses this unit (default: all)
     power_w = 5.0                         # optional
+    serial_fraction = 0.3                 # optional, CPUs: fitted Amdahl serial fraction (calibrate)
+    thread_sync_us = 2.0                  # optional, CPUs: per-op thread-pool hand-off when threads > 1
 
     [units.cpu.sources]                   # keys relative to the unit; a parent key covers its children
     peak_gops = "D: 1 x 2.91 GHz x 32 + 3 x 2.37 GHz x 16 FLOP/cycle"
@@ -39,6 +41,10 @@ File layout (one device per file, ``data/devices/<name>.toml``)::
 Fitted profiles add, per unit, ``invoke_us``, ``partition_us``, ``serial_fraction``, ``on_chip_bytes`` and
 ``family@dtype`` efficiency keys (e.g. ``conv@int8``), and device-level ``[fit.<unit>]`` (rows, source,
 parameters, residuals_pct) and ``[validation.<unit>]`` tables (see ``model.FitRecord`` / ``model.Validation``).
+
+    [evidence]                            # optional: what the numbers were fitted/validated on
+    covered = ["conv@fp32", "conv@int8"]  # op family @ compute dtype; graphs outside it are extrapolated
+    basis = "M: edgeexport calibrate, 44 LiteRT micro-benchmarks"
 
 Source strings start with a tag from /work/shared/DEVICES.md (``Q:``, ``Q→:``, ``D:``, ``S:``, ``U:``, combined
 like ``U/Q:``), ``M:`` for numbers measured on the device by ``edgeexport calibrate``, ``F:`` for numbers fitted
@@ -56,7 +62,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile, FitRecord, Validation
+from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile, Evidence, FitRecord, Validation
 from edgeexport.errors import ProfileError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -81,11 +87,15 @@ _DEVICE_KEYS = {
     "coreml_deployment_target", "coreml_spec_version", "ram", "flash", "soc", "notes", "units", "sources",
     "fit", "validation",
 }
+_DEVICE_KEYS |= {"evidence"}
+_EVIDENCE_KEYS = {"covered", "basis"}
+_THREAD_KEYS = {"serial_fraction", "thread_sync_us"}
 _UNIT_KEYS = {
     "kind", "detail", "cores", "clock_ghz", "peak_gops", "memory_bandwidth_gbps", "op_overhead_us", "dtypes",
     "op_families", "efficiency", "runtime", "targets", "power_w", "sources",
     "invoke_us", "partition_us", "serial_fraction", "on_chip_bytes",
 }
+_UNIT_KEYS |= _THREAD_KEYS
 
 
 class _Reader:
@@ -239,6 +249,7 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
     invoke = reader.number(raw, "invoke_us", where, required=False, positive=False)
     partition = reader.number(raw, "partition_us", where, required=False, positive=False)
     serial = reader.number(raw, "serial_fraction", where, required=False, positive=False, at_most=1.0)
+    sync = reader.number(raw, "thread_sync_us", where, required=False, positive=False)
     on_chip = reader.number(raw, "on_chip_bytes", where, required=False, integer=True, positive=False)
     _flatten_sources(reader, reader.table(raw, "sources", where, required=False), where, sources)
     return ComputeUnit(
@@ -247,9 +258,24 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
         op_families=frozenset(families), efficiency=efficiency, runtime=runtime,
         power_w=None if power is None else float(power), targets=targets,
         invoke_us=float(invoke or 0.0), partition_us=None if partition is None else float(partition),
-        serial_fraction=None if serial is None else float(serial),
+        serial_fraction=None if serial is None else float(serial), thread_sync_us=float(sync or 0.0),
         on_chip_bytes=None if on_chip is None else int(on_chip),
     )
+
+
+def _read_evidence(reader: _Reader, raw: Mapping[str, Any]) -> Evidence | None:
+    """The optional ``[evidence]`` table: ``covered = ["conv@fp32", ...]`` and a ``basis`` sentence."""
+    table = reader.table(raw, "evidence", required=False)
+    if not table:
+        return None
+    reader.unknown_keys(table, _EVIDENCE_KEYS, "evidence")
+    pairs = reader.names(table, "covered", "evidence")
+    for pair in pairs:
+        family, _, dtype = pair.partition("@")
+        if family not in OP_FAMILIES or dtype not in DTYPES:
+            raise reader.fail("evidence.covered", f"{pair!r} is not 'family@dtype' (families: "
+                              f"{', '.join(OP_FAMILIES)}; dtypes: {', '.join(DTYPES)})")
+    return Evidence(frozenset(pairs), reader.text(table, "basis", "evidence", required=False) or "")
 
 
 def parse_device(path: Path) -> DeviceProfile:
@@ -294,6 +320,7 @@ def parse_device(path: Path) -> DeviceProfile:
         android_api=None if api is None else int(api), litert_delegates=delegates,
         coreml_deployment_target=deployment, coreml_spec_version=None if spec is None else int(spec),
         sources=_resolve_sources(reader, sources), path=path, fits=fits, validation=validation,
+        evidence=_read_evidence(reader, raw),
     )
 
 

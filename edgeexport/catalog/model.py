@@ -134,15 +134,18 @@ class ComputeUnit:
     # Targets whose runtime can place ops on this unit (e.g. the Neural Engine: coreml only); empty = all the
     # device's targets. Added by the catalog owner; additive.
     targets: frozenset[str] = frozenset()
-    # Fitted cost terms (issue 12; additive, defaults keep the older behaviour). ``invoke_us``: fixed cost per
+    # Fitted cost terms (additive, defaults keep the older behaviour). ``invoke_us``: fixed cost per
     # inference once the unit runs any op (a compiled accelerator's graph launch, the interpreter's invoke);
     # ``partition_us``: cost per partition entering this unit (None: ``placement.SYNC_US`` of its kind);
     # ``serial_fraction``: Amdahl serial fraction of a multi-threaded CPU run (None: ``cost.CPU_SERIAL_FRACTION``);
+    # ``thread_sync_us``: per-op cost in microseconds of handing an op to the thread pool when more than one
+    # thread runs (what keeps small ops from scaling; fitted by `edgeexport calibrate`);
     # ``on_chip_bytes``: weights stay on the unit when the model's weights fit in this many bytes, else they
     # stream from DRAM at ``memory_bandwidth_gbps`` on every run (None: the shared cache decides).
     invoke_us: float = 0.0
     partition_us: float | None = None
     serial_fraction: float | None = None
+    thread_sync_us: float = 0.0
     on_chip_bytes: int | None = None
 
     def efficiency_for(self, family: str) -> float:
@@ -179,6 +182,20 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What a profile's numbers were fitted or validated on, so the simulator can tell interpolation from
+    extrapolation. ``covered`` holds ``"family@dtype"`` pairs (``"conv@int8"``: the op families of
+    ``edgeexport.simulate.ops`` in the compute dtypes fp32/fp16/int8/int16); ``basis`` says where they came
+    from (e.g. ``"M: edgeexport calibrate, 44 LiteRT micro-benchmarks"``)."""
+
+    covered: frozenset[str]
+    basis: str = ""
+
+    def covers(self, family: str, dtype: str) -> bool:
+        return f"{family}@{dtype}" in self.covered
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """A target device. ``device_class`` is ``"phone"``, ``"tablet"``, ``"sbc"``, ``"mcu"`` or ``"host"``.
 
@@ -205,6 +222,8 @@ class DeviceProfile:
     # keyed by unit name; written by `edgeexport calibrate --measurements` (issue 12; additive)
     fits: Mapping[str, FitRecord] = field(default_factory=dict)
     validation: Mapping[str, Validation] = field(default_factory=dict)
+    # The op families x dtypes the profile's numbers were fitted/validated on; None = not recorded.
+    evidence: Evidence | None = None
 
     def unit(self, kind: str) -> ComputeUnit | None:
         """The first unit of the given kind, or None."""

@@ -102,7 +102,9 @@ def _summary_table(artifacts: Sequence[Mapping[str, Any]]) -> str:
                  _verification_cell(artifact.get("verification"))]
         for device in devices:
             estimate = by_device.get(device)
-            cells.append(f'<td class="num">{estimate["p50_ms"]:.3f} ms</td>' if estimate else '<td class="none">-</td>')
+            extrapolated = " (extrapolated)" if estimate and estimate.get("extrapolated") else ""
+            cells.append(f'<td class="num">{estimate["p50_ms"]:.3f} ms{extrapolated}</td>' if estimate
+                         else '<td class="none">-</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return '<table id="artifacts">' + "".join(rows) + "</table>"
 

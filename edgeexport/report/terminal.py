@@ -64,6 +64,9 @@ def render_report(report: Report, console: Console) -> None:
                 f"{entry.artifact.path.name}: pruning {p.method} reached {p.achieved_sparsity:.1%} sparsity "
                 f"(target {p.target_sparsity:.0%}), params {p.params_before:,} -> {p.params_after:,}"
             )
+        for estimate in entry.estimates:
+            if getattr(estimate, "extrapolated", False):
+                console.print(f"[yellow]{entry.artifact.path.name} on {estimate.device}: {estimate.extrapolation}[/yellow]")
         for failure in entry.budget_failures:
             console.print(f"[yellow]{entry.artifact.path.name}: over budget: {failure}[/yellow]")
         for line in entry.search.lines() if entry.search is not None else ():
@@ -103,7 +106,8 @@ def _check_cell(verification: Any, smoke: str) -> str:
 def _latency_cell(estimates: tuple[Any, ...]) -> str:
     cells = []
     for estimate in estimates:
-        cells.append(f"{estimate.p50_ms:.2f} ms on {estimate.device}")
+        marker = " (extrapolated)" if getattr(estimate, "extrapolated", False) else ""
+        cells.append(f"{estimate.p50_ms:.2f} ms on {estimate.device}{marker}")
     return ", ".join(cells) or "-"
 
 

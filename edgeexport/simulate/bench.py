@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,9 +79,21 @@ def random_inputs(runner: Any, seed: int = 0) -> list[np.ndarray]:
     return arrays
 
 
+# Most threads a default run uses: LiteRT's benchmark_model convention, and what ``simulate`` assumes
+# for a CPU unit (cost.effective_threads).
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """Threads ``bench`` uses when none are asked for: this machine's cores, at most 4, the same count
+    ``simulate --device host`` assumes (its calibrated profile records ``os.cpu_count()`` cores)."""
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_THREADS))
+
+
 def bench(path: Path, threads: int | None = None, runs: int = 50, *, warmup: int | None = None,
           min_seconds: float = 0.0) -> BenchResult:
-    """Time ``runs`` invocations of the ``.tflite`` at ``path`` with ``threads`` LiteRT threads.
+    """Time ``runs`` invocations of the ``.tflite`` at ``path`` with ``threads`` LiteRT threads (default
+    ``default_threads()``, recorded in the result).
 
     ``warmup`` untimed runs first (default: ``max(3, runs // 10)``). ``min_seconds`` keeps timing past
     ``runs`` until that much wall time was spent (steadier medians on a noisy machine). Raises
@@ -99,6 +112,7 @@ def bench(path: Path, threads: int | None = None, runs: int = 50, *, warmup: int
         raise ModelFormatError(f"artifact not found: {path}", hint="bench takes a .tflite file")
     if not path.is_file():
         raise ModelFormatError(f"{path} is a directory, not a .tflite file", hint="bench takes a .tflite file")
+    threads = default_threads() if threads is None else threads
     warm = max(3, runs // 10) if warmup is None else max(0, warmup)
     rss_before = _status_kib("VmRSS") or 0
     can_reset = _reset_peak_rss()

@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +39,20 @@ from edgeexport.simulate.cost import (
     MemoryModel,
     cpu_speedup,
     op_time,
+    streamed_share,
 )
 from edgeexport.simulate.estimate import residuals_path
 from edgeexport.simulate.microbench import SUITE, Case, build
 from edgeexport.simulate.tflite_reader import read_tflite
+
+# Op types whose kernels differ from the rest of their family: they get their own ``OP_TYPE@dtype``
+# efficiency (cost.efficiency looks it up first) instead of sharing the family's.
+OWN_KERNELS = frozenset({"TRANSPOSE_CONV", "TILE", "RESIZE_BILINEAR", "TRANSPOSE", "BATCH_MATMUL", "SOFTMAX",
+                         "GELU", "TANH", "LOGISTIC", "MUL", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
+
+# Cases with fewer operations than this are all per-op overhead: they check the overhead and thread-sync
+# terms (their ratios are in the residuals) but would make an efficiency estimate pure noise.
+MIN_FIT_OPS = 20_000
 
 # families the suite does not measure borrow the efficiency of a close relative
 BORROW = {"matmul": "conv", "attention": "conv", "recurrent": "fc", "norm": "elementwise", "resize": "pool",
@@ -60,6 +70,8 @@ class Measurement:
     ops: int
     bytes: int
     op_count: int
+    op_type: str = ""
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,20 +139,29 @@ def _quiet_build(case: Case, dtype: str) -> bytes:
 
 
 def measure(threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
-            progress: Callable[[str], None] | None = None) -> list[Measurement]:
-    """Build and time every suite case in fp32 and int8."""
+            progress: Callable[[str], None] | None = None, *, scaling_threads: int = 1) -> list[Measurement]:
+    """Build and time every suite case in fp32 and int8 with ``threads`` threads, and again with
+    ``scaling_threads`` threads when that is more (the rows ``fit_thread_scaling`` reads)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     out: list[Measurement] = []
+    counts = (threads,) if scaling_threads <= threads else (threads, scaling_threads)
     for case in SUITE:
         for dtype in ("fp32",) if case.family == "stream" else ("fp32", "int8"):
             data = _quiet_build(case, dtype)
             graph = read_tflite(data)
-            ms = _time_ms(data, threads, runs, min_seconds)
-            main = max(graph.ops, key=lambda o: o.ops + o.bytes_moved)
-            out.append(Measurement(case.name, case.family, dtype, ms, main.ops,
-                                   main.read_bytes + main.write_bytes + main.weight_bytes, len(graph.ops)))
-            if progress is not None:
-                progress(f"{case.name:<28} {dtype:<5} {ms * 1e3:9.1f} us")
+            # the op with arithmetic, not a bigger RESHAPE view around it (UpSampling2D in fp32)
+            main = max(graph.ops, key=lambda o: (o.ops > 0, o.ops + o.bytes_moved))
+            # an op type split in several ops (UpSampling2D's two TILEs) is measured as their sum
+            same = [o for o in graph.ops if o.op_type == main.op_type]
+            work = sum(o.ops for o in same)
+            moved = sum(o.read_bytes + o.write_bytes + o.weight_bytes for o in same)
+            for count in counts:
+                # DRAM bandwidth is what neighbours contend for most: more blocks, keep the best
+                ms = min(_time_ms(data, count, runs, min_seconds) for _ in range(3 if case.family == "stream" else 1))
+                out.append(Measurement(case.name, case.family, dtype, ms, work, moved, len(graph.ops),
+                                       main.op_type, count))
+                if progress is not None:
+                    progress(f"{case.name:<28} {dtype:<5} {count}T {ms * 1e3:9.1f} us")
     return out
 
 
@@ -153,9 +174,12 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
     cores = int(facts["cores"])  # type: ignore[call-overload]
     ghz = float(facts["ghz"])  # type: ignore[arg-type]
     per_core = ghz * int(facts["flop_cycle"])  # type: ignore[call-overload]
+    scaling_rows = measurements
+    measurements = [m for m in measurements if m.threads == threads]
     chains = {m.op_count: m.ms * 1e3 for m in measurements if m.family == "chain" and m.dtype == "fp32"}
     overhead_us = max((chains.get(16, 0.0) - chains.get(1, 0.0)) / 15.0, 0.02)
     invoke_us = max(chains.get(1, 0.0) - overhead_us, 0.0)
+    serial, sync_us = fit_thread_scaling(scaling_rows, threads, invoke_us, overhead_us)
     cases = [m for m in measurements if m.family not in ("chain", "stream")]
 
     def net_s(m: Measurement) -> float:
@@ -163,16 +187,28 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
 
     streams = [m for m in measurements if m.family == "stream"]
     if streams:
-        bw = statistics.median(m.bytes / net_s(m) for m in streams) / 1e9
+        # only the weights the cache cannot keep are streamed (cost.streamed_share)
+        weight_cache = int(facts.get("weight_cache_bytes", 0))  # type: ignore[call-overload]
+        bw = statistics.median(m.bytes * (streamed_share(m.bytes, weight_cache) if weight_cache else 1.0) / net_s(m)
+                               for m in streams) / 1e9
     else:  # no DRAM case: the upper envelope of achieved bytes/s, so that no case is memory-bound
         bw = max(m.bytes / net_s(m) for m in cases) / 1e9
     # throughput the theoretical peak offers to `threads` threads (cost.thread_fraction)
-    avail = per_core * cores * cpu_speedup(min(threads, cores)) / cpu_speedup(cores)
+    avail = per_core * cores * cpu_speedup(min(threads, cores), serial) / cpu_speedup(cores, serial)
     logs: dict[tuple[str, str], list[float]] = {}
+    own: dict[tuple[str, str], list[float]] = {}
     for m in cases:
-        if m.ops > 0:
-            logs.setdefault((m.family, m.dtype), []).append(math.log(m.ops / (avail * 1e9 * net_s(m))))
+        if m.ops >= MIN_FIT_OPS:
+            value = math.log(m.ops / (avail * 1e9 * net_s(m)))
+            (own if m.op_type in OWN_KERNELS else logs).setdefault(
+                (m.op_type if m.op_type in OWN_KERNELS else m.family, m.dtype), []).append(value)
+            if m.op_type in OWN_KERNELS:
+                own.setdefault((f"*{m.family}", m.dtype), []).append(value)
+    for (key, dtype), values in own.items():
+        if key.startswith("*") and (key[1:], dtype) not in logs:
+            logs[(key[1:], dtype)] = values  # a family measured only through its own kernels
     eff = {key: math.exp(statistics.fmean(v)) for key, v in logs.items()}
+    eff.update({key: math.exp(statistics.fmean(v)) for key, v in own.items() if not key[0].startswith("*")})
     # the fp32 peak stays theoretical unless an efficiency would exceed 1; the int8 peak is set so that conv
     # keeps one efficiency for both dtypes (conv dominates CNN time)
     scale = max(1.0, max((v for (f, d), v in eff.items() if d == "fp32"), default=1.0))
@@ -185,7 +221,7 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
     for (family, dtype), value in eff.items():
         divisor = scale if dtype == "fp32" else scale * int8_factor * int8_scale
         table[f"{family}@{dtype}"] = min(value / divisor, 1.0)
-        if dtype == "fp32":
+        if dtype == "fp32" and family not in OWN_KERNELS:
             table[family] = table[f"{family}@{dtype}"]
     for family, donor in BORROW.items():
         table.setdefault(family, table.get(donor, 0.5))
@@ -197,8 +233,40 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
         memory_bandwidth_gbps=round(bw, 2), op_overhead_us=round(overhead_us, 3),
         dtypes=frozenset({"fp32", "fp16", "int8"}), op_families=frozenset(),
         efficiency={k: round(max(v, 1e-4), 5) for k, v in sorted(table.items())}, runtime="xnnpack",
+        serial_fraction=round(serial, 4), thread_sync_us=round(sync_us, 3),
     )
     return unit, invoke_us
+
+
+def fit_thread_scaling(measurements: list[Measurement], threads: int, invoke_us: float,
+                       overhead_us: float) -> tuple[float, float]:
+    """Amdahl serial fraction and per-op thread-pool cost (us) from cases measured at ``threads`` and at
+    more threads T: ``t_T - invoke - n x overhead = n x sync + a x (t_1 - invoke - n x overhead)``
+    with ``a = s + (1 - s) / T``, solved by least squares on relative error (sync >= 0, 1/T <= a <= 1). Without multi-thread rows: (CPU_SERIAL_FRACTION, 0)."""
+    from edgeexport.simulate.cost import CPU_SERIAL_FRACTION
+
+    base = {(m.case, m.dtype): m for m in measurements if m.threads == threads and m.family != "stream"}
+    pairs = [(base[(m.case, m.dtype)], m) for m in measurements
+             if m.threads > threads and (m.case, m.dtype) in base and m.family != "stream"]
+    if len(pairs) < 4:
+        return CPU_SERIAL_FRACTION, 0.0
+    t_many = pairs[0][1].threads
+    rows, rhs = [], []
+    for one, many in pairs:
+        x = max(one.ms * 1e3 - invoke_us - overhead_us * one.op_count, 0.0)
+        y = max(many.ms * 1e3 - invoke_us - overhead_us * many.op_count, 0.0)
+        weight = 1.0 / max(many.ms * 1e3, 1e-3)
+        rows.append([one.op_count * weight, x * weight])
+        rhs.append(y * weight)
+    (sync, a), *_ = np.linalg.lstsq(np.asarray(rows), np.asarray(rhs), rcond=None)
+    a = min(max(float(a), 1.0 / t_many), 1.0)
+    if sync < 0:  # refit the slope alone with the bound active
+        sync = 0.0
+        cols = np.asarray(rows)[:, 1:]
+        (a,), *_ = np.linalg.lstsq(cols, np.asarray(rhs), rcond=None)
+        a = min(max(float(a), 1.0 / t_many), 1.0)
+    serial = (a - 1.0 / t_many) / (1.0 - 1.0 / t_many)
+    return float(serial), float(max(sync, 0.0))
 
 
 def cache_bytes() -> tuple[int, int]:
@@ -230,7 +298,8 @@ def cache_bytes() -> tuple[int, int]:
 
 def predicted_ms(data: bytes, unit: ComputeUnit, threads: int, cache: tuple[int, int]) -> float:
     graph = read_tflite(data)
-    memory = MemoryModel(cache_bytes=cache[0], weights_resident=graph.weight_bytes <= cache[1])
+    memory = MemoryModel(cache_bytes=cache[0], weights_resident=graph.weight_bytes <= cache[1],
+                         weight_stream_share=streamed_share(graph.weight_bytes, cache[1]))
     return sum(op_time(op, unit, threads=threads, memory=memory).seconds for op in graph.ops) * 1e3
 
 
@@ -244,23 +313,26 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
     started = time.perf_counter()
     out = Path(out) if out is not None else user_device_dir() / "host.toml"
     facts = cpu_facts()
-    measurements = measure(threads, runs, min_seconds, progress)
-    unit, invoke_us = fit(measurements, facts, threads)
+    from edgeexport.simulate.bench import default_threads
+
+    measurements = measure(threads, runs, min_seconds, progress, scaling_threads=default_threads())
     cache = cache_bytes()
+    facts["weight_cache_bytes"] = cache[1]
+    unit, invoke_us = fit(measurements, facts, threads)
     from edgeexport.simulate.fit import refine_suite_fit  # the fitter `calibrate --measurements` uses too
 
     cases = [(read_tflite(_quiet_build(next(c for c in SUITE if c.name == m.case), m.dtype)), m.ms, f"{m.case}/{m.dtype}")
-             for m in measurements if m.family not in ("chain", "stream")]
+             for m in measurements if m.family not in ("chain", "stream") and m.threads == threads]
     unit = refine_suite_fit(unit, cases, threads, cache, invoke_us)
     ratios: list[tuple[str, float]] = []
     for m in measurements:
         if m.family in ("chain", "stream"):
             continue
         case = next(c for c in SUITE if c.name == m.case)
-        pred = predicted_ms(_quiet_build(case, m.dtype), unit, threads, cache) + invoke_us * 1e-3
-        ratios.append((f"{m.case}/{m.dtype}", m.ms / pred))
+        pred = predicted_ms(_quiet_build(case, m.dtype), unit, m.threads, cache) + invoke_us * 1e-3
+        ratios.append((f"{m.case}/{m.dtype}" + (f"/{m.threads}T" if m.threads != threads else ""), m.ms / pred))
     name = out.stem if out.stem.replace("-", "").replace(".", "").isalnum() and out.stem.islower() else "host"
-    text = profile_toml(name, unit, facts, threads, len(measurements))
+    text = profile_toml(name, unit, facts, threads, len(measurements), covered=covered_pairs(measurements))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
@@ -271,6 +343,7 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
             "ratios": dict(ratios), "note": "measured / predicted per single-op case of the calibration suite",
             "efficiency_by_dtype": {k: v for k, v in unit.efficiency.items() if "@" in k},
             "cache_bytes": cache[0], "weight_cache_bytes": cache[1],
+            "measurements": [asdict(m) for m in measurements],
         }, indent=2), encoding="utf-8")
     except OSError as err:
         raise OutputPathError(f"cannot write the calibrated profile to {out}: {err.strerror or err}") from err
@@ -278,6 +351,11 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
 
     profile = parse_device(out)
     return CalibrationResult(profile, out, tuple(measurements), tuple(ratios), invoke_us, time.perf_counter() - started)
+
+
+def covered_pairs(measurements: list[Measurement]) -> list[str]:
+    """The ``family@dtype`` pairs the suite measured (the profile's evidence), sorted."""
+    return sorted({f"{m.family}@{m.dtype}" for m in measurements if m.family not in ("chain", "stream")})
 
 
 def _mem_available() -> int:
@@ -290,8 +368,10 @@ def _mem_available() -> int:
     return 4 * 2**30
 
 
-def profile_toml(name: str, unit: ComputeUnit, facts: dict[str, object], threads: int, cases: int) -> str:
-    """The ``host`` profile in the catalog's TOML format, every number with an ``M:``/``D:`` source."""
+def profile_toml(name: str, unit: ComputeUnit, facts: dict[str, object], threads: int, cases: int,
+                 covered: list[str] | None = None) -> str:
+    """The ``host`` profile in the catalog's TOML format, every number with an ``M:``/``D:`` source;
+    ``covered`` (``family@dtype`` pairs) becomes its ``[evidence]`` table."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     measured = f"M: edgeexport calibrate, {cases} LiteRT micro-benchmarks, {threads} thread(s), {stamp}"
     eff = ", ".join(f"{k} = {v}" for k, v in unit.efficiency.items() if "@" not in k)
@@ -321,6 +401,8 @@ dtypes = ["fp16", "fp32", "int8"]
 op_families = "all"
 efficiency = {{ {eff} }}
 runtime = "xnnpack"
+serial_fraction = {unit.serial_fraction if unit.serial_fraction is not None else 0.12}
+thread_sync_us = {unit.thread_sync_us}
 
 [units.cpu.sources]
 cores = "M: os.cpu_count()"
@@ -331,4 +413,14 @@ peak_gops.int8 = "{measured}: fp32 peak x the int8/fp32 throughput ratio of the 
 memory_bandwidth_gbps = "{measured}: DRAM streaming, weight bytes / time of a 64 MB fp32 dense layer"
 op_overhead_us = "{measured}: (chain of 16 adds - chain of 1) / 15"
 efficiency = "{measured}: geometric mean of achieved/peak per family (fp32); per-dtype values in {name}.residuals.json"
-'''
+serial_fraction = "{measured}: least squares over the suite timed at 1 and at all cores (Amdahl)"
+thread_sync_us = "{measured}: same fit, per-op cost of the thread pool when more than one thread runs"
+''' + (_evidence_toml(covered, measured) if covered else "")
+
+
+def _evidence_toml(covered: list[str], measured: str) -> str:
+    return f"""
+[evidence]
+covered = {json.dumps(covered)}
+basis = {json.dumps(measured)}
+"""

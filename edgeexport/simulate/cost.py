@@ -62,6 +62,18 @@ class MemoryModel:
     # (unit name, share of the weights streamed per run) for spill units: the on-chip memory keeps what fits
     # (the Edge TPU compiler caches as many parameters as fit), the rest streams every run
     spill_shares: tuple[tuple[str, float], ...] = ()
+    # Share of a non-resident model's weight bytes that comes from DRAM each run (1.0: all of it). A cache
+    # with an adaptive (not strict LRU) replacement policy keeps about cache / weights of a cyclic working
+    # set, so a model a little over the cache streams only the excess (``streamed_share``).
+    weight_stream_share: float = 1.0
+
+
+def streamed_share(weight_bytes: int, weight_cache_bytes: int) -> float:
+    """Share of ``weight_bytes`` read from DRAM per run when ``weight_cache_bytes`` of them stay cached:
+    ``1 - cache / weights`` (0 when they all fit)."""
+    if weight_bytes <= weight_cache_bytes or weight_bytes <= 0:
+        return 0.0
+    return 1.0 - weight_cache_bytes / weight_bytes
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,14 @@ def thread_fraction(unit: ComputeUnit, threads: int | None) -> float:
     return cpu_speedup(effective_threads(unit, threads), s) / cpu_speedup(max(int(unit.cores), 1), s)
 
 
+def thread_sync_s(unit: ComputeUnit, threads: int | None) -> float:
+    """Seconds per op of handing work to the thread pool: the unit's ``thread_sync_us`` when more than one
+    CPU thread runs, else 0."""
+    if unit.kind not in ("cpu", "mcu") or effective_threads(unit, threads) <= 1:
+        return 0.0
+    return float(unit.thread_sync_us) * 1e-6
+
+
 def effective_threads(unit: ComputeUnit, threads: int | None) -> int:
     """Threads a CPU run uses: the request capped at the unit's cores; default all cores up to 4 (the
     LiteRT benchmark_model convention, DEVICES.md section 2.1)."""
@@ -111,11 +131,14 @@ def unit_dtype(unit: ComputeUnit, dtype: str, *, prefer_fp16: bool = False) -> s
     return None
 
 
-def efficiency(unit: ComputeUnit, family: str, dtype: str) -> float:
-    """Fraction of peak reached by ``family`` in ``dtype``: the first of ``family@dtype``, ``family``,
-    ``default@dtype``, ``default`` that the unit lists (the ``@dtype`` keys are written by calibrate)."""
+def efficiency(unit: ComputeUnit, family: str, dtype: str, op_type: str = "") -> float:
+    """Fraction of peak reached by ``family`` in ``dtype``: an ``OP_TYPE@dtype`` key (calibrate writes them
+    for kernels unlike the rest of their family, e.g. TRANSPOSE_CONV) wins over ``family@dtype``, then the plain
+    family key, then ``default@dtype``, then ``default``."""
     eff = unit.efficiency
-    value = eff.get(f"{family}@{dtype}", eff.get(family, eff.get(f"default@{dtype}")))
+    value = eff.get(f"{op_type}@{dtype}") if op_type else None
+    if value is None:
+        value = eff.get(f"{family}@{dtype}", eff.get(family, eff.get(f"default@{dtype}")))
     if value is None:
         value = unit.efficiency_for(family)
     return min(max(float(value), 1e-4), 1.0)
@@ -134,7 +157,7 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
         peak = min((float(v) for v in unit.peak_gops.values()), default=1.0) * 1e9 * SOFT_FLOAT_FACTOR
     if unit.kind in ("cpu", "mcu"):
         peak = peak * thread_fraction(unit, threads)
-    eff = efficiency(unit, op.family, run_dtype)
+    eff = efficiency(unit, op.family, run_dtype, op.op_type)
     work = op.ops
     compute_s = work / (peak * eff) if work else 0.0
     scale = _bytes_scale(op.dtype, run_dtype)
@@ -146,10 +169,11 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
         resident = memory.weights_resident or unit.kind in memory.resident_kinds or unit.name in memory.resident_units
     # a unit with its own on-chip memory (an NPU's TCM, the Edge TPU's SRAM) keeps activations that fit in it
     limit = memory.cache_bytes if unit.on_chip_bytes is None else unit.on_chip_bytes
-    share = dict(memory.spill_shares).get(unit.name, 1.0) if unit.name in memory.spill_units else 1.0
+    share = (dict(memory.spill_shares).get(unit.name, 1.0) if unit.name in memory.spill_units
+             else memory.weight_stream_share)
     dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share)
     memory_s = dram / bandwidth
-    overhead_s = float(unit.op_overhead_us) * 1e-6
+    overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, threads) if work else 0.0)
     bound = "compute" if compute_s >= memory_s else "memory"
     return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
 

@@ -8,13 +8,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgeexport.catalog.devices import is_placeholder
 from edgeexport.catalog.model import DeviceProfile
 from edgeexport.serial import plain
 from edgeexport.simulate.cost import (
     DEFAULT_CACHE_BYTES,
     TPU_PARAMETER_CACHE_BYTES,
     MemoryModel,
+    effective_threads,
+    streamed_share,
 )
+from edgeexport.simulate.evidence import coverage, uncosted_ops, uncosted_warning, widen_band
 from edgeexport.simulate.graph import OpGraph, read_graph
 from edgeexport.simulate.memory import peak_activation_bytes
 from edgeexport.simulate.placement import Partition, Placement, available_paths, place
@@ -23,6 +27,9 @@ from edgeexport.simulate.placement import Partition, Placement, available_paths,
 # family gives on phone CPUs (DEVICES.md section 4.3), widened to a 10th-90th percentile band.
 DEFAULT_BAND = (0.70, 1.40)
 TOP_OPS = 10
+# Band of the shipped host placeholder: before calibration it was 2.3x to 9.8x off on six unseen models
+# (issue 12), in either direction depending on the machine.
+PLACEHOLDER_BAND = (0.1, 10.0)
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ class LatencyEstimate:
     budget: BudgetStatus
     band_source: str
     warnings: tuple[str, ...] = ()
+    # what the estimate does not know (simulate.evidence): ops without a work model, and whether the graph
+    # runs outside the profile's evidence (then the band above is already widened)
+    uncosted_ops: tuple[str, ...] = ()
+    extrapolated: bool = False
+    extrapolation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists; pairs become objects)."""
@@ -123,7 +135,9 @@ def simulate(
     memory = memory_model(graph, device)
     placements = [place(graph, device, p, threads=threads, memory=memory) for p in paths]
     chosen = placements[0] if delegate != "auto" else min(placements, key=lambda pl: pl.total_ms)
-    estimate = _estimate(graph, device, chosen, placements, threads, compute_units, Path(artifact_path))
+    cpu = device.unit("cpu") or device.unit("mcu")
+    used = threads if threads is not None or cpu is None else effective_threads(cpu, None)  # what the estimate assumed
+    estimate = _estimate(graph, device, chosen, placements, used, compute_units, Path(artifact_path))
     return replace(estimate, warnings=estimate.warnings + _fallback_warnings(device, placements))
 
 
@@ -152,6 +166,12 @@ def _estimate(
 ) -> LatencyEstimate:
     p50 = chosen.total_ms
     low_f, high_f, band_source = uncertainty_band(device, chosen)
+    known = coverage(device, graph.ops, [t.seconds for t in chosen.times], [t.dtype for t in chosen.times])
+    if known.extrapolated:
+        low_f, high_f = widen_band(low_f, high_f, known.share)
+        band_source += f", widened for extrapolation ({100 * known.share:.0f} % of the time)"
+    uncosted = uncosted_ops(graph.ops)
+    not_known = tuple(w for w in (uncosted_warning(uncosted, graph.ops), known.reason) if w)
     per_op = [
         OpEstimate(op.index, op.name, op.op_type, op.family, unit, t.dtype, t.seconds * 1e3, op.macs, t.bound)
         for op, unit, t in zip(graph.ops, chosen.units, chosen.times, strict=True)
@@ -187,8 +207,20 @@ def _estimate(
         alternatives=tuple((pl.path, pl.total_ms) for pl in placements),
         budget=budget,
         band_source=band_source,
-        warnings=graph.warnings + _precision_warnings(device, chosen) + _target_warnings(graph, device),
+        warnings=graph.warnings + _precision_warnings(device, chosen) + _target_warnings(graph, device)
+        + not_known + _placeholder_warnings(device),
+        uncosted_ops=uncosted,
+        extrapolated=known.extrapolated,
+        extrapolation=known.reason,
     )
+
+
+def _placeholder_warnings(device: DeviceProfile) -> tuple[str, ...]:
+    if not is_placeholder(device):
+        return ()
+    text = (f"{device.name} is an uncalibrated placeholder profile: this estimate is a guess (off by up to 10x); "
+            "run `edgeexport calibrate` (simulate --device host does it once by itself unless --no-calibrate)")
+    return (text,)
 
 
 def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
@@ -206,8 +238,10 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
     spill = frozenset(u.name for u in device.units if u.on_chip_bytes is not None and graph.weight_bytes > u.on_chip_bytes)
     shares = tuple((u.name, 1.0 - (u.on_chip_bytes or 0) / max(graph.weight_bytes, 1)) for u in device.units
                    if u.name in spill)
+    # a calibrated cache streams only the weights that do not fit (cost.streamed_share); without one, all
+    share = streamed_share(graph.weight_bytes, weight_cache) if data else 1.0
     return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip,
-                       resident_units=resident, spill_units=spill, spill_shares=shares)
+                       resident_units=resident, spill_units=spill, spill_shares=shares, weight_stream_share=share)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:
@@ -304,7 +338,10 @@ def uncertainty_band(device: DeviceProfile, placement: Placement | None = None) 
     """Multipliers (low, high) of the p50 estimate and where they come from: the 10th and 90th percentile of
     measured/predicted of the held-out rows when the unit that runs most of ``placement`` has a
     ``[validation.<unit>]`` table, else of the calibration suite when ``calibrate`` saved residuals, else
-    DEFAULT_BAND (and the text says the unit is not validated)."""
+    DEFAULT_BAND (and the text says the unit is not validated). An uncalibrated placeholder (the shipped ``host``)
+    gets PLACEHOLDER_BAND and says so."""
+    if is_placeholder(device):
+        return PLACEHOLDER_BAND[0], PLACEHOLDER_BAND[1], "uncalibrated placeholder profile (run edgeexport calibrate)"
     unit = main_unit(placement) if placement is not None else None
     check = device.validation.get(unit) if unit is not None else None
     if check is not None and check.rows > 0:

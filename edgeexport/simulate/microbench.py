@@ -1,7 +1,9 @@
 """The fixed calibration suite: single-op LiteRT models built with Keras and converted in process.
 
 Each case is one op (conv, depthwise conv, fully connected, add, pooling, mean, padding, concat, softmax,
-activation) at a shape typical of mobile CNNs, in fp32 and full-integer int8. Two chain cases (16 tiny adds)
+activation) at a shape typical of mobile CNNs, in fp32 and full-integer int8, plus the kernels of decoders
+(transposed conv, UpSampling2D's TILE, bilinear resize), attention (batch matmul, softmax over sequences,
+GELU, transpose) and unrolled recurrent steps (small dense, sigmoid/tanh/mul on one state vector). Two chain cases (16 tiny adds)
 separate the per-op overhead from the per-invoke overhead; the ``stream`` case (a 64 MB fp32 dense layer)
 is bigger than the caches and measures DRAM bandwidth. TensorFlow is imported inside the functions.
 """
@@ -61,6 +63,22 @@ SUITE: tuple[Case, ...] = tuple(
         ("pad", "pad", (56, 56, 32)),
         ("concat", "concat", (28, 28, 64)),
         ("softmax", "softmax", (1000,)),
+        # decoder, recurrent and attention kernels (op-type efficiencies, see calibrate.OWN_KERNELS)
+        ("conv", "tconv", (14, 32, 16, 3, 2)),
+        ("conv", "tconv", (28, 16, 8, 3, 2)),
+        ("reshape", "upsample", (16, 16, 32, 2)),
+        ("reshape", "upsample", (32, 32, 16, 2)),
+        ("resize", "upsample_bilinear", (16, 16, 32, 2)),
+        ("reshape", "transpose", (64, 4, 16)),
+        ("matmul", "bmm", (4, 64, 16)),
+        ("matmul", "bmm", (2, 16, 16)),
+        ("softmax", "softmax", (4, 64, 64)),
+        ("activation", "gelu", (64, 128)),
+        ("activation", "tanh", (28, 28, 64)),
+        ("activation", "sigmoid", (1, 64)),
+        ("elementwise", "mul", (28, 28, 64)),
+        ("elementwise", "mul", (1, 64)),
+        ("fc", "dense", (32, 128)),
         ("chain", "chain", (1,)),
         ("chain", "chain", (16,)),
     )
@@ -85,8 +103,24 @@ def _layers(kind: str, args: tuple[Any, ...]) -> tuple[list[tuple[int, ...]], Ca
         return [(rows, cin)], lambda x: L.Dense(cout)(x[0])
     if kind == "add":
         return [tuple(args), tuple(args)], lambda x: L.Add()([x[0], x[1]])
-    if kind == "sigmoid":
-        return [tuple(args)], lambda x: L.Activation("sigmoid")(x[0])
+    if kind in ("sigmoid", "tanh", "gelu"):
+        return [tuple(args)], lambda x: L.Activation(kind)(x[0])
+    if kind == "mul":
+        return [tuple(args), tuple(args)], lambda x: L.Multiply()([x[0], x[1]])
+    if kind == "tconv":
+        h, cin, cout, k, s = args
+        return [(h, h, cin)], lambda x: L.Conv2DTranspose(cout, k, strides=s, padding="same")(x[0])
+    if kind in ("upsample", "upsample_bilinear"):
+        h, w, c, f = args
+        mode = "bilinear" if kind == "upsample_bilinear" else "nearest"
+        return [(h, w, c)], lambda x: L.UpSampling2D(f, interpolation=mode)(x[0])
+    if kind == "transpose":
+        return [tuple(args)], lambda x: L.Permute((2, 1, 3))(x[0])
+    if kind == "bmm":
+        heads, seq, dim = args
+        import keras.ops as K
+
+        return [(heads, seq, dim), (heads, dim, seq)], lambda x: K.matmul(x[0], x[1])
     if kind == "maxpool":
         h, w, c, k = args
         return [(h, w, c)], lambda x: L.MaxPooling2D(k)(x[0])

@@ -2,7 +2,12 @@
 
 Families (the keys of ``ComputeUnit.efficiency`` and ``op_families``): conv, depthwise, fc, matmul,
 elementwise, activation, pool, reduce, softmax, norm, reshape, concat, pad, resize, recurrent, gather,
-attention, and ``other`` for anything unknown (costed as element-wise work).
+attention, and ``other`` for anything unknown (costed as element-wise work and listed as not costed).
+
+Work models (``work_model``): ``macs`` (multiply-accumulates over weights or a second operand), ``elementwise``
+(arithmetic per output element, more for transcendentals), ``copy`` (one operation per element written: the
+op moves bytes), ``view`` (no work: LiteRT and Core ML change the shape without touching the data), ``reduce``,
+``pool``, ``softmax``, ``norm``, ``resize``. An op type with no entry has no work model.
 """
 
 from __future__ import annotations
@@ -80,15 +85,24 @@ for _name in ("relu relu6 sigmoid tanh silu gelu elu leaky_relu prelu softplus s
               "scaled_tanh thresholded_relu clamped_relu linear_activation").split():
     _MIL_FAMILY[_name] = "activation"
 for _name in ("reshape transpose squeeze expand_dims slice_by_index slice_by_size split tile stack "
-              "depth_to_space space_to_depth pixel_shuffle reverse flatten2d identity").split():
+              "depth_to_space space_to_depth pixel_shuffle reverse flatten2d identity shape crop "
+              "sliding_windows").split():
     _MIL_FAMILY[_name] = "reshape"
 for _name in ("reduce_mean reduce_sum reduce_max reduce_min reduce_prod reduce_argmax reduce_argmin "
               "reduce_l2_norm reduce_log_sum_exp reduce_sum_square").split():
     _MIL_FAMILY[_name] = "reduce"
 for _name in ("add sub mul real_div floor_div pow maximum minimum sqrt rsqrt square abs exp log sin cos floor "
               "ceil round sign inverse erf clip cast select less greater equal not_equal less_equal "
-              "greater_equal logical_and logical_or logical_not quantize dequantize").split():
+              "greater_equal logical_and logical_or logical_not quantize dequantize fill band_part "
+              "cumsum").split():
     _MIL_FAMILY[_name] = "elementwise"
+
+# Ops that only relabel a tensor's shape: no data is touched (XNNPACK and Core ML treat them as views).
+VIEW_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "BITCAST", "STABLEHLO_RESHAPE", "reshape",
+                      "squeeze", "expand_dims", "flatten2d", "identity", "shape"})
+
+# Ops whose result is computed from shapes alone, nothing per element.
+_SHAPE_ONLY = frozenset({"SHAPE", "shape"})
 
 # Arithmetic operations per output element for element-wise work (transcendentals cost more than an add).
 _ELEMENT_OPS: dict[str, int] = {
@@ -111,11 +125,71 @@ def mil_family(op_type: str, groups: int = 1, in_channels: int = 0) -> str:
     return family
 
 
+def work_model(family: str, op_type: str) -> str | None:
+    """The work model of an op (see the module docstring), or None when it has none (family ``other``)."""
+    if family == "other":
+        return None
+    if family in MAC_FAMILIES:
+        return "macs"
+    if family == "reshape":
+        return "view" if op_type in VIEW_OPS else "copy"
+    if family in DATA_MOVEMENT:
+        return "copy"
+    if family in ("elementwise", "activation"):
+        return "elementwise"
+    return family
+
+
+def not_costed(family: str, op_type: str, macs: int) -> bool:
+    """True when the op's time is a guess: no work model, or a MAC op whose weights or shapes were not found."""
+    return work_model(family, op_type) is None or (family in MAC_FAMILIES and macs == 0)
+
+
 def _prod(dims: Sequence[int]) -> int:
     n = 1
     for d in dims:
         n *= max(int(d), 1)
     return n
+
+
+def _filter(weights: Sequence[Tensor]) -> Tensor | None:
+    """The filter among an op's constants: the first of rank >= 3 (LiteRT's TRANSPOSE_CONV lists its int32
+    output-shape vector before the filter; biases are rank 1)."""
+    return next((w for w in weights if len(w.shape) >= 3), None)
+
+
+def _conv_macs(family: str, op_type: str, activations_in: Sequence[Tensor], weight: Tensor, out_elems: int,
+               layout: str) -> int:
+    if op_type in ("TRANSPOSE_CONV", "CONV_3D_TRANSPOSE", "conv_transpose"):
+        # each input element scatters into Kh x Kw x Cout outputs: LiteRT filter [Cout, Kh, Kw, Cin],
+        # MIL [Cin, Cout/groups, Kh, Kw]
+        src = max((t.elements for t in activations_in if len(t.shape) >= 3), default=out_elems)
+        per_in = _prod(weight.shape[:-1]) if layout == "tflite" else _prod(weight.shape[1:])
+        return src * per_in
+    if family == "depthwise" and layout == "tflite":
+        return out_elems * _prod(weight.shape[1:-1])  # [1, Kh, Kw, Cout]: one window per output
+    return out_elems * _prod(weight.shape[1:])  # LiteRT [Cout, Kh, Kw, Cin/g], MIL [Cout, Cin/g, Kh, Kw]
+
+
+def _attention_macs(operands: Sequence[Tensor], out_elems: int) -> int:
+    """MIL scaled_dot_product_attention: Q [.., L, E], K [.., S, E], V [.., S, Ev] -> [.., L, Ev]:
+    Q K^T is L x S x E per head, the weighted sum over V L x S x Ev."""
+    q, k = operands[0], operands[1]
+    seq = k.shape[-2] if len(k.shape) >= 2 else 1
+    return _prod(q.shape[:-1]) * int(seq) * int(q.shape[-1] if q.shape else 1) + out_elems * int(seq)
+
+
+def _recurrent_macs(op_type: str, activations_in: Sequence[Tensor], weights: Sequence[Tensor], layout: str) -> int:
+    """Fused recurrent ops: every step multiplies the input and the state by all gate matrices (the 2-D
+    weights). LiteRT sequence ops take [B, T, I] (time_major False), MIL lstm/gru/rnn take [T, B, I]."""
+    x = activations_in[0] if activations_in else None
+    steps = 1
+    if x is not None and len(x.shape) >= 3:
+        steps = x.shape[0] if layout == "mil" else x.shape[1]
+    batch = 1
+    if x is not None and len(x.shape) >= 3:
+        batch = x.shape[1] if layout == "mil" else x.shape[0]
+    return int(steps) * int(batch) * sum(w.elements for w in weights if len(w.shape) == 2)
 
 
 def work_of(
@@ -131,38 +205,32 @@ def work_of(
     """MACs and arithmetic operations of one op, at batch 1 unless the shapes say otherwise.
 
     ``layout`` tells where the weight dims are: LiteRT conv filters are ``[Cout, Kh, Kw, Cin/groups]``,
-    depthwise ``[1, Kh, Kw, Cout]``, fully connected ``[Cout, Cin]``; MIL conv weights are
-    ``[Cout, Cin/groups, Kh, Kw]`` and ``linear`` weights ``[Cout, Cin]``. Returns ``(macs, ops)`` with
-    ``ops = 2 * macs`` plus element-wise work.
+    depthwise ``[1, Kh, Kw, Cout]``, transposed conv ``[Cout, Kh, Kw, Cin]``, fully connected ``[Cout, Cin]``;
+    MIL conv weights are ``[Cout, Cin/groups, Kh, Kw]``, conv_transpose ``[Cin, Cout/groups, Kh, Kw]`` and
+    ``linear`` weights ``[Cout, Cin]``. Returns ``(macs, ops)`` with ``ops = 2 * macs`` plus element-wise
+    work; ``macs`` is 0 for a MAC op whose weights are missing (``not_costed`` then says so).
     """
     attrs = attrs or {}
     out_elems = sum(t.elements for t in outputs) if outputs else 0
-    weight = weights[0] if weights else None
     macs = 0
-    if family in ("conv", "depthwise") and weight is not None and len(weight.shape) >= 3:
-        if op_type in ("TRANSPOSE_CONV", "CONV_3D_TRANSPOSE", "conv_transpose"):
-            # each input element scatters into Kh*Kw*Cout outputs
-            src = activations_in[0].elements if activations_in else out_elems
-            per_in = _prod(weight.shape[:-1]) if layout == "tflite" else _prod(weight.shape) // max(weight.shape[0], 1)
-            macs = src * per_in
-        elif family == "depthwise" and layout == "tflite":
-            macs = out_elems * _prod(weight.shape[1:-1])
-        else:
-            macs = out_elems * _prod(weight.shape[1:])
-    elif family == "fc" and weight is not None:
-        macs = out_elems * (weight.shape[-1] if layout == "tflite" else weight.shape[-1])
+    if family in ("conv", "depthwise"):
+        weight = _filter(weights)
+        if weight is not None:
+            macs = _conv_macs(family, op_type, activations_in, weight, out_elems, layout)
+    elif family == "fc" and weights:
+        weight = next((w for w in weights if len(w.shape) >= 2), weights[0])
+        macs = out_elems * int(weight.shape[-1] if weight.shape else 1)
     elif family in ("matmul", "attention"):
         operands = list(activations_in) + list(weights)
-        if len(operands) >= 2:
+        if len(operands) >= 2 and family == "attention":
+            macs = _attention_macs(operands, out_elems)
+        elif len(operands) >= 2:
             a = operands[0]
             transpose_a = bool(attrs.get("adj_x") or attrs.get("transpose_x"))
             k = a.shape[-2] if transpose_a and len(a.shape) >= 2 else (a.shape[-1] if a.shape else 1)
             macs = out_elems * max(int(k), 1)
-            if family == "attention" and len(operands) >= 3:
-                macs *= 2  # QK^T and the weighted sum over V
     elif family == "recurrent" and weights:
-        steps = activations_in[0].shape[1] if activations_in and len(activations_in[0].shape) >= 3 else 1
-        macs = int(steps) * sum(w.elements for w in weights if len(w.shape) == 2)
+        macs = _recurrent_macs(op_type, activations_in, weights, layout)
     ops = 2 * macs
     if family not in MAC_FAMILIES or macs == 0:
         ops += _elementwise_ops(family, op_type, activations_in, outputs, attrs)
@@ -174,10 +242,10 @@ def _elementwise_ops(
 ) -> int:
     out_elems = sum(t.elements for t in outputs)
     in_elems = sum(t.elements for t in activations_in)
-    if family == "reshape":
-        return 0  # often a no-op view in LiteRT/XNNPACK; its copy, when any, is costed as bytes moved
-    if family in DATA_MOVEMENT:
-        return out_elems  # one operation per element copied, so calibration can fit a copy rate
+    if op_type in VIEW_OPS or op_type in _SHAPE_ONLY:
+        return 0  # a view: no byte is touched
+    if family in DATA_MOVEMENT or family == "reshape":
+        return out_elems  # TILE, TRANSPOSE, slices, packs: one operation per element written (a copy)
     if family == "pool":
         window = int(attrs.get("window", 1))  # type: ignore[call-overload]
         return out_elems * max(window, 1)

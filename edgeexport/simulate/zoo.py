@@ -165,7 +165,7 @@ def _convert_main(argv: list[str]) -> int:
         keras.backend.clear_session()
         calibration = None
         if "int8" in preset:
-            names = [t.name for t in inspect(source)[1].inputs]
+            names = [t.name for t in inspect(source).summary.inputs]
             rng = np.random.default_rng(0)
             calibration = Path(tmp) / "calibration.npz"
             arrays = {n: rng.standard_normal((CALIBRATION_SAMPLES, size, size, 3)).astype(np.float32) for n in names}

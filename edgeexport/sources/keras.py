@@ -18,7 +18,7 @@ from edgeexport.errors import ModelFormatError, UnsafeModelError
 from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
 from edgeexport.sources.tfgraph import (
     captured_output,
-    count_macs,
+    count_macs_noted,
     fixed_signature,
     frozen_graph_def,
     quiet_tensorflow,
@@ -58,6 +58,50 @@ def load(source: SourceModel) -> KerasModel:
     return KerasModel(source, model)
 
 
+# Gate matrices per recurrent cell: each multiplies the step's input and the previous state.
+_GATES = {"LSTMCell": 4, "GRUCell": 3, "SimpleRNNCell": 1}
+
+
+def recurrent_macs(model: Any) -> int:
+    """MACs of the model's LSTM/GRU/SimpleRNN layers that run as loops (``unroll=False``), from their
+    configs: per step and direction, gates x units x (input features + units). Unrolled layers are already
+    in the TensorFlow graph and are not added again."""
+    total = 0
+    for layer in _walk(model):
+        cells = [getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)]
+        rnns = [c for c in cells if c is not None] or [layer]
+        for rnn in rnns:
+            cell = getattr(rnn, "cell", None)
+            gates = _GATES.get(type(cell).__name__, 0) if cell is not None else 0
+            if not gates or getattr(rnn, "unroll", False):
+                continue
+            shape = _input_shape(layer)
+            if len(shape) != 3 or shape[1] is None or shape[2] is None:
+                continue
+            units = int(cell.units)
+            total += int(shape[1]) * gates * units * (int(shape[2]) + units)
+    return total
+
+
+def _input_shape(layer: Any) -> tuple[int | None, ...]:
+    try:
+        tensor = layer.input
+    except (AttributeError, ValueError):  # a layer never called has no input
+        return ()
+    if isinstance(tensor, list | tuple):
+        tensor = tensor[0] if tensor else None
+    return tuple(tensor.shape) if tensor is not None and hasattr(tensor, "shape") else ()
+
+
+def _walk(layer: Any) -> list[Any]:
+    found = []
+    for child in getattr(layer, "layers", ()):
+        found.append(child)
+        if getattr(child, "layers", None) and not hasattr(child, "cell"):
+            found.extend(_walk(child))
+    return found
+
+
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else "unknown error"
     return line[:300]
@@ -86,8 +130,18 @@ class KerasModel(LoadedModel):
             ),
             ops=tuple(sorted(ops.items())),
             params=int(self.model.count_params()),
-            macs=count_macs(graph_def),
+            macs=self._macs(graph_def),
         )
+
+    def _macs(self, graph_def: Any) -> int:
+        """The profiler's count plus the recurrent layers it cannot see inside their While loops."""
+        macs, notes = count_macs_noted(graph_def)
+        extra = recurrent_macs(self.model)
+        if extra and macs:
+            notes = tuple(n for n in notes if "While loop" not in n)
+            macs += extra
+        self.notes = tuple(dict.fromkeys(self.notes + notes))
+        return macs
 
     def _input_specs(self) -> tuple[TensorSpec, ...]:
         from edgeexport.sources.shapes import apply_input_shapes

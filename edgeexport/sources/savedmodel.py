@@ -13,7 +13,7 @@ from edgeexport.errors import ModelFormatError, UnsupportedError
 from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
 from edgeexport.sources.tfgraph import (
     captured_output,
-    count_macs,
+    count_macs_noted,
     fixed_signature,
     frozen_graph_def,
     op_histogram,
@@ -68,8 +68,13 @@ class SavedModel(LoadedModel):
             ),
             ops=op_histogram(graph_def),
             params=params,
-            macs=count_macs(graph_def),
+            macs=self._macs(graph_def),
         )
+
+    def _macs(self, graph_def: Any) -> int:
+        macs, notes = count_macs_noted(graph_def)
+        self.notes = tuple(dict.fromkeys(self.notes + notes))
+        return macs
 
     def _input_specs(self) -> tuple[TensorSpec, ...]:
         from edgeexport.sources.shapes import apply_input_shapes

@@ -39,13 +39,26 @@ def frozen_graph_def(concrete_function: Any) -> Any:
     return convert_variables_to_constants_v2(concrete_function).graph.as_graph_def()
 
 
-def count_macs(graph_def: Any) -> int:
-    """Multiply-accumulates of one inference: TensorFlow's registered FLOP statistics divided by 2.
+# Loop ops whose bodies (library functions) TensorFlow's profiler does not count.
+_LOOP_OPS = frozenset({"While", "StatelessWhile"})
 
-    Counts convolutions and matrix products exactly; elementwise ops add their (small) element counts.
-    Returns 0 when the profiler cannot count the graph.
+
+def count_macs(graph_def: Any) -> int:
+    """Multiply-accumulates of one inference (see ``count_macs_noted``; its notes are dropped)."""
+    return count_macs_noted(graph_def)[0]
+
+
+def count_macs_noted(graph_def: Any) -> tuple[int, tuple[str, ...]]:
+    """Multiply-accumulates of one inference: TensorFlow's registered FLOP statistics divided by 2, and the
+    notes that say what the count misses.
+
+    Counts convolutions and matrix products exactly; elementwise ops add their (small) element counts. Work
+    inside While loops (recurrent layers that were not unrolled) is not counted, and a note says how many
+    loops there are; when the profiler fails the count is 0 and a note says so (never a silent 0).
     """
     tf = quiet_tensorflow()
+    notes: list[str] = []
+    loops = sum(1 for node in graph_def.node if node.op in _LOOP_OPS)
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
@@ -54,9 +67,15 @@ def count_macs(graph_def: Any) -> int:
         try:
             with captured_output():
                 profile = tf.compat.v1.profiler.profile(graph, options=options)
-        except Exception:  # noqa: BLE001 - a statistic we cannot compute is reported as 0, not a failure
-            return 0
-    return int(profile.total_float_ops // 2)
+        except Exception as err:  # noqa: BLE001 - a statistic we cannot compute is reported with a note
+            detail = " ".join(str(err).split())[:160]
+            failed = (f"MACs not counted: TensorFlow's profiler failed on this graph ({type(err).__name__}: "
+                      f"{detail}); the MAC figure 0 means unknown")
+            return 0, (failed,)
+    if loops:
+        notes.append(f"MACs inside {loops} While loop(s) (recurrent layers that are not unrolled) are not "
+                     "counted in this figure")
+    return int(profile.total_float_ops // 2), tuple(notes)
 
 
 def op_histogram(graph_def: Any) -> tuple[tuple[str, int], ...]:

@@ -11,7 +11,8 @@ import click
 
 @click.command("bench")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="LiteRT threads (default: LiteRT's).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="LiteRT threads (default: this machine's cores, at most 4, as simulate --device host assumes).")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs after warm-up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(artifact: Path, threads: int | None, runs: int, as_json: bool) -> None:
@@ -30,6 +31,6 @@ def command(artifact: Path, threads: int | None, runs: int, as_json: bool) -> No
         return
     click.echo(
         f"{artifact}: p50 {result.p50_ms:.3f} ms, p90 {result.p90_ms:.3f} ms, min {result.min_ms:.3f} ms "
-        f"({result.runs} runs after {result.warmup} warm-up, threads {threads or 'default'}); "
+        f"({result.runs} runs after {result.warmup} warm-up, threads {result.threads}); "
         f"load {result.load_ms:.1f} ms; peak memory +{result.peak_memory_bytes / 2**20:.1f} MiB"
     )

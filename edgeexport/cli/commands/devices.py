@@ -85,6 +85,8 @@ def _device_dict(device: DeviceProfile) -> dict[str, Any]:
         "fit": {k: {"rows": f.rows, "source": f.source, "parameters": list(f.parameters),
                     "residuals_pct": dict(f.residuals_pct)} for k, f in device.fits.items()},
         "validation": {k: vars(v) for k, v in device.validation.items()},
+        "evidence": None if device.evidence is None else {"covered": sorted(device.evidence.covered),
+                                                          "basis": device.evidence.basis},
     }
 
 
@@ -186,3 +188,12 @@ def show(name: str | None, device_path: str | None, as_json: bool) -> None:
     for field, value, source in rows:
         line = f"{field.ljust(width)}  {value.ljust(value_width)}"
         click.echo(f"{line}  {source}".rstrip() if source else line.rstrip())
+    click.echo(_evidence_line(device))
+
+
+def _evidence_line(device: DeviceProfile) -> str:
+    """What the profile was fitted on; simulate flags graphs outside it as extrapolated."""
+    if device.evidence is None:
+        return "evidence: not recorded (simulate cannot tell which graphs this profile extrapolates to)"
+    pairs = ", ".join(sorted(device.evidence.covered))
+    return f"evidence: {device.evidence.basis or 'unstated'}; covers {pairs}"

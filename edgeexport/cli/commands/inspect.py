@@ -60,13 +60,17 @@ def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsaf
                           keep_layout=keep_layout, imports=imports)
     console = Console(stderr=True, highlight=False)
     with console.status(f"loading {model.name}", spinner="dots"):
-        source, summary = inspect(model, options=options)
+        found = inspect(model, options=options)
+    source, summary, notes = found.source, found.summary, found.notes  # notes: e.g. what the MAC count could not see
     if as_json:
-        data = {"path": str(source.path), "format": source.format, "sha256": source.sha256, "summary": plain(summary)}
+        data = {"path": str(source.path), "format": source.format, "sha256": source.sha256, "summary": plain(summary),
+                "notes": list(notes)}
         sys.stdout.write(dumps(data))
     else:
         render = Console(highlight=False)
         from edgeexport.report.terminal import render_summary
 
         render_summary(summary, render, title=f"{source.path.name} ({source.format})")
+        for note in notes:
+            render.print(f"note: {note}")
     return 0

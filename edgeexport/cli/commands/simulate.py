@@ -21,7 +21,8 @@ def _render(est: object) -> str:
     lines = [
         f"{est.device}: {est.p50_ms:.3f} ms p50 (band {est.low_ms:.3f}-{est.high_ms:.3f} ms, {est.band_source}), "
         f"{est.throughput_ips:,.1f} inf/s, path {est.path}"
-        + (f", {est.threads} thread(s)" if est.threads else ""),
+        + (f", {est.threads} thread(s)" if est.threads else "")
+        + (" [EXTRAPOLATED]" if est.extrapolated else ""),
         f"  MACs {est.macs / 1e6:,.2f} M | size {_kib(est.size_bytes)} | weights {_kib(est.weights_bytes)} | "
         f"activation arena {_kib(est.arena_bytes)} | peak memory {_kib(est.peak_memory_bytes)}"
         + (f" | energy {est.energy_mj:.3f} mJ" if est.energy_mj is not None else ""),
@@ -50,8 +51,10 @@ def _render(est: object) -> str:
               help="LiteRT path for .tflite artifacts; auto takes the fastest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimates as JSON.")
 @click.option("--check-budgets", is_flag=True, help="Exit 6 when the artifact does not fit a device's RAM or flash.")
+@click.option("--no-calibrate", is_flag=True,
+              help="Do not calibrate an uncalibrated host first (its estimate then comes from a placeholder).")
 def command(artifact: Path, devices: tuple[str, ...], threads: int | None, compute_units: str, delegate: str,
-            as_json: bool, check_budgets: bool) -> None:
+            as_json: bool, check_budgets: bool, no_calibrate: bool) -> None:
     """Estimate on-device latency, memory and size of ARTIFACT (.tflite or .mlpackage) per device.
 
     \b
@@ -63,6 +66,10 @@ def command(artifact: Path, devices: tuple[str, ...], threads: int | None, compu
     from edgeexport.simulate.graph import read_graph
 
     graph = read_graph(artifact)  # read once here to name its format and op count, and to fail before any device
+    if not no_calibrate and "host" in devices:
+        from edgeexport.simulate.hostcal import ensure_host_calibrated
+
+        ensure_host_calibrated("host", lambda line: click.echo(line, err=True))
     options = SimulateOptions(threads=threads, compute_units=compute_units, delegate=delegate)
     estimates = [simulate(artifact, name, options) for name in devices]
     if as_json:
