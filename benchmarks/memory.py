@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16, help="verification samples (default 16)")
     options = parser.parse_args()
     from edgeexport import isolate
-    from edgeexport.api import convert
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
 
     rows: list[tuple[str, float, int]] = []
     current = ["start"]
@@ -88,9 +88,10 @@ def main() -> None:
             calibration = "synthetic"
         wall = time.perf_counter()
         try:
-            convert(path, Path(tmp) / "out", targets=(options.target,), preset=options.preset,
-                    calibration=calibration if options.preset != "fp32" else None, progress=stage,
-                    verify_samples=options.samples)
+            convert(path, Path(tmp) / "out",
+                    ConvertOptions(targets=(options.target,), preset=options.preset,
+                                   calibration=calibration if options.preset != "fp32" else None,
+                                   verify=VerifyOptions(samples=options.samples)), progress=stage)
             outcome = "ok"
         except Exception as err:  # noqa: BLE001 - the benchmark reports any failure as its outcome
             outcome = f"{type(err).__name__}: {err}"

@@ -79,13 +79,13 @@ def cases(work: Path, names: list[str]) -> list[Case]:
 
 
 def _row(case: Case, target: str, device: str, preset: str, label: str, out: Path, search: Any = None) -> list[str]:
-    import edgeexport
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
 
-    options: dict[str, Any] = {"precision_search": search} if search is not None else {}
+    options = ConvertOptions(targets=(target,), preset=preset, device=device, calibration=case.calibration,
+                             verify=VerifyOptions(data=case.data, samples=case.samples), write_report=False,
+                             precision_search=search)
     started = time.perf_counter()
-    report = edgeexport.convert(case.path, out, targets=(target,), preset=preset, device=device,
-                                calibration=case.calibration, verify_data=case.data, verify_samples=case.samples,
-                                write_report=False, **options)
+    report = convert(case.path, out, options)
     seconds = time.perf_counter() - started
     (entry,) = report.artifacts
     (output,) = entry.verification.outputs

@@ -161,7 +161,7 @@ def read_case(test: str) -> tuple[Path, dict[str, np.ndarray], dict[str, np.ndar
 
 def run_case(test: str, op: str, target: str, scratch: Path) -> Outcome:
     """Convert and verify one node test; never raises."""
-    from edgeexport.api import convert
+    from edgeexport.api import ConvertOptions, VerifyOptions, convert
     from edgeexport.errors import BadInputError, ConversionError, EdgeExportError, UnsupportedError
     from edgeexport.types import LoadOptions
     from edgeexport.verify.expected import verify_expected
@@ -178,8 +178,8 @@ def run_case(test: str, op: str, target: str, scratch: Path) -> Outcome:
         data = scratch / f"{test}.npz"
         np.savez(data, **{k: np.atleast_1d(v) for k, v in inputs.items()})
         out = scratch / test
-        report = convert(model_path, out, targets=(target,), options=LoadOptions(input_shapes=shapes),
-                         write_report=False, verify_data=data, verify_samples=1)
+        report = convert(model_path, out, ConvertOptions(targets=(target,), load=LoadOptions(input_shapes=shapes),
+                                                         write_report=False, verify=VerifyOptions(data=data, samples=1)))
         artifact = report.artifacts[0].artifact
         verification = verify_expected(artifact, inputs, expected, reference=f"{test} expected outputs")
     except UnsupportedError as err:
