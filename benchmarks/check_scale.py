@@ -16,11 +16,13 @@ import heapq
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
@@ -63,16 +65,24 @@ def write_config(directory: Path, models: list[Path]) -> Path:
     return config
 
 
-def run(config: Path, out: Path, *flags: str) -> tuple[float, dict[str, object]]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(config: Path, out: Path, *flags: str) -> tuple[float, dict[str, Any], float]:
+    """Wall seconds, check.json and CPU seconds of the check process and the descendants it waited for (its
+    --jobs workers; Ray's workers belong to the raylet and are counted only as far as they were reaped)."""
     command = [sys.executable, "-m", "edgeexport", "check", "--config", str(config), "--out", str(out), *flags]
     print("$", " ".join(command[1:]), flush=True)
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 5, 6):
         sys.exit(f"check exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return seconds, json.loads((out / "check.json").read_text())
+    return seconds, json.loads((out / "check.json").read_text()), _children_cpu() - cpu
 
 
 def makespan(times: list[float], workers: int, startup: float) -> float:
@@ -98,19 +108,21 @@ def main() -> None:
     if not args.no_ray:
         runs["--ray (local, 2 CPUs)"] = run(config, args.out / "ray", "--ray", "--jobs", "2")
     serial = runs["serial (--jobs 1)"][1]
-    cells = serial["cells"]  # type: ignore[index]
-    for name, (_, data) in runs.items():
-        same = data["rows"] == serial["rows"]  # type: ignore[index]
+    cells = serial["cells"]
+    for name, (_, data, _) in runs.items():
+        same = data["rows"] == serial["rows"]
         print(f"{name}: rows identical to the serial run: {same}")
-    times = [float(c["seconds"]) for c in cells]  # type: ignore[union-attr]
+    times = [float(c["seconds"]) for c in cells]
     # the first cell of the serial run pays for importing TensorFlow: its excess over the median is start-up
     startup = max(0.0, times[0] - statistics.median(times[1:]))
     steady = [statistics.median(times[1:])] + times[1:]
     print(f"\n{len(cells)} cells; per cell (serial, after start-up): median {statistics.median(steady):.2f} s, "
           f"max {max(steady):.2f} s; start-up (TensorFlow import, first cell) {startup:.1f} s\n")
-    print("| run | wall s | cells/min |\n|---|---:|---:|")
-    for name, (seconds, _) in runs.items():
-        print(f"| {name} | {seconds:.1f} | {60 * len(cells) / seconds:.1f} |")
+    print("| run | wall s | cells/min | CPU s | CPU s / wall s |\n|---|---:|---:|---:|---:|")
+    for name, (seconds, _, cpu) in runs.items():
+        print(f"| {name} | {seconds:.1f} | {60 * len(cells) / seconds:.1f} | {cpu:.1f} | {cpu / seconds:.2f} |")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}. CPU s / wall s is how many cores a run got on average "
+          "(2.0 = both): --jobs 2 can only be faster than serial when it gets more than the serial run did")
     print("\nprojection from the serial per-cell times (longest first, each worker pays the start-up once; "
           "ignores scheduling, object-store transfer and contention):\n")
     print("| workers | projected s |\n|---:|---:|")

@@ -105,13 +105,15 @@ def test_serial_jobs_and_ray_give_the_same_results(run_cli: Callable[..., CliRes
 
 
 def test_baseline_catches_a_changed_model_and_reuses_the_rest(run_cli: Callable[..., CliResult], serial: Path,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     changed = tmp_path / "changed"
     changed.mkdir()
     build_tiny(changed / "tiny.keras", filters=12)  # more filters: bigger and slower
     config = write_config(changed, changed / "tiny.keras")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "step_summary.md"))
     result = run_cli("check", "--config", config, "--out", tmp_path / "new", "--baseline", serial / "baseline.json",
                      "--jobs", "1", "--json")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
     assert result.code == 7, result.err
     data = json.loads(result.out)
     regressed = {(r["cell"], r["metric"]) for r in data["regressions"]}
@@ -121,6 +123,7 @@ def test_baseline_catches_a_changed_model_and_reuses_the_rest(run_cli: Callable[
     assert size["new"] > size["old"] * 1.02 and size["delta"] == size["new"] - size["old"]
     summary = (tmp_path / "new" / "summary.md").read_text()
     assert "Regressed against the baseline" in summary and "| tiny.keras.pixel-8.fp32 | tflite | size_bytes |" in summary
+    assert (tmp_path / "step_summary.md").read_text() == summary
     junit = ET.parse(tmp_path / "new" / "junit.xml").getroot()
     failed = [c.get("classname") for c in junit.iter("testcase") if c.get("name") == "regression"
               and c.find("failure") is not None]
