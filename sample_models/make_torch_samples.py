@@ -121,7 +121,23 @@ def save_program(model: Any, example: Any, path: Path) -> Path:
 
     program = torch.export.export(model.eval(), (example,))
     torch.export.save(program, str(path))
+    _fixed_zip_times(path)
     return path
+
+
+def _fixed_zip_times(path: Path) -> None:
+    """Rewrite the archive with every entry dated 1980-01-01: torch.export.save stamps the current time, which
+    was the only difference between two runs (same entries, same bytes inside)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = info.external_attr
+            archive.writestr(fixed, data)
 
 
 def main() -> int:
