@@ -47,7 +47,8 @@ def test_digits_pt2_to_both_targets_verifies_against_pytorch(run_cli: Cli, tmp_p
     assert first and first == second
 
 
-@pytest.mark.parametrize(("target", "preset"), [("tflite", "int8"), ("coreml", "w8a8")])
+@pytest.mark.parametrize(("target", "preset"), [("tflite", "int8"),
+                                                pytest.param("coreml", "w8a8", marks=pytest.mark.slow)])
 def test_digits_pt2_int8_keeps_accuracy(run_cli: Cli, tmp_path: Path, target: str, preset: str) -> None:
     out = tmp_path / "int8"
     result = run_cli("convert", SAMPLES / "digits_cnn.pt2", "--target", target, "--preset", preset,
