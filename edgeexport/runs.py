@@ -14,8 +14,10 @@ imported here, so the reference runners, the artifact runners, calibration and t
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 Shape = tuple[int | None, ...]
 
@@ -58,7 +60,7 @@ def run_count(shapes: Sequence[Shape], rows: Sequence[int]) -> int | None:
     return counts.pop() if counts else 1
 
 
-def split_runs(shapes: Sequence[Shape], arrays: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
+def split_runs(shapes: Sequence[Shape], arrays: Sequence[NDArray[Any]]) -> Iterator[list[NDArray[Any]]]:
     """Yield the arrays of each run (scalar inputs reshaped to rank 0). Inputs with a dynamic axis 0 are cut
     like the fixed ones (one sample per run) when any input is fixed, else passed whole in one run."""
     if not is_fixed(shapes):
@@ -68,7 +70,7 @@ def split_runs(shapes: Sequence[Shape], arrays: Sequence[np.ndarray]) -> Iterato
     if count is None:
         raise ValueError("the rows of the data do not divide into whole runs of the model's fixed input shapes")
     for run in range(count):
-        parts = []
+        parts: list[NDArray[Any]] = []
         for shape, array in zip(shapes, arrays, strict=True):
             if not shape:
                 parts.append(np.asarray(array.reshape(-1)[run]).reshape(()))
@@ -78,14 +80,14 @@ def split_runs(shapes: Sequence[Shape], arrays: Sequence[np.ndarray]) -> Iterato
         yield parts
 
 
-def join_runs(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def join_runs(parts: Sequence[Mapping[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
     """The outputs of consecutive runs joined along axis 0 (a scalar output gives one element per run)."""
     if len(parts) == 1:
         return {k: np.atleast_1d(np.asarray(v)) for k, v in parts[0].items()}
     return {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in parts], axis=0) for k in parts[0]}
 
 
-def count_samples(shapes: Sequence[Shape], arrays: Sequence[np.ndarray]) -> int:
+def count_samples(shapes: Sequence[Shape], arrays: Sequence[NDArray[Any]]) -> int:
     """Samples (runs for a fixed-shape model, rows otherwise) in a data set; 0 when empty."""
     if not arrays:
         return 0

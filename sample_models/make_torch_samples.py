@@ -10,7 +10,7 @@ Writes:
                       output softmax probabilities float32[1,10]. Verify it with digits_nchw.npz.
 
 ``build_mobilenet_v2`` is a torchvision-style MobileNetV2 (inverted residuals, ReLU6, BatchNorm) written here so
-tests need no torchvision; its weights are random. Training is deterministic (fixed seed, one thread, deterministic
+tests need no torchvision; its weights are random (``settle_batchnorm`` gives its BatchNorms real statistics). Training is deterministic (fixed seed, one thread, deterministic
 algorithms), so reruns give the same weights.
 """
 
@@ -94,9 +94,24 @@ def build_mobilenet_v2(num_classes: int = 10, width: float = 1.0) -> Any:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0, 0.01)
-            nn.init.zeros_(module.bias)
+    return model.eval()
+
+
+def settle_batchnorm(model: Any, images: Any) -> Any:
+    """Set every BatchNorm's running statistics from ``images`` (one pass in train mode, cumulative average).
+
+    With random weights and the initial statistics (mean 0, variance 1) a deep network's activations shrink
+    layer after layer (MobileNetV2's logits came out near 1e-10), which makes every int8 comparison meaningless;
+    with statistics of real activations each block is normalised and the logits vary from input to input."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(images)
     return model.eval()
 
 
@@ -106,7 +121,23 @@ def save_program(model: Any, example: Any, path: Path) -> Path:
 
     program = torch.export.export(model.eval(), (example,))
     torch.export.save(program, str(path))
+    _fixed_zip_times(path)
     return path
+
+
+def _fixed_zip_times(path: Path) -> None:
+    """Rewrite the archive with every entry dated 1980-01-01: torch.export.save stamps the current time, which
+    was the only difference between two runs (same entries, same bytes inside)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = info.external_attr
+            archive.writestr(fixed, data)
 
 
 def main() -> int:

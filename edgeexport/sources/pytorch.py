@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import BadInputError, ConversionError, ModelFormatError, UnsupportedError
 from edgeexport.runs import is_fixed, join_runs, split_runs
@@ -127,7 +128,7 @@ class PyTorchModel(LoadedModel):
                 total += int(out.numel()) * int(left.shape[-1])
         return total
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Run the ExportedProgram (eval, no grad) once per run of its fixed input shapes."""
         torch = import_torch()
         arrays = self.check_feeds(feeds)

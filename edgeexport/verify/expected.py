@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import UnsupportedOpError
@@ -28,8 +30,8 @@ from edgeexport.verify.stage import (
 
 def verify_expected(
     artifact: Artifact,
-    inputs: Mapping[str, np.ndarray],
-    expected: Mapping[str, np.ndarray],
+    inputs: Mapping[str, NDArray[Any]],
+    expected: Mapping[str, NDArray[Any]],
     *,
     reference: str = "expected outputs",
     tolerance: Tolerance | None = None,
