@@ -8,7 +8,8 @@ Usage (from the repo root; one heavy process at a time on a shared machine):
 Models: the digits CNN with one outlier conv1 channel (``sample_models/outlier_cnn.py``), the digits CNN itself
 (``sample_models/digits_cnn.keras``), both judged on accuracy drop (points) over the 360 labelled test samples of
 ``digits.npz`` with the budget ``--max-accuracy-drop 1``; and keras.applications MobileNetV2 (alpha 0.35, 64x64,
-10 logits, weights=None: random weights, nothing downloaded; logits rather than softmax so the outputs vary) judged on SQNR (dB, ``--min-sqnr 20``) over 32
+10 logits, weights=None: random weights, nothing downloaded; logits rather than softmax so the outputs vary, and
+BatchNorm statistics set from 32 random images so activations do not vanish) judged on SQNR (dB, ``--min-sqnr 20``) over 32
 seeded random inputs, calibrated on 64 synthetic samples, since a random-weight classifier has no accuracy to lose.
 TFLite artifacts are simulated on pixel-8 and Core ML artifacts on iphone-15-pro (each target's device; the other
 column says "-"). Search time is the search's own wall time (conversions, verification and simulation of every
@@ -57,10 +58,20 @@ def _outlier(work: Path) -> Path:
 
 def _mobilenet(work: Path) -> Path:
     import keras
+    import numpy as np
 
     keras.utils.set_random_seed(7)
     model = keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=10,
-                                               classifier_activation=None)
+                                           classifier_activation=None)
+    # With weights=None every activation shrinks layer after layer (features ~1e-10: fp16 flushes them to zero and
+    # any metric is meaningless). One pass in training mode with momentum 0 sets each BatchNorm's statistics to
+    # those of 32 seeded random images, which keeps activations near unit scale; the weights stay random.
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(np.random.default_rng(7).uniform(0, 1, (32, 64, 64, 3)).astype("float32"), training=True)
+    for layer in norms:
+        layer.momentum = 0.99
     path = work / "mobilenet_v2_035.keras"
     model.save(path)
     return path
