@@ -52,7 +52,13 @@ class ChildCrashedError(ConversionError):
 
 
 def enabled() -> bool:
-    """Whether converters run in a child (``EDGEEXPORT_ISOLATE`` unset or not ``0``)."""
+    """Whether converters run in a child (``EDGEEXPORT_ISOLATE`` unset or not ``0``). Not inside a daemonic
+    process (a ``check --jobs`` worker): it may not have children, and it is already the isolation, since
+    ``check`` retries a cell whose worker died and then reports it."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        return False
     return os.environ.get("EDGEEXPORT_ISOLATE", "1") != "0"
 
 

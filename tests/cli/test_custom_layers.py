@@ -59,7 +59,7 @@ def test_a_custom_layer_needs_import_and_loads_with_it(run_cli: Run, custom_mode
     result = run_cli("convert", custom_model, "--import", MODULE, "--target", "tflite", "--out", out, "--samples", "16")
     assert result.code == 0, result.err
     report = json.loads((out / "report.json").read_text())
-    assert report["source"]["imports"] == [MODULE]
+    assert report["source"]["options"]["imports"] == [MODULE]
     verification = report["artifacts"][0]["verification"]
     assert verification["passed"] is True
     missing = run_cli("inspect", custom_model, "--import", "no_such_module_xyz")
