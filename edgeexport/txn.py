@@ -225,6 +225,7 @@ def relocated(report: Report, stage: Path, out_dir: Path) -> Report:
         except ValueError:
             return path
 
-    entries = tuple(dataclasses.replace(entry, artifact=dataclasses.replace(entry.artifact, path=move(entry.artifact.path)))
-                    for entry in report.artifacts)
+    entries = tuple(
+        dataclasses.replace(entry, artifact=dataclasses.replace(entry.artifact, path=move(entry.artifact.path)))
+        for entry in report.artifacts)
     return dataclasses.replace(report, artifacts=entries, out_dir=out_dir)
