@@ -105,6 +105,8 @@ def acquire_lock(out_dir: Path) -> int:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
+        if err.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+            return handle  # a file system without flock (some network mounts): go on unlocked, as before
         os.close(handle)
         if err.errno in (errno.EAGAIN, errno.EACCES):
             raise OutputPathError(f"output directory {out_dir} is in use by another edgeexport run",
