@@ -9,6 +9,7 @@ An ``.npz`` holds arrays keyed by input name (or one array for a single-input mo
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def read_npz(path: Path, *, what: str = "data") -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:  # zlib: a corrupt member
         raise DataError(f"cannot read {what} file {path.name} as .npz: {err}") from err
 
 

@@ -39,12 +39,11 @@ def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsaf
     MODEL may also be an artifact (.tflite, .mlpackage): it is then described from the file itself."""
     from rich.console import Console
 
+    from edgeexport.artifact_info import artifact_summary, is_artifact
     from edgeexport.report.jsonfile import dumps
     from edgeexport.report.model import plain
     from edgeexport.sources import load, open_source
     from edgeexport.types import LoadOptions
-
-    from edgeexport.artifact_info import artifact_summary, is_artifact
 
     if is_artifact(model):  # an artifact is described from its own file: nothing to load or convert
         target, described, size = artifact_summary(model)
