@@ -34,3 +34,11 @@ def test_a_corrupt_deflate_stream_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read data file d.npz as .npz") as caught:
         read_npz(path)
     assert caught.value.exit_code == 3
+
+
+def test_op_names_that_arrive_as_bytes_are_still_named() -> None:
+    """A corrupt ONNX file can carry op types that are not UTF-8; protobuf then returns bytes (found by the fuzz)."""
+    from edgeexport.errors import UnsupportedOpError
+
+    err = UnsupportedOpError({b"Conv\xff": 2, "Gemm": 1}, where="m.onnx")
+    assert err.one_line() == "unsupported op(s) in m.onnx: Conv\ufffd x2, Gemm"
