@@ -54,7 +54,8 @@ def read_npz(path: Path, *, what: str = "data") -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {what} file {path.name}: {err.strerror or err}") from err
     # numpy reads anything that is not a zip or .npy as a pickle, and then calls a text file "pickled data".
     if not zipfile.is_zipfile(path) and not head.startswith((b"\x93NUMPY", b"\x80")):
-        raise DataError(f"{what} file {path.name} is not an .npz archive (not a zip file: text, or truncated?)",
+        raise DataError(f"cannot read {what} file {path.name}: not an .npz archive "
+                        "(not a zip file: text, or truncated?)",
                         hint="write it with numpy.savez(path, input_name=array, ...)")
     try:
         with np.load(path, allow_pickle=False) as archive:
