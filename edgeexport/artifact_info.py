@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from edgeexport.errors import ModelFormatError
+from edgeexport.errors import EdgeExportError, ModelFormatError
 from edgeexport.types import ModelSummary, TensorSpec
 
 ARTIFACT_SUFFIXES = {".tflite": "tflite", ".mlpackage": "coreml"}
@@ -28,8 +28,13 @@ def artifact_summary(path: Path) -> tuple[str, ModelSummary, int]:
 
     if not path.exists():
         raise ModelFormatError(f"artifact not found: {path}")
-    with captured_output(replay=False):  # coremltools announces version mismatches on import
-        graph = read_graph(path)
+    try:
+        with captured_output(replay=False):  # coremltools announces version mismatches on import
+            graph = read_graph(path)
+    except EdgeExportError:
+        raise
+    except Exception as err:  # a corrupt file fails deep in the readers (an index out of range, say): bad input
+        raise ModelFormatError(f"{path.name} is corrupt or truncated: {type(err).__name__}: {err}"[:300]) from err
     by_index = {tensor.index: tensor for tensor in graph.tensors}
 
     def spec(index: int) -> TensorSpec:

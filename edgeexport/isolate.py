@@ -6,9 +6,9 @@ report, an exit code nobody chose). ``call`` runs ``module:function`` in a child
 ``EdgeExportError``s raised in the child are raised again in the parent with their class, message and hint;
 a child that dies raises ``ChildCrashedError`` naming the stage, the signal and the peak resident memory.
 
-Children come from a multiprocessing *forkserver* that has imported TensorFlow and coremltools once
-(``edgeexport._preload``), so a conversion does not pay for those imports again; the server is started at the
-beginning of a run (``warm_up``), while the parent loads the model. The parent waits in a Python loop, so
+Children come from a multiprocessing *forkserver* that has imported TensorFlow once (``edgeexport._preload``;
+coremltools too when the run converts to Core ML), so a conversion does not pay for those imports again; the
+server is started at the beginning of a run (``warm_up``), while the parent loads the model. The parent waits in a Python loop, so
 Ctrl-C and SIGTERM are handled within a tenth of a second even while the converter is deep in C++; the child
 ignores SIGINT, is killed by the parent, and exits by itself if its parent disappears.
 
@@ -26,6 +26,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -36,6 +37,8 @@ from edgeexport.limits import disk_full
 from edgeexport.testhooks import VARIABLE, hook
 
 PRELOAD = ["edgeexport._preload"]
+PRELOAD_FOR_TARGET = {"coreml": "edgeexport._preload_coreml"}
+_preloaded: list[str] = list(PRELOAD)
 # stage -> the child's peak resident bytes, for every call of this process (benchmarks/memory.py reads it)
 PEAKS: dict[str, int] = {}
 _POLL_SECONDS = 0.1
@@ -68,20 +71,36 @@ def _ctx() -> BaseContext:
         import multiprocessing
 
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)
+        context.set_forkserver_preload(list(_preloaded))
         _context = context
     return _context
 
 
-def warm_up() -> None:
-    """Start the forkserver now (it imports TensorFlow while the caller does other work); idempotent."""
-    if enabled():
-        from multiprocessing import forkserver
+def preload_for(targets: Iterable[str]) -> tuple[str, ...]:
+    """The modules the forkserver should import, beyond TensorFlow, for conversions to ``targets``."""
+    return tuple(sorted({PRELOAD_FOR_TARGET[t] for t in targets if t in PRELOAD_FOR_TARGET}))
 
-        _ctx()
-        forkserver.ensure_running()
-        register(shutdown)
-        atexit.register(shutdown)
+
+def warm_up(preload: tuple[str, ...] = ()) -> None:
+    """Start the forkserver now (it imports TensorFlow, and ``preload``, while the caller does other work).
+
+    Idempotent; a server that lacks one of ``preload`` is replaced by one with all of them, so a later Core ML
+    conversion does not import coremltools in every child.
+    """
+    if not enabled():
+        return
+    from multiprocessing import forkserver
+
+    wanted = [module for module in preload if module not in _preloaded]
+    if wanted:
+        _preloaded.extend(wanted)
+        shutdown()
+        if _context is not None:
+            _context.set_forkserver_preload(list(_preloaded))
+    _ctx()
+    forkserver.ensure_running()
+    register(shutdown)
+    atexit.register(shutdown)
 
 
 def shutdown() -> None:

@@ -146,7 +146,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     """Execute ``plan``: every artifact is converted, run once, verified and simulated, then reported."""
     say = progress or (lambda _message: None)
     started = time.perf_counter()
-    isolate.warm_up()  # the converter process imports TensorFlow while this one loads the model
+    # the converter process imports TensorFlow (and coremltools if needed) while this one loads the model
+    isolate.warm_up(isolate.preload_for(item.target for item in plan.items))
     say(f"loading {plan.source.path.name}")
     model = load_source(plan.source)
     summary = model.summary

@@ -105,6 +105,8 @@ def acquire_lock(out_dir: Path) -> int:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
+        if err.errno in (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+            return handle  # a file system without flock (some network mounts): go on unlocked, as before
         os.close(handle)
         if err.errno in (errno.EAGAIN, errno.EACCES):
             raise OutputPathError(f"output directory {out_dir} is in use by another edgeexport run",
@@ -220,6 +222,7 @@ def relocated(report: Report, stage: Path, out_dir: Path) -> Report:
         except ValueError:
             return path
 
-    entries = tuple(dataclasses.replace(entry, artifact=dataclasses.replace(entry.artifact, path=move(entry.artifact.path)))
-                    for entry in report.artifacts)
+    entries = tuple(
+        dataclasses.replace(entry, artifact=dataclasses.replace(entry.artifact, path=move(entry.artifact.path)))
+        for entry in report.artifacts)
     return dataclasses.replace(report, artifacts=entries, out_dir=out_dir)

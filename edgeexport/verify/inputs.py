@@ -9,6 +9,7 @@ An ``.npz`` holds arrays keyed by input name (or one array for a single-input mo
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,12 +59,13 @@ def read_npz(path: Path, *, what: str = "data") -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {what} file {path.name}: {err.strerror or err}") from err
     # numpy reads anything that is not a zip or .npy as a pickle, and then calls a text file "pickled data".
     if not zipfile.is_zipfile(path) and not head.startswith((b"\x93NUMPY", b"\x80")):
-        raise DataError(f"{what} file {path.name} is not an .npz archive (not a zip file: text, or truncated?)",
+        raise DataError(f"cannot read {what} file {path.name}: not an .npz archive "
+                        "(not a zip file: text, or truncated?)",
                         hint="write it with numpy.savez(path, input_name=array, ...)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:  # zlib: a corrupt member
         raise DataError(f"cannot read {what} file {path.name} as .npz: {err}") from err
 
 

@@ -58,7 +58,7 @@ def test_a_text_file_given_as_npz_is_not_called_pickled(run_cli: Run, tmp_path: 
     result = run_cli("verify", converted / "digits_cnn.fp32.tflite", "--reference", samples / "digits_cnn.keras",
                      "--data", text)
     assert result.code == 3 and "pickled" not in result.err
-    assert "data.npz is not an .npz archive (not a zip file" in _last(result)
+    assert "cannot read verification data file data.npz: not an .npz archive (not a zip file" in _last(result)
 
 
 def test_a_missing_channel_axis_is_reported_with_the_users_shape(run_cli: Run, tmp_path: Path, samples: Path,

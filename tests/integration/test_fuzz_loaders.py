@@ -183,3 +183,9 @@ def test_fuzz_slow(fmt: str, tmp_path: Path) -> None:
         codes.append(run_case(fmt, seed, case))
         shutil.rmtree(case)
     assert set(codes) <= {0, 3, 4}, codes
+
+
+@pytest.mark.parametrize(("fmt", "seed"), [("tflite", 7)])
+def test_fuzz_regressions(fmt: str, seed: int, tmp_path: Path) -> None:
+    """Cases the slow set found: a .tflite whose operator indexes a missing opcode (IndexError in the reader)."""
+    assert run_case(fmt, seed, tmp_path) == 3

@@ -40,11 +40,10 @@ def command(model: Path, input_shapes: tuple[str, ...], keep_layout: bool, unsaf
     from rich.console import Console
 
     from edgeexport.api import inspect
+    from edgeexport.artifact_info import artifact_summary, is_artifact
     from edgeexport.report.jsonfile import dumps
     from edgeexport.serial import plain
     from edgeexport.types import LoadOptions
-
-    from edgeexport.artifact_info import artifact_summary, is_artifact
 
     if is_artifact(model):  # an artifact is described from its own file: nothing to load or convert
         target, described, size = artifact_summary(model)
