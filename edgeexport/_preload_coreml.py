@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from edgeexport.targets import coreml
+from edgeexport.quiet import import_coremltools
+from edgeexport.targets import coreml  # noqa: F401 - imported for its side effect: the module loads once
 
-coreml.import_coremltools()
+import_coremltools()

@@ -210,7 +210,7 @@ def _worker_main(config: CheckConfig, tasks: Any, results: Any) -> None:
         try:
             maybe_crash(cell.classname(config))
             results.put(("done", cell.index, run_cell(config, cell)))
-        except Exception:  # noqa: BLE001 - a bug in a worker is re-raised by the parent with this traceback
+        except Exception:
             results.put(("bug", cell.index, traceback.format_exc()))
 
 

@@ -83,7 +83,7 @@ class UnsupportedOpError(UnsupportedError):
     """One or more ops cannot be converted or executed; ``ops`` maps op name to count."""
 
     def __init__(self, ops: dict[str, int] | Iterable[str], *, where: str, hint: str | None = None) -> None:
-        counts = dict(ops) if isinstance(ops, dict) else {name: 1 for name in ops}
+        counts = dict(ops) if isinstance(ops, dict) else dict.fromkeys(ops, 1)
         # a corrupt protobuf can hand back op names as bytes (invalid UTF-8): name them anyway
         counts = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): n for k, n in counts.items()}
         listed = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in sorted(counts.items()))

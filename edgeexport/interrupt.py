@@ -102,7 +102,7 @@ def run_cleanups() -> None:
     for cleanup in pending:
         try:
             cleanup()
-        except Exception:  # noqa: BLE001, S110 - a clean-up on the way out must not stop the others
+        except Exception:
             pass
 
 

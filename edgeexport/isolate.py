@@ -193,7 +193,7 @@ def _child(send: Connection, stage: str, target: str, args: tuple[Any, ...], kwa
     except EdgeExportError as err:
         result = ("error", type(err).__module__, type(err).__qualname__, err.message, err.hint,
                   getattr(err, "ops", None))
-    except BaseException as err:  # noqa: BLE001 - everything else is a bug, shown with the child's traceback
+    except BaseException as err:
         full = disk_full(err)
         result = ("bug", traceback.format_exc()) if full is None else \
             ("error", "edgeexport.errors", "OutputPathError", full.message, full.hint, None)

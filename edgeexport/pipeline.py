@@ -29,14 +29,14 @@ from edgeexport.errors import (
 from edgeexport.files import gzip_size, sha256_of, size_of
 from edgeexport.options import SYNTHETIC, Budgets, ConvertOptions
 from edgeexport.report.model import ArtifactReport, Report
-from edgeexport.simulate.estimate import LatencyEstimate
 from edgeexport.search.recipe import Recipe
 from edgeexport.search.report import SearchReport
+from edgeexport.simulate.estimate import LatencyEstimate
 from edgeexport.sources import load as load_source
 from edgeexport.sources.base import LoadedModel, endpoint_arrays
 from edgeexport.targets.base import ConvertContext, Target, suffix_of, target_named, target_names
-from edgeexport.types import Artifact, ExportedGraph, PruneReport, SourceModel, Status, TensorSpec
 from edgeexport.testhooks import hook
+from edgeexport.types import Artifact, ExportedGraph, PruneReport, SourceModel, Status, TensorSpec
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
 from edgeexport.verify.stage import Verification
 
@@ -300,7 +300,7 @@ def _smoke_run(path: Path, target: Target, plan: Plan) -> tuple[tuple[TensorSpec
         return runner.inputs, runner.outputs, f"not run on this platform: {err.one_line()}"
     except EdgeExportError:
         raise
-    except Exception as err:  # noqa: BLE001 - any runtime failure means the artifact is broken
+    except Exception as err:
         raise ConversionError(f"{path.name} was produced but does not run: {err}") from err
     bad = [name for name, value in outputs.items() if not np.all(np.isfinite(value))]
     if bad:

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
         _leave_interrupted(interrupt.exit_code(err), fast=argv is None)
-    except Exception as err:  # noqa: BLE001 - the one place that turns an unexpected error into exit 1
+    except Exception as err:
         full = disk_full(err)
         if full is not None:
             click.echo(f"error: {full.one_line()}", err=True)

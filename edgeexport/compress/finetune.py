@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 DEFAULT_EPOCHS = 30
 DEFAULT_BATCH = 32
@@ -34,7 +35,7 @@ class FinetuneReport:
 def distill(
     student: Any,
     teacher: Any,
-    inputs: Mapping[str, np.ndarray],
+    inputs: Mapping[str, NDArray[Any]],
     input_names: tuple[str, ...],
     *,
     epochs: int = DEFAULT_EPOCHS,

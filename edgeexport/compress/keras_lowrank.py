@@ -211,8 +211,8 @@ def factorized_keras_source(source: Any, pruning: Any, *, finetune_data: Any = N
     are given, and a ``PruneReport`` whose ``achieved_sparsity`` is the share of the factorized layers' parameters
     removed (0..1) and whose ``ranks`` list every candidate layer."""
     from edgeexport.quiet import captured_output
-    from edgeexport.sources.base import PruneReport
     from edgeexport.sources.keras import KerasModel
+    from edgeexport.types import PruneReport
 
     keep = None if pruning.energy is not None else 1.0 - float(pruning.sparsity)
     model, stats = factorize_keras_model(source.model, keep=keep, energy=pruning.energy,

@@ -24,6 +24,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Pruning
 from edgeexport.compress.pruning import (
@@ -59,7 +60,7 @@ def _clone(model: Any) -> Any:
 
     try:
         clone = keras.models.clone_model(model)
-    except Exception as err:  # noqa: BLE001 - keras raises several types for subclassed models
+    except Exception as err:
         raise UnsupportedError(f"cannot prune {type(model).__name__}: {err}",
                                hint="pruning needs a Sequential or functional Keras model") from err
     clone.set_weights(model.get_weights())
@@ -205,10 +206,7 @@ def _channel_path_problem(start: Any, consumers: dict[str, list[Any]],
                 return f"output reaches {activation} layer {nxt.name}, which mixes channels", [], []
             elif kind in _PASS_THROUGH:
                 frontier.append(nxt)
-            elif kind == "BatchNormalization" and nxt.axis in (-1, len(nxt.input.shape) - 1):
-                sliced.append(nxt)
-                frontier.append(nxt)
-            elif kind == "DepthwiseConv2D" and int(nxt.depth_multiplier) == 1:
+            elif (kind == "BatchNormalization" and nxt.axis in (-1, len(nxt.input.shape) - 1)) or (kind == "DepthwiseConv2D" and int(nxt.depth_multiplier) == 1):
                 sliced.append(nxt)
                 frontier.append(nxt)
             else:
@@ -222,8 +220,8 @@ def _prune_channels(model: Any, pruning: Pruning, min_weights: int) -> tuple[Any
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise UnsupportedError("channel pruning needs a Sequential or functional Keras model")
     consumers, input_ids, output_ids = _graph(model)
-    out_keep: dict[str, np.ndarray] = {}   # producer name -> output channels kept
-    in_keep: dict[str, np.ndarray] = {}    # layer name -> input channels kept (terminals, BN, depthwise)
+    out_keep: dict[str, NDArray[Any]] = {}   # producer name -> output channels kept
+    in_keep: dict[str, NDArray[Any]] = {}    # layer name -> input channels kept (terminals, BN, depthwise)
     skipped: list[tuple[str, str]] = []
     removed = total = 0
     for layer in model.layers:
@@ -277,8 +275,8 @@ def _prune_channels(model: Any, pruning: Pruning, min_weights: int) -> tuple[Any
     return rebuilt, stats
 
 
-def _slice_weights(layer: Any, weights: list[np.ndarray], in_keep: np.ndarray | None,
-                   out_keep: np.ndarray | None) -> list[np.ndarray]:
+def _slice_weights(layer: Any, weights: list[NDArray[Any]], in_keep: NDArray[Any] | None,
+                   out_keep: NDArray[Any] | None) -> list[NDArray[Any]]:
     kind = _kind(layer)
     if kind == "BatchNormalization":
         return [w[in_keep] for w in weights] if in_keep is not None else weights

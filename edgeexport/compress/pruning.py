@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def _check_fraction(sparsity: float) -> None:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
 
 
-def _smallest_k_mask(magnitudes: np.ndarray, k: int) -> np.ndarray:
+def _smallest_k_mask(magnitudes: NDArray[Any], k: int) -> NDArray[Any]:
     """A flat keep-mask that drops exactly the ``k`` smallest entries (stable order breaks ties)."""
     keep = np.ones(magnitudes.size, dtype=bool)
     if k > 0:
@@ -54,7 +56,7 @@ def _smallest_k_mask(magnitudes: np.ndarray, k: int) -> np.ndarray:
     return keep
 
 
-def magnitude_masks(arrays: Sequence[np.ndarray], sparsity: float, *, scope: str = "per-tensor") -> list[np.ndarray]:
+def magnitude_masks(arrays: Sequence[NDArray[Any]], sparsity: float, *, scope: str = "per-tensor") -> list[NDArray[Any]]:
     """Keep-masks that zero the ``sparsity`` fraction (0..1) of smallest-magnitude weights.
 
     ``scope="per-tensor"`` (default) prunes each array to ``round(sparsity * size)`` zeros; ``"global"`` ranks all
@@ -76,7 +78,7 @@ def magnitude_masks(arrays: Sequence[np.ndarray], sparsity: float, *, scope: str
     return masks
 
 
-def nm_mask(array: np.ndarray, n: int, m: int, *, axis: int) -> np.ndarray:
+def nm_mask(array: NDArray[Any], n: int, m: int, *, axis: int) -> NDArray[Any]:
     """Keep-mask with at most ``n`` non-zeros in every group of ``m`` consecutive weights along ``axis`` (the input
     axis: -2 for a Keras Conv kernel ``(kh, kw, cin, cout)``, 0 for a Dense kernel ``(in, out)``). The largest
     magnitudes are kept. A trailing group shorter than ``m`` keeps at most ``n`` weights as well."""
@@ -98,7 +100,7 @@ def nm_mask(array: np.ndarray, n: int, m: int, *, axis: int) -> np.ndarray:
     return np.moveaxis(keep, -1, axis)
 
 
-def channels_to_keep(kernel: np.ndarray, fraction: float, *, axis: int = -1, min_keep: int = 1) -> np.ndarray:
+def channels_to_keep(kernel: NDArray[Any], fraction: float, *, axis: int = -1, min_keep: int = 1) -> NDArray[Any]:
     """Sorted indices of the output channels (along ``axis``) to keep: the ``fraction`` (0..1) of channels with the
     smallest L1 norm are dropped, at least ``min_keep`` are kept."""
     _check_fraction(fraction)
@@ -110,7 +112,7 @@ def channels_to_keep(kernel: np.ndarray, fraction: float, *, axis: int = -1, min
     return np.sort(order)
 
 
-def sparsity(arrays: Sequence[np.ndarray]) -> float:
+def sparsity(arrays: Sequence[NDArray[Any]]) -> float:
     """Fraction (0..1) of exactly-zero entries over all ``arrays``; 0.0 for no weights."""
     total = sum(int(np.asarray(a).size) for a in arrays)
     if total == 0:
@@ -119,7 +121,7 @@ def sparsity(arrays: Sequence[np.ndarray]) -> float:
     return zeros / total
 
 
-def prune_by_magnitude(arrays: Sequence[np.ndarray], fraction: float) -> tuple[list[np.ndarray], float]:
+def prune_by_magnitude(arrays: Sequence[NDArray[Any]], fraction: float) -> tuple[list[NDArray[Any]], float]:
     """``arrays`` with the ``fraction`` (0..1) smallest-magnitude weights of each zeroed (dtypes kept), and the
     sparsity reached over all of them. For sources we can only mask, not rebuild (ONNX, SavedModel)."""
     masks = magnitude_masks(arrays, fraction)

@@ -9,8 +9,7 @@ from rich.table import Table
 
 from edgeexport.files import human_bytes
 from edgeexport.report.model import Report
-from edgeexport.sources.base import PruneReport
-from edgeexport.types import ModelSummary
+from edgeexport.types import ModelSummary, PruneReport
 
 _STATUS_STYLE = {"ok": "green", "verification_failed": "red", "budget_exceeded": "yellow", "not_verifiable": "yellow"}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import DataError, ModelFormatError, UnsupportedError
 from edgeexport.runtimes.base import BaseRunner
@@ -73,7 +74,7 @@ class CoremlRunner(BaseRunner):
 
             units = ct.ComputeUnit.CPU_ONLY if self.precision == "fp32" else ct.ComputeUnit.ALL
             return ct.models.MLModel(str(self.path), compute_units=units)
-        except Exception as exc:  # noqa: BLE001 - Core ML's load errors have no common type
+        except Exception as exc:
             reason = " ".join(str(exc).split())[:200]
             if strict:
                 raise ModelFormatError(f"Core ML could not load {self.path}: {reason}") from exc
@@ -86,7 +87,7 @@ class CoremlRunner(BaseRunner):
         """The MIL program of the package (loaded whichever runtime runs it)."""
         return self._program
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Outputs by name for one set of inputs (input name -> array of the declared shape)."""
         if self._mlmodel is None:
             return self._program.run(feeds, precision=self.precision)

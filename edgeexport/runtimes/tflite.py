@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import ConversionError, DataError, ModelFormatError
 from edgeexport.quiet import captured_output
-from edgeexport.runtimes.base import BaseRunner
 from edgeexport.runs import join_runs, run_count, split_runs
+from edgeexport.runtimes.base import BaseRunner
 from edgeexport.types import QuantParams, TensorSpec
 
 _QUANTIZED = ("int8", "uint8", "int16")
@@ -103,7 +104,7 @@ class TfliteRunner(BaseRunner):
     def aliases(self) -> Mapping[str, str]:
         return self._aliases
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Real-valued feeds in (quantized here for integer inputs), float32 outputs out (dequantized).
 
         When the artifact has batch 1 and the feeds have N > 1 rows, runs N times and stacks the results."""
@@ -112,7 +113,7 @@ class TfliteRunner(BaseRunner):
         for (name, detail), array in zip(self._in, arrays, strict=True):
             quantized.append(self._quantize(detail, array))
         raw = self._run_batched(quantized)
-        result: dict[str, np.ndarray] = {}
+        result: dict[str, NDArray[Any]] = {}
         for name, detail in self._out:
             value = raw[name]
             scale, zero = detail.get("quantization", (0.0, 0))
@@ -121,14 +122,14 @@ class TfliteRunner(BaseRunner):
             result[name] = value
         return result
 
-    def run_raw(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_raw(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Feeds in the model's own dtypes (no quantization); outputs as stored."""
         checked = self.checked_feeds(feeds)
         arrays = [checked[name].astype(np.dtype(d["dtype"]), copy=False) for name, d in self._in]
         return self._run_batched(arrays)
 
     @staticmethod
-    def _quantize(detail: Mapping[str, Any], array: np.ndarray) -> np.ndarray:
+    def _quantize(detail: Mapping[str, Any], array: NDArray[Any]) -> NDArray[Any]:
         dtype = np.dtype(detail["dtype"])
         scale, zero = detail.get("quantization", (0.0, 0))
         if dtype.name in _QUANTIZED and scale and np.issubdtype(array.dtype, np.floating):
@@ -137,16 +138,16 @@ class TfliteRunner(BaseRunner):
             return np.clip(q, info.min, info.max).astype(dtype)
         return array.astype(dtype, copy=False)
 
-    def _run_batched(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_batched(self, arrays: list[NDArray[Any]]) -> dict[str, NDArray[Any]]:
         # the interpreter's shapes are all fixed: feeds holding several runs of them are split (edgeexport.runs)
         shapes: list[tuple[int | None, ...]] = [tuple(int(x) for x in d["shape"]) for _, d in self._in]
         fits = all(a.shape == s for a, s in zip(arrays, shapes, strict=True))
         rows = [len(a) if a.ndim else 1 for a in arrays]
-        if fits or not arrays or run_count(shapes, rows) in (None, 1) and not any(not s for s in shapes):
+        if fits or not arrays or (run_count(shapes, rows) in (None, 1) and not any(not s for s in shapes)):
             return self._invoke(arrays)
         return join_runs([self._invoke(run) for run in split_runs(shapes, arrays)])
 
-    def _invoke(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def _invoke(self, arrays: list[NDArray[Any]]) -> dict[str, NDArray[Any]]:
         for (name, detail), array in zip(self._in, arrays, strict=True):
             if tuple(array.shape) != tuple(int(x) for x in detail["shape"]):
                 try:
@@ -167,7 +168,7 @@ class TfliteRunner(BaseRunner):
         except (ValueError, RuntimeError) as err:
             raise ConversionError(f"LiteRT failed to run the model: {' '.join(str(err).split())[:300]}") from err
 
-    def set_inputs(self, arrays: list[np.ndarray]) -> None:
+    def set_inputs(self, arrays: list[NDArray[Any]]) -> None:
         """Copy already-typed arrays into the input tensors (for timing loops)."""
         for (_, detail), array in zip(self._in, arrays, strict=True):
             self._interp.set_tensor(detail["index"], array)
@@ -177,7 +178,7 @@ class TfliteRunner(BaseRunner):
         the tensor indices of its ``inputs`` and ``outputs``."""
         return list(self._interp._get_ops_details())
 
-    def tensor(self, index: int) -> np.ndarray:
+    def tensor(self, index: int) -> NDArray[Any]:
         """A copy of tensor ``index`` after the last run (intermediates need ``preserve_all_tensors=True``)."""
         return np.array(self._interp.get_tensor(index))
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeexport.catalog import load_preset
-from edgeexport.catalog.model import Preset, Tolerance
+from edgeexport.catalog.model import Preset
 from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
 from edgeexport.search import PrecisionSearch
 from edgeexport.search.recipe import Recipe, load_recipe, recipe_name

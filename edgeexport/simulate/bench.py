@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import BadInputError, ModelFormatError, UnsupportedError
 
@@ -61,7 +62,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def random_inputs(runner: Any, seed: int = 0) -> list[np.ndarray]:
+def random_inputs(runner: Any, seed: int = 0) -> list[NDArray[Any]]:
     """Inputs in the model's own dtypes and static shapes (dynamic dims set to 1), seeded."""
     rng = np.random.default_rng(seed)
     arrays = []

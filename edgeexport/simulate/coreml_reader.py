@@ -34,13 +34,13 @@ def load_program(path: Path) -> Any:
     try:
         model = ct.models.MLModel(str(path), skip_model_load=True)
         spec = model.get_spec()
-    except Exception as err:  # noqa: BLE001 - coremltools raises many types for a corrupt package
+    except Exception as err:
         raise ModelFormatError(f"cannot open {path} with coremltools: {' '.join(str(err).split())[:200]}") from err
     if spec.WhichOneof("Type") != "mlProgram":
         raise ModelFormatError(f"{path} is a Core ML {spec.WhichOneof('Type')} model; simulate reads ML Programs only")
     try:
         return load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise ModelFormatError(f"cannot read the MIL program of {path}: {' '.join(str(err).split())[:200]}") from err
 
 
@@ -52,7 +52,7 @@ def _dtype(var: Any) -> str:
         if types.is_tensor(var.sym_type):
             dtype = var.sym_type.get_primitive()
         return _MIL_DTYPES.get(types.builtin_to_string(dtype), "float32")
-    except Exception:  # noqa: BLE001 - exotic types (lists, states) are costed as float32
+    except Exception:
         return "float32"
 
 

@@ -128,11 +128,11 @@ def read_graph(path: Path) -> OpGraph:
     path = Path(path)
     if not path.exists():
         raise ModelFormatError(f"artifact not found: {path}", hint="expected a .tflite file or an .mlpackage directory")
-    if path.is_dir() and path.suffix.lower() in (".mlpackage", ".mlmodel") or path.suffix.lower() == ".mlmodel":
+    if (path.is_dir() and path.suffix.lower() in (".mlpackage", ".mlmodel")) or path.suffix.lower() == ".mlmodel":
         from edgeexport.simulate.coreml_reader import read_mlpackage
 
         return read_mlpackage(path)
-    if path.is_file() and path.suffix.lower() in (".tflite", ".lite", ".litertlm") or _has_tflite_magic(path):
+    if (path.is_file() and path.suffix.lower() in (".tflite", ".lite", ".litertlm")) or _has_tflite_magic(path):
         from edgeexport.simulate.tflite_reader import read_tflite
 
         return read_tflite(path)

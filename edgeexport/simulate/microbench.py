@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.quiet import captured_output
 
@@ -169,7 +170,7 @@ def keras_to_tflite(model: Any, dtype: str, *, seed: int = 0, samples: int = 4) 
         rng = np.random.default_rng(seed)
         shapes = [tuple(1 if d is None else int(d) for d in tensor.shape) for tensor in model.inputs]
 
-        def representative() -> Iterator[list[np.ndarray]]:
+        def representative() -> Iterator[list[NDArray[Any]]]:
             for _ in range(samples):
                 yield [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
 

@@ -81,20 +81,13 @@ _MIL_FAMILY: dict[str, str] = {
     "gru": "recurrent", "rnn": "recurrent", "gather": "gather", "gather_nd": "gather", "gather_along_axis": "gather",
     "scatter": "gather", "scatter_nd": "gather",
 }
-for _name in ("relu relu6 sigmoid tanh silu gelu elu leaky_relu prelu softplus softsign sigmoid_hard "
-              "scaled_tanh thresholded_relu clamped_relu linear_activation").split():
+for _name in ["relu", "relu6", "sigmoid", "tanh", "silu", "gelu", "elu", "leaky_relu", "prelu", "softplus", "softsign", "sigmoid_hard", "scaled_tanh", "thresholded_relu", "clamped_relu", "linear_activation"]:
     _MIL_FAMILY[_name] = "activation"
-for _name in ("reshape transpose squeeze expand_dims slice_by_index slice_by_size split tile stack "
-              "depth_to_space space_to_depth pixel_shuffle reverse flatten2d identity shape crop "
-              "sliding_windows").split():
+for _name in ["reshape", "transpose", "squeeze", "expand_dims", "slice_by_index", "slice_by_size", "split", "tile", "stack", "depth_to_space", "space_to_depth", "pixel_shuffle", "reverse", "flatten2d", "identity", "shape", "crop", "sliding_windows"]:
     _MIL_FAMILY[_name] = "reshape"
-for _name in ("reduce_mean reduce_sum reduce_max reduce_min reduce_prod reduce_argmax reduce_argmin "
-              "reduce_l2_norm reduce_log_sum_exp reduce_sum_square").split():
+for _name in ["reduce_mean", "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_argmax", "reduce_argmin", "reduce_l2_norm", "reduce_log_sum_exp", "reduce_sum_square"]:
     _MIL_FAMILY[_name] = "reduce"
-for _name in ("add sub mul real_div floor_div pow maximum minimum sqrt rsqrt square abs exp log sin cos floor "
-              "ceil round sign inverse erf clip cast select less greater equal not_equal less_equal "
-              "greater_equal logical_and logical_or logical_not quantize dequantize fill band_part "
-              "cumsum").split():
+for _name in ["add", "sub", "mul", "real_div", "floor_div", "pow", "maximum", "minimum", "sqrt", "rsqrt", "square", "abs", "exp", "log", "sin", "cos", "floor", "ceil", "round", "sign", "inverse", "erf", "clip", "cast", "select", "less", "greater", "equal", "not_equal", "less_equal", "greater_equal", "logical_and", "logical_or", "logical_not", "quantize", "dequantize", "fill", "band_part", "cumsum"]:
     _MIL_FAMILY[_name] = "elementwise"
 
 # Ops that only relabel a tensor's shape: no data is touched (XNNPACK and Core ML treat them as views).

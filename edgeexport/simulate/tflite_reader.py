@@ -56,7 +56,7 @@ def read_tflite(path: Path | bytes) -> OpGraph:
         raise ModelFormatError(f"{path if not isinstance(path, bytes) else 'data'} is not a LiteRT flatbuffer (no TFL3 identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as err:  # noqa: BLE001 - any parse failure of a corrupt flatbuffer is bad input
+    except Exception as err:
         raise ModelFormatError(f"corrupt .tflite ({type(err).__name__}: {err})") from err
     if not model.subgraphs:
         raise ModelFormatError("the .tflite has no subgraph")

@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeexport.files import sha256_of
 from edgeexport.errors import ModelFormatError
+from edgeexport.files import sha256_of
 from edgeexport.types import LoadOptions, SourceModel
 
 if TYPE_CHECKING:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import DataError
 from edgeexport.runs import rows_per_run
@@ -31,7 +31,7 @@ class LoadedModel(ABC):
         """Inputs, outputs, op histogram, parameters and MACs."""
 
     @abstractmethod
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Run the reference model on a batch; feeds and results are keyed by tensor name."""
 
     @abstractmethod
@@ -39,7 +39,7 @@ class LoadedModel(ABC):
         """Write a fixed-shape SavedModel (batch 1) with one ``serve`` endpoint into ``directory``."""
 
     def pruned(
-        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+        self, pruning: Any, *, finetune_data: Mapping[str, NDArray[Any]] | None = None, finetune_epochs: int = 0
     ) -> tuple[LoadedModel, PruneReport]:
         """Return a copy of this model with ``pruning`` (an ``edgeexport.catalog.model.Pruning``) applied, then
         fine-tuned by distillation on ``finetune_data`` for ``finetune_epochs`` epochs when both are given."""
@@ -50,12 +50,12 @@ class LoadedModel(ABC):
             hint="convert without a prune-* preset, or start from the Keras model",
         )
 
-    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check_feeds(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Validate user data against the inputs: names, trailing shape, finite values; cast to the input dtype."""
         return check_feeds(self.summary.inputs, feeds)
 
 
-def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], *, what: str = "data") -> dict[str, np.ndarray]:
+def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, NDArray[Any]], *, what: str = "data") -> dict[str, NDArray[Any]]:
     """Match ``feeds`` to ``specs`` (a single unnamed array is accepted for a single-input model).
 
     Raises DataError (exit 3) naming the input for a missing input, a wrong rank or shape, a dtype that cannot
@@ -64,7 +64,7 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], 
     arrays = dict(feeds)
     if len(specs) == 1 and len(arrays) == 1 and specs[0].name not in arrays:
         arrays = {specs[0].name: next(iter(arrays.values()))}
-    checked: dict[str, np.ndarray] = {}
+    checked: dict[str, NDArray[Any]] = {}
     runs: int | None = None
     for spec in specs:
         if spec.name not in arrays:
@@ -106,7 +106,7 @@ def check_feeds(specs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray], 
     return checked
 
 
-def endpoint_arrays(arrays: Mapping[str, np.ndarray], exported: ExportedGraph) -> dict[str, np.ndarray]:
+def endpoint_arrays(arrays: Mapping[str, NDArray[Any]], exported: ExportedGraph) -> dict[str, NDArray[Any]]:
     """Source-model arrays (leading sample axis, source input order) renamed and permuted to the export's endpoint
     inputs, e.g. ONNX NCHW calibration images for an NHWC endpoint. The sample axis is axis 0 of both."""
     axes = {p.tensor: p.axes for p in exported.permutations if p.kind == "input"}

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import ModelFormatError, UnsafeModelError
-from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
+from edgeexport.sources.base import LoadedModel
 from edgeexport.sources.tfgraph import (
     captured_output,
     count_macs_noted,
@@ -23,7 +24,7 @@ from edgeexport.sources.tfgraph import (
     frozen_graph_def,
     quiet_tensorflow,
 )
-from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+from edgeexport.types import ExportedGraph, ModelSummary, PruneReport, SourceModel, TensorSpec
 
 _UNSAFE_MARKERS = ("safe_mode", "arbitrary code")
 
@@ -50,7 +51,7 @@ def load(source: SourceModel) -> KerasModel:
             ) from err
         raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(text)}",
                                hint=custom_class_hint(text)) from err
-    except Exception as err:  # noqa: BLE001 - any loader failure on a user file is bad input, not a bug
+    except Exception as err:
         raise ModelFormatError(f"cannot read {source.path.name} as a Keras model: {_first_line(str(err))}",
                                hint=custom_class_hint(str(err))) from err
     if not isinstance(model, keras.Model):
@@ -168,7 +169,7 @@ class KerasModel(LoadedModel):
                         return (0.0, float(layer.input_dim - 1))
         return None
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         arrays = self.check_feeds(feeds)
         ordered = [arrays[name] for name in self.input_names]
         outputs = self.model(ordered if len(ordered) > 1 else ordered[0], training=False)
@@ -208,7 +209,7 @@ class KerasModel(LoadedModel):
         return ExportedGraph(directory, self.input_names, names, tuple(changes) + self.notes)
 
     def pruned(
-        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+        self, pruning: Any, *, finetune_data: Mapping[str, NDArray[Any]] | None = None, finetune_epochs: int = 0
     ) -> tuple[LoadedModel, PruneReport]:
         if pruning.method == "lowrank":
             from edgeexport.compress.keras_lowrank import factorized_keras_source

@@ -195,7 +195,7 @@ def prepare_for_export(model: keras.Model, *, target: Target = "both") -> tuple[
         clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
         for original, copy in replaced:
             copy.set_weights(original.get_weights())
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types here; the cause is chained
+    except Exception as exc:
         raise ConversionError(f"could not unroll the recurrent layers of {model.name!r}: {exc}") from exc
     names = ", ".join(layer.name for layer in to_unroll)
     noun = "layer" if len(to_unroll) == 1 else "layers"
@@ -227,6 +227,6 @@ def export_saved_model(model: keras.Model, directory: Path, *, batch: int = 1) -
         archive.track(model)
         archive.add_endpoint("serve", _endpoint(model, len(signature)), input_signature=signature)
         archive.write_out(str(directory), verbose=False)
-    except Exception as exc:  # noqa: BLE001 - tracing errors come in many types; the cause is chained
+    except Exception as exc:
         raise ConversionError(f"could not export {model.name!r} to a SavedModel: {exc}") from exc
     return directory

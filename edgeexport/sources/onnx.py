@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import (
     ConversionError,
@@ -30,7 +31,7 @@ from edgeexport.errors import (
 )
 from edgeexport.limits import check_external_lengths
 from edgeexport.runs import is_fixed, join_runs, split_runs
-from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
+from edgeexport.sources.base import LoadedModel
 from edgeexport.sources.onnx_checks import (
     check_external_data,
     check_ops,
@@ -49,7 +50,7 @@ from edgeexport.sources.onnx_summary import (
     np_dtype,
     params,
 )
-from edgeexport.types import ModelSummary, Permutation, SourceModel, TensorSpec
+from edgeexport.types import ExportedGraph, ModelSummary, Permutation, PruneReport, SourceModel, TensorSpec
 
 _TF_NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -61,7 +62,7 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
     path = source.path
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeWarning, ... on a bad file
+    except Exception as err:
         raise ModelFormatError(f"cannot read {path.name} as an ONNX model (corrupt or truncated?): {_first(err)}") from err
     if not model.HasField("graph") or not model.graph.node:
         raise ModelFormatError(f"{path.name} holds no ONNX graph (corrupt or truncated?)")
@@ -74,11 +75,11 @@ def load(source: SourceModel, *, verbose: bool = False) -> OnnxModel:
 
         try:
             load_external_data_for_model(model, str(path.resolve().parent))
-        except Exception as err:  # noqa: BLE001 - a short or unreadable side file is bad input
+        except Exception as err:
             raise ModelFormatError(f"cannot read the external data of {path.name}: {_first(err)}") from err
     try:
         onnx.checker.check_model(model)
-    except Exception as err:  # noqa: BLE001 - a model the ONNX checker rejects is bad input
+    except Exception as err:
         raise ModelFormatError(f"{path.name} is not a valid ONNX model: {_first(err)}") from err
     resolved_shapes(model, source.options)  # an --input-shape naming no input fails here, not at export
     return OnnxModel(source, model, verbose=verbose)
@@ -123,7 +124,7 @@ class OnnxModel(LoadedModel):
         options.log_severity_level = 3
         try:
             return ort.InferenceSession(self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - onnxruntime refusing the graph: it cannot be our reference
+        except Exception as err:
             missing = re.search(r"Could not find an implementation for (\w+)\(", str(err))
             if missing:
                 raise UnsupportedError(
@@ -189,7 +190,7 @@ class OnnxModel(LoadedModel):
                     value.type.tensor_type.shape.dim.add().dim_value = int(size)  # type: ignore[arg-type]
         return copy
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Run onnxruntime on a batch; a model with fixed input shapes runs once per sample (``edgeexport.runs``)."""
         arrays = self.check_feeds(feeds)
         shapes = [spec.shape for spec in self.summary.inputs]
@@ -199,11 +200,11 @@ class OnnxModel(LoadedModel):
         runs = split_runs(shapes, [arrays[n] for n in names])
         return join_runs([self._run_once(dict(zip(names, run, strict=True))) for run in runs])
 
-    def _run_once(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_once(self, arrays: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         session = self._session  # outside the try: a session onnxruntime cannot build is not a data problem
         try:
             values = session.run(list(self.output_names), {name: arrays[name] for name in self.input_names})
-        except Exception as err:  # noqa: BLE001 - onnxruntime rejects wrong shapes with its own exception types
+        except Exception as err:
             raise DataError(f"onnxruntime could not run {self.source.path.name} on this data: {_first(err)}") from err
         return {name: np.asarray(value) for name, value in zip(self.output_names, values)}
 
@@ -318,7 +319,7 @@ class OnnxModel(LoadedModel):
         return None
 
     def pruned(
-        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+        self, pruning: Any, *, finetune_data: Mapping[str, NDArray[Any]] | None = None, finetune_epochs: int = 0
     ) -> tuple[LoadedModel, PruneReport]:
         """Magnitude pruning of Conv/ConvTranspose/Gemm/MatMul weights. There is no ONNX training loop here, so
         ``finetune_data``/``finetune_epochs`` are not used and the report says 0 fine-tune epochs."""
@@ -345,7 +346,8 @@ class OnnxModel(LoadedModel):
 def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_shapes: dict[str, tuple[int, ...]],
                  *, keep_layout: bool, output_shapes: dict[str, tuple[int, ...]]) -> None:
     """Save a SavedModel whose one ``serve`` endpoint wraps onnx2tf's model with fixed shapes and ONNX names."""
-    from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+    from edgeexport.quiet import captured_output
+    from edgeexport.sources.tfgraph import quiet_tensorflow
 
     tf = quiet_tensorflow()
     keras_model = converted.model
@@ -386,5 +388,5 @@ def _write_serve(converted: Any, directory: Path, onnx_model: OnnxModel, input_s
         with captured_output():
             concrete = holder.serve.get_concrete_function()
             tf.saved_model.save(holder, str(directory), signatures={"serve": concrete})
-    except Exception as err:  # noqa: BLE001 - a graph TensorFlow cannot trace or save is a conversion failure
+    except Exception as err:
         raise ConversionError(f"cannot write the TensorFlow graph of {onnx_model.source.path.name}: {_first(err)}") from err

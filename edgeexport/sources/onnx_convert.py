@@ -88,7 +88,7 @@ def to_tensorflow(
             error: BaseException | None = None
         except SystemExit as exit_:  # onnx2tf exits the interpreter on some failures
             error = exit_
-        except Exception as err:  # noqa: BLE001 - every converter failure becomes one typed error below
+        except Exception as err:
             error = err
     text = log.getvalue() if log is not None else ""
     if error is not None:
@@ -107,7 +107,7 @@ def _quiet(verbose: bool) -> Iterator[Any]:
     if verbose:
         yield None
         return
-    from edgeexport.sources.tfgraph import captured_output
+    from edgeexport.quiet import captured_output
 
     # to_tensorflow catches converter errors inside this block, so captured_output never replays the log on
     # stderr: the user sees one line, and the log only with verbose=True.

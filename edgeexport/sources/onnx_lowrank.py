@@ -21,10 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgeexport.compress.lowrank import Factors, plan_kernel
-from edgeexport.types import LayerRank
 from edgeexport.errors import UnsupportedError
-from edgeexport.sources.base import PruneReport
 from edgeexport.sources.onnx_summary import count_macs, params
+from edgeexport.types import LayerRank, PruneReport
 
 MIN_WEIGHTS = 512
 

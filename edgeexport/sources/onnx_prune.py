@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from edgeexport.errors import UnsupportedError
-from edgeexport.sources.base import PruneReport
 from edgeexport.sources.onnx_summary import params
+from edgeexport.types import PruneReport
 
 _WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 # A weight this small (a 1x1 projection of a few channels) saves nothing and costs accuracy.

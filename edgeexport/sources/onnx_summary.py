@@ -45,7 +45,7 @@ def inferred_shapes(model: Any) -> dict[str, tuple[int | None, ...]]:
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception:  # noqa: BLE001 - inference is best effort: an untyped graph just gets no MAC count
+    except Exception:
         inferred = model
     graph = inferred.graph
     shapes = {value.name: declared_shape(value) for value in (*graph.input, *graph.value_info, *graph.output)}

@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 
 from edgeexport.errors import BadInputError, ConversionError, ModelFormatError, UnsupportedError
 from edgeexport.runs import is_fixed, join_runs, split_runs
-from edgeexport.sources.base import ExportedGraph, LoadedModel
-from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+from edgeexport.sources.base import LoadedModel
+from edgeexport.types import ExportedGraph, ModelSummary, SourceModel, TensorSpec
 
 EXTRA = "pip install 'edgeexport[torch]'"
 ONNX_OPSET = 18  # torch.onnx's dynamo exporter targets opset 18 and newer
@@ -55,7 +55,7 @@ def load(source: SourceModel) -> PyTorchModel:
     torch = import_torch()
     try:
         program = torch.export.load(str(source.path))
-    except Exception as err:  # noqa: BLE001 - a corrupt archive raises zipfile/pickle/serde errors alike
+    except Exception as err:
         raise ModelFormatError(f"cannot read {source.path.name} as a torch.export program: {_first(err)}") from err
     return PyTorchModel(source, program)
 
@@ -169,7 +169,7 @@ class PyTorchModel(LoadedModel):
                                             input_names=list(self.input_names), output_names=list(self.output_names),
                                             optimize=True, verbose=False)
                 program.save(str(onnx_path))
-        except Exception as err:  # noqa: BLE001 - every exporter failure is a conversion failure of this model
+        except Exception as err:
             raise ConversionError(f"torch.onnx.export (dynamo) failed for {self.source.path.name}: {_first(err)}") from err
         onnx_source = dataclasses.replace(self.source, path=onnx_path, format="onnx",
                                           options=dataclasses.replace(self.source.options, keep_layout=True))

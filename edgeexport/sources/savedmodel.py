@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import ModelFormatError, UnsupportedError
-from edgeexport.sources.base import ExportedGraph, LoadedModel, PruneReport
+from edgeexport.sources.base import LoadedModel
 from edgeexport.sources.tfgraph import (
     captured_output,
     count_macs_noted,
@@ -19,7 +20,7 @@ from edgeexport.sources.tfgraph import (
     op_histogram,
     quiet_tensorflow,
 )
-from edgeexport.types import ModelSummary, SourceModel, TensorSpec
+from edgeexport.types import ExportedGraph, ModelSummary, PruneReport, SourceModel, TensorSpec
 
 # A weight this small (a bias-like vector or a tiny projection) saves nothing and costs accuracy.
 MIN_PRUNED_WEIGHTS = 64
@@ -31,7 +32,7 @@ def load(source: SourceModel) -> SavedModel:
     try:
         with captured_output():
             module = tf.saved_model.load(str(source.path))
-    except Exception as err:  # noqa: BLE001 - a SavedModel TF cannot read is bad input
+    except Exception as err:
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise ModelFormatError(f"cannot load SavedModel {source.path}: {first}") from err
     signatures = dict(module.signatures)
@@ -140,7 +141,7 @@ class SavedModel(LoadedModel):
 
         return tf.function(call).get_concrete_function(*self._fixed_signature())
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         tf = quiet_tensorflow()
         arrays = self.check_feeds(feeds)
         outputs = self.function(**{name: tf.constant(arrays[name]) for name in self.input_names})
@@ -170,7 +171,7 @@ class SavedModel(LoadedModel):
         return ExportedGraph(directory, names, outputs, self.notes)
 
     def pruned(
-        self, pruning: Any, *, finetune_data: Mapping[str, np.ndarray] | None = None, finetune_epochs: int = 0
+        self, pruning: Any, *, finetune_data: Mapping[str, NDArray[Any]] | None = None, finetune_epochs: int = 0
     ) -> tuple[LoadedModel, PruneReport]:
         """Magnitude pruning of the weight matrices and kernels (variables of rank >= 2 with at least
         ``MIN_PRUNED_WEIGHTS`` elements; biases and norms untouched) of a freshly loaded copy. A SavedModel has no

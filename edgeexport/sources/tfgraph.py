@@ -67,7 +67,7 @@ def count_macs_noted(graph_def: Any) -> tuple[int, tuple[str, ...]]:
         try:
             with captured_output():
                 profile = tf.compat.v1.profiler.profile(graph, options=options)
-        except Exception as err:  # noqa: BLE001 - a statistic we cannot compute is reported with a note
+        except Exception as err:
             detail = " ".join(str(err).split())[:160]
             failed = (f"MACs not counted: TensorFlow's profiler failed on this graph ({type(err).__name__}: "
                       f"{detail}); the MAC figure 0 means unknown")

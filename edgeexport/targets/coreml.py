@@ -8,22 +8,20 @@ compression (``w8``, ``palettize-4/6``, sparse storage after pruning) uses ``cor
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Preset
 from edgeexport.errors import ConversionError, UnsupportedError, UnsupportedOpError
-from edgeexport.quiet import import_coremltools
-from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+from edgeexport.quiet import captured_output, import_coremltools
+from edgeexport.sources.tfgraph import quiet_tensorflow
 from edgeexport.targets.base import ConvertContext
-from edgeexport.types import ExportedGraph
 from edgeexport.targets.overrides import matching_names, mil_op_types
+from edgeexport.types import ExportedGraph
 
 if TYPE_CHECKING:
     from edgeexport.catalog.model import DeviceProfile
@@ -39,7 +37,7 @@ def convert(
     out_path: Path,
     *,
     deployment_target: str | None = None,
-    calibration: Mapping[str, np.ndarray] | None = None,
+    calibration: Mapping[str, NDArray[Any]] | None = None,
     sparse: bool = False,
 ) -> list[str]:
     """Convert ``exported`` with ``preset`` and save the package at ``out_path``; return warnings.
@@ -85,7 +83,7 @@ def convert(
             )
     except NotImplementedError as err:
         raise _unsupported(err) from err
-    except Exception as err:  # noqa: BLE001 - every converter failure becomes one ConversionError, chained
+    except Exception as err:
         if _NOT_IMPLEMENTED in str(err):
             raise _unsupported(err) from err
         raise ConversionError(f"Core ML conversion ({preset.name}) failed: {_first_line(err)}") from err
@@ -159,7 +157,7 @@ def _rename_outputs(ct: Any, model: Any, names: tuple[str, ...]) -> Any:
 
 
 def _compress(ct: Any, model: Any, preset: Preset, sparse: bool, warnings: list[str],
-              calibration: Mapping[str, np.ndarray] | None = None) -> Any:
+              calibration: Mapping[str, NDArray[Any]] | None = None) -> Any:
     from coremltools.optimize import coreml as cto
 
     weights = preset.quantization.coreml_weights
@@ -195,15 +193,15 @@ def _uncompressed_ops(model: Any, preset: Preset) -> tuple[dict[str, None], dict
     if not preset.overrides or model._mil_program is None:
         return {}, {}
     names = [op.name for op in model._mil_program.functions["main"].operations]
-    return ({name: None for name in matching_names(preset.overrides, names)},
-            {op_type: None for op_type in mil_op_types(preset.overrides)})
+    return (dict.fromkeys(matching_names(preset.overrides, names)),
+            dict.fromkeys(mil_op_types(preset.overrides)))
 
 
 def _unsupported(err: Exception) -> Exception:
     text = str(err)
     ops = sorted(set(part.split("'")[1] for part in text.split("TF op")[1:] if "'" in part))
     if ops:
-        return UnsupportedOpError({op: 1 for op in ops}, where="the Core ML converter (TensorFlow frontend)")
+        return UnsupportedOpError(dict.fromkeys(ops, 1), where="the Core ML converter (TensorFlow frontend)")
     return ConversionError(f"Core ML conversion failed: {_first_line(err)}")
 
 

@@ -16,13 +16,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import ConversionError
 
 MAX_CALIBRATION_SAMPLES = 128
 
 
-def quantize_activations(model: Any, calibration: Mapping[str, np.ndarray], *,
+def quantize_activations(model: Any, calibration: Mapping[str, NDArray[Any]], *,
                          op_name_configs: Mapping[str, None] | None = None,
                          op_type_configs: Mapping[str, None] | None = None) -> Any:
     """``model`` with int8 activations (linear symmetric), ranges from up to MAX_CALIBRATION_SAMPLES samples.
@@ -67,7 +68,7 @@ def _calibrate_with_mil_executor(model: Any) -> Iterator[None]:
 
     class MilDebugger(_model_debugger.ModelDebugger):  # type: ignore[misc]
         def predict_intermediate_outputs(self, inputs: Any, intermediate_output_names: Any,
-                                         compute_units: Any = None) -> dict[str, np.ndarray]:
+                                         compute_units: Any = None) -> dict[str, NDArray[Any]]:
             outputs = program.run({k: np.asarray(v) for k, v in inputs.items()}, precision="fp32",
                                   keep_intermediates=True)
             values = {**program.intermediates, **outputs}

@@ -49,7 +49,7 @@ def register_missing_tf_ops() -> None:
     """
     # Importing the frontends fills coremltools' registry with its own conversions first, so we only add
     # the ones it lacks and never shadow a native conversion.
-    import coremltools.converters.mil.frontend.tensorflow.ops  # noqa: F401
+    import coremltools.converters.mil.frontend.tensorflow.ops
     import coremltools.converters.mil.frontend.tensorflow2.ops  # noqa: F401
     from coremltools.converters.mil.frontend.tensorflow.tf_op_registry import (
         _TF_OPS_REGISTRY,

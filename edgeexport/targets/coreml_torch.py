@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeexport.sources.base import ExportedGraph
+from edgeexport.types import ExportedGraph
 
 
 def program_and_inputs(ct: Any, exported: ExportedGraph) -> tuple[Any, list[Any], str]:

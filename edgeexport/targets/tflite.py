@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Preset
 from edgeexport.errors import (
@@ -22,10 +23,11 @@ from edgeexport.errors import (
     EdgeExportError,
     UnsupportedOpError,
 )
-from edgeexport.sources.tfgraph import captured_output, quiet_tensorflow
+from edgeexport.quiet import captured_output
+from edgeexport.sources.tfgraph import quiet_tensorflow
 from edgeexport.targets.base import ConvertContext
-from edgeexport.types import ExportedGraph
 from edgeexport.targets.overrides import matching_names, tflite_op_types
+from edgeexport.types import ExportedGraph
 
 if TYPE_CHECKING:
     from edgeexport.runtimes.tflite import TfliteRunner
@@ -40,7 +42,7 @@ def convert(
     preset: Preset,
     out_path: Path,
     *,
-    calibration: Mapping[str, np.ndarray] | None = None,
+    calibration: Mapping[str, NDArray[Any]] | None = None,
     sparse: bool = False,
 ) -> list[str]:
     """Convert ``exported`` with ``preset`` and write the flatbuffer to ``out_path``; return warnings.
@@ -83,7 +85,7 @@ def convert(
                 flatbuffer = _keep_in_float(tf, converter, flatbuffer, preset, exported, calibration, warnings)
     except EdgeExportError:
         raise
-    except Exception as err:  # noqa: BLE001 - every converter failure becomes one ConversionError, chained
+    except Exception as err:
         raise _conversion_error(err, preset.name) from err
     if preset.overrides and mode not in CALIBRATED_MODES:
         warnings.append(f"layer overrides need a calibrated mode (int8, int8-io, int16x8); ignored for {mode}")
@@ -109,7 +111,7 @@ def _keep_in_float(
     flatbuffer: bytes,
     preset: Preset,
     exported: ExportedGraph,
-    calibration: Mapping[str, np.ndarray],
+    calibration: Mapping[str, NDArray[Any]],
     warnings: list[str],
 ) -> bytes:
     """Re-quantize with the override's layers left in float (TFLite's selective quantization)."""
@@ -168,13 +170,13 @@ def _int8_interface(flatbuffer: bytes, preset: str) -> bytes:
 
 
 def _representative_dataset(
-    exported: ExportedGraph, calibration: Mapping[str, np.ndarray]
-) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    exported: ExportedGraph, calibration: Mapping[str, NDArray[Any]]
+) -> Callable[[], Iterator[dict[str, NDArray[Any]]]]:
     """One sample at a time, in file order, so the same data always gives the same quantization."""
     names = exported.input_names
     count = min(len(calibration[name]) for name in names)
 
-    def samples() -> Iterator[dict[str, np.ndarray]]:
+    def samples() -> Iterator[dict[str, NDArray[Any]]]:
         for index in range(count):
             yield {name: calibration[name][index : index + 1] for name in names}
 
@@ -188,7 +190,7 @@ def _conversion_error(err: Exception, preset: str) -> Exception:
         ops = sorted(set(_TF_OP_PATTERN.findall(text)))
         if ops:
             return UnsupportedOpError(
-                {op: 1 for op in ops},
+                dict.fromkeys(ops, 1),
                 where=f"TFLite builtin ops ({preset})",
                 hint="these TensorFlow ops would need the Flex delegate (SELECT_TF_OPS), which mobile apps must bundle",
             )

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Tolerance
-from edgeexport.serial import plain
 from edgeexport.errors import DataError
+from edgeexport.serial import plain
 from edgeexport.types import Permutation, TensorSpec
 from edgeexport.verify.metrics import OutputMetrics, compute, input_independent
 
@@ -141,7 +142,7 @@ def worst_failure(comparisons: Sequence[OutputComparison]) -> str | None:
     return max(failing, key=lambda check: check.severity).line()
 
 
-def apply_permutation(array: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def apply_permutation(array: NDArray[Any], axes: tuple[int, ...]) -> NDArray[Any]:
     """``artifact = reference.transpose(axes)`` (see ``edgeexport.types.Permutation``)."""
     return np.ascontiguousarray(np.transpose(array, axes))
 
@@ -154,10 +155,10 @@ def _permutation(permutations: Sequence[Permutation], kind: str, name: str) -> t
 
 
 def artifact_feeds(
-    reference_feeds: Mapping[str, np.ndarray],
+    reference_feeds: Mapping[str, NDArray[Any]],
     artifact_inputs: Sequence[TensorSpec],
     permutations: Sequence[Permutation] = (),
-) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+) -> tuple[dict[str, NDArray[Any]], tuple[str, ...]]:
     """Reference-layout inputs renamed and transposed for the artifact; returns (feeds, guesses made)."""
     permuted = {}
     for name, array in reference_feeds.items():
@@ -227,7 +228,7 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
-def vacuity_warnings(name: str, reference: np.ndarray, metrics: OutputMetrics) -> tuple[str, ...]:
+def vacuity_warnings(name: str, reference: NDArray[Any], metrics: OutputMetrics) -> tuple[str, ...]:
     """What makes a comparison of this output prove less than it seems: a reference that ignores its input, or
     samples left out of top-1 agreement because the reference's two best classes tie."""
     found = []
@@ -243,12 +244,12 @@ def vacuity_warnings(name: str, reference: np.ndarray, metrics: OutputMetrics) -
 
 
 def compare_outputs(
-    reference: Mapping[str, np.ndarray],
-    actual: Mapping[str, np.ndarray],
+    reference: Mapping[str, NDArray[Any]],
+    actual: Mapping[str, NDArray[Any]],
     tolerance: Tolerance,
     *,
     permutations: Sequence[Permutation] = (),
-    labels: np.ndarray | None = None,
+    labels: NDArray[Any] | None = None,
 ) -> tuple[tuple[OutputComparison, ...], tuple[str, ...]]:
     """Compare every reference output with its artifact output; returns (comparisons, guesses)."""
     permuted = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.errors import DataError
@@ -32,9 +33,9 @@ OUTPUT_PREFIX = "output__"
 class Golden:
     """What a golden file holds. ``outputs`` are reference values keyed by the artifact's output names."""
 
-    inputs: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
-    labels: np.ndarray | None
+    inputs: dict[str, NDArray[Any]]
+    outputs: dict[str, NDArray[Any]]
+    labels: NDArray[Any] | None
     tolerance: Tolerance
     preset: str | None
     origin: str

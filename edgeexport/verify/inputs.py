@@ -12,8 +12,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import DataError
 from edgeexport.runs import Shape, count_samples, data_shape, head_rows
@@ -29,8 +31,8 @@ DEFAULT_SEED = 0
 class Dataset:
     """Arrays keyed by input name (leading axis = samples), optional integer labels, and where they came from."""
 
-    arrays: dict[str, np.ndarray]
-    labels: np.ndarray | None
+    arrays: dict[str, NDArray[Any]]
+    labels: NDArray[Any] | None
     origin: str
     # the model's input shapes by name: with a fixed axis 0 or a scalar input a sample is a run (edgeexport.runs)
     shapes: dict[str, Shape] = field(default_factory=dict)
@@ -48,7 +50,7 @@ class Dataset:
                        None if self.labels is None else self.labels[:n], self.origin, self.shapes)
 
 
-def read_npz(path: Path, *, what: str = "data") -> dict[str, np.ndarray]:
+def read_npz(path: Path, *, what: str = "data") -> dict[str, NDArray[Any]]:
     """Every array of an ``.npz`` file (pickles refused); DataError (exit 3) when missing or unreadable."""
     if not path.is_file():
         raise DataError(f"{what} file not found: {path}")
@@ -99,7 +101,7 @@ def seeded_inputs(specs: tuple[TensorSpec, ...], count: int, *, seed: int = DEFA
     ``edgeexport.runs``).
     """
     rng = np.random.default_rng(seed)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, NDArray[Any]] = {}
     for spec in specs:
         shape = data_shape(spec.shape, count)
         dtype = np.dtype(spec.dtype)

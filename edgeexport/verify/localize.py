@@ -19,7 +19,7 @@ from edgeexport.catalog.model import Tolerance
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Permutation
 from edgeexport.verify.inputs import load_npz, seeded_inputs
-from edgeexport.verify.layers import LayerError, compare_layers, finite, judge_layers
+from edgeexport.verify.layers import LayerError, compare_layers, judge_layers
 
 __all__ = ["DEFAULT_SAMPLES", "LayerError", "Localization", "localize", "localize_tflite"]
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 # Relative error divides by |ref| + this fraction of max|ref|: near-zero reference values (softmax tails)
 # would otherwise turn a 1e-9 absolute error into an unbounded relative one.
@@ -69,7 +71,7 @@ class OutputMetrics:
         return None if value is None else float(value)
 
 
-def cosine_per_sample(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
+def cosine_per_sample(reference: NDArray[Any], actual: NDArray[Any]) -> NDArray[Any]:
     """Cosine similarity of each sample's flattened values; 1.0 when both are all zeros, 0.0 when one is."""
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     out = actual.reshape(len(actual), -1).astype(np.float64)
@@ -81,7 +83,7 @@ def cosine_per_sample(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, np.clip(cos, -1.0, 1.0))
 
 
-def sqnr_db(reference: np.ndarray, actual: np.ndarray) -> float:
+def sqnr_db(reference: NDArray[Any], actual: NDArray[Any]) -> float:
     """Signal-to-quantization-noise ratio in dB over all values; inf when identical, -inf for a zero signal."""
     ref = reference.astype(np.float64)
     noise = float(np.sum((ref - actual.astype(np.float64)) ** 2))
@@ -98,7 +100,7 @@ def looks_like_classifier(shape: tuple[int, ...]) -> bool:
     return len(shape) == 2 and shape[1] >= 2
 
 
-def classifier_metrics(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None = None) -> ClassifierMetrics:
+def classifier_metrics(reference: NDArray[Any], actual: NDArray[Any], labels: NDArray[Any] | None = None) -> ClassifierMetrics:
     """Top-1 agreement, top-5 overlap and, with integer ``labels`` (one per sample), accuracies and their delta."""
     classes = int(reference.shape[1])
     ref_top1 = np.argmax(reference, axis=1)
@@ -122,7 +124,7 @@ def classifier_metrics(reference: np.ndarray, actual: np.ndarray, labels: np.nda
     return ClassifierMetrics(classes, top1, top5, ref_acc, out_acc, drop, int(tied.sum()))
 
 
-def near_ties(reference: np.ndarray) -> np.ndarray:
+def near_ties(reference: NDArray[Any]) -> NDArray[Any]:
     """Per sample of (samples, classes) scores: whether top-1 and top-2 differ by <= ``TIE_RELATIVE`` of the
     sample's largest |score|."""
     top2 = -np.sort(-reference.astype(np.float64), axis=1)[:, :2]
@@ -130,7 +132,7 @@ def near_ties(reference: np.ndarray) -> np.ndarray:
     return np.asarray((top2[:, 0] - top2[:, 1]) <= TIE_RELATIVE * scale)
 
 
-def input_independent(reference: np.ndarray) -> bool:
+def input_independent(reference: NDArray[Any]) -> bool:
     """Whether a reference output (samples first, >= 2 samples) is the same for every sample within
     ``CONSTANT_RELATIVE`` of its largest |value|."""
     if len(reference) < 2 or reference.size == 0:
@@ -140,7 +142,7 @@ def input_independent(reference: np.ndarray) -> bool:
     return spread <= CONSTANT_RELATIVE * float(np.max(np.abs(ref)))
 
 
-def compute(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None = None) -> OutputMetrics:
+def compute(reference: NDArray[Any], actual: NDArray[Any], labels: NDArray[Any] | None = None) -> OutputMetrics:
     """All metrics of ``actual`` against ``reference`` (same shape, samples first)."""
     if reference.shape != actual.shape:
         raise ValueError(f"shapes differ: reference {reference.shape}, artifact {actual.shape}")

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Tolerance
-from edgeexport.files import sha256_of, size_of
 from edgeexport.errors import UnsupportedOpError
-from edgeexport.runtimes.base import Runner
-from edgeexport.verify.localize import Localization
+from edgeexport.files import sha256_of, size_of
 from edgeexport.runs import count_samples, head_rows, is_fixed, join_runs, split_runs
+from edgeexport.runtimes.base import Runner
 from edgeexport.sources.base import LoadedModel
 from edgeexport.types import Artifact, Status
 from edgeexport.verify.compare import (
@@ -37,6 +37,7 @@ from edgeexport.verify.compare import (
 )
 from edgeexport.verify.golden import Golden, load_golden, save_golden
 from edgeexport.verify.inputs import Dataset, load_npz, seeded_inputs
+from edgeexport.verify.localize import Localization
 
 DEFAULT_PRESET = "fp32"
 # Reference models run in chunks of this many samples: bounds memory for image models at 256+ samples.
@@ -181,7 +182,7 @@ def open_artifact(path: Path, *, precision: str = "auto", runtime: str = "auto")
     return target_for(path).open_runner(path, precision=precision, runtime=runtime)
 
 
-def run_artifact(runner: Runner, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_artifact(runner: Runner, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """Run all samples: at once when the artifact takes the batch, else one run of its fixed input shapes at a
     time (``edgeexport.runs``; a runner that loops by itself splits them itself, others are split here)."""
     shapes = [tuple(spec.shape) for spec in runner.inputs]
@@ -192,7 +193,7 @@ def run_artifact(runner: Runner, feeds: dict[str, np.ndarray]) -> dict[str, np.n
     return join_runs([runner.run(dict(zip(names, run, strict=True))) for run in runs])
 
 
-def run_reference(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_reference(model: LoadedModel, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples (runs of its fixed
     input shapes where it has them)."""
     shapes = {spec.name: spec.shape for spec in model.summary.inputs}
@@ -267,12 +268,12 @@ def verify_artifact(
                         seconds=time.perf_counter() - started, runner_warnings=_runner_warnings(runner))
 
 
-def _write_golden(path: Path, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray],
+def _write_golden(path: Path, feeds: dict[str, NDArray[Any]], expected: dict[str, NDArray[Any]],
                   comparisons: tuple[OutputComparison, ...], dataset: Dataset, tolerance: Tolerance, preset: str,
                   reference: str, artifact: Artifact) -> None:
     from edgeexport.verify.compare import apply_permutation
 
-    outputs: dict[str, np.ndarray] = {}
+    outputs: dict[str, NDArray[Any]] = {}
     names: dict[str, str] = {}
     for comp in comparisons:
         if not comp.artifact_name:

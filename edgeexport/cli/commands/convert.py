@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edgeexport.targets.base import target_names
 from edgeexport.cli.options import (
     config_defaults,
     device_option,
@@ -20,6 +19,7 @@ from edgeexport.cli.options import (
     unsafe_option,
     warn_only_option,
 )
+from edgeexport.targets.base import target_names
 
 if TYPE_CHECKING:
     from edgeexport.search import PrecisionSearch

@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from edgeexport.serial import plain
 from edgeexport.catalog import (
     Preset,
     Tolerance,
@@ -20,6 +19,7 @@ from edgeexport.catalog import (
     load_preset,
     presets_from_pyproject,
 )
+from edgeexport.serial import plain
 
 
 def describe_tolerance(tolerance: Tolerance) -> str:

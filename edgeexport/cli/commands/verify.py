@@ -7,7 +7,7 @@ Exit codes: 0 pass, 5 failed (one line names the worst metric and output), 4 not
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 

@@ -8,7 +8,10 @@ Block-wise parameters (iOS18) repeat over blocks of ``data.shape[i] / scale.shap
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -19,14 +22,14 @@ from edgeexport.runtimes.mil.registry import (
 )
 
 
-def _unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
+def _unpack_bits(packed: NDArray[Any], nbits: int, count: int) -> NDArray[Any]:
     """``count`` unsigned ``nbits``-bit fields packed LSB-first into bytes, as int64."""
     bits = np.unpackbits(np.asarray(packed, dtype=np.uint8).reshape(-1), bitorder="little")
     bits = bits[: count * nbits].reshape(count, nbits).astype(np.int64)
     return bits @ (1 << np.arange(nbits, dtype=np.int64))
 
 
-def _blockwise(param: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _blockwise(param: NDArray[Any], shape: tuple[int, ...]) -> NDArray[Any]:
     """Repeat a block-wise parameter (same rank as the tensor) to the full tensor ``shape``."""
     param = np.asarray(param)
     for axis, (n_blocks, size) in enumerate(zip(param.shape, shape)):
@@ -39,12 +42,12 @@ def _blockwise(param: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @kernel("constexpr_affine_dequantize")
-def constexpr_affine_dequantize(a: Args) -> np.ndarray:
+def constexpr_affine_dequantize(a: Args) -> NDArray[Any]:
     """``scale * (quantized_data - zero_point)``; vector scale/zero_point run along ``axis``."""
     q = np.asarray(a["quantized_data"]).astype(np.float32)
     axis = norm_axis(a["axis"], q.ndim)
 
-    def along(v: np.ndarray) -> np.ndarray:
+    def along(v: NDArray[Any]) -> NDArray[Any]:
         v = np.asarray(v).astype(np.float32)
         if v.ndim == 0 or v.size == 1:
             return v.reshape(())
@@ -56,12 +59,12 @@ def constexpr_affine_dequantize(a: Args) -> np.ndarray:
 
 
 @kernel("constexpr_cast")
-def constexpr_cast(a: Args) -> np.ndarray:
+def constexpr_cast(a: Args) -> NDArray[Any]:
     # The executor casts to the declared output dtype (output_dtype).
     return np.asarray(a["source_val"])
 
 
-def _lut_to_dense_ios16(a: Args) -> np.ndarray:
+def _lut_to_dense_ios16(a: Args) -> NDArray[Any]:
     lut = np.asarray(a["lut"])
     shape = int_list(a["shape"])
     nbits = int(round(np.log2(lut.shape[0])))
@@ -69,7 +72,7 @@ def _lut_to_dense_ios16(a: Args) -> np.ndarray:
     return lut[idx].reshape(shape)
 
 
-def _lut_blocks(lut: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+def _lut_blocks(lut: NDArray[Any], shape: tuple[int, ...]) -> tuple[NDArray[Any], ...]:
     """Per-element index into the LUT's leading (block) dims, as open grids broadcasting to ``shape``."""
     k = len(shape)
     grids = []
@@ -80,7 +83,7 @@ def _lut_blocks(lut: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ..
     return tuple(grids)
 
 
-def lut_to_dense_ios18(indices: np.ndarray, lut: np.ndarray, vector_axis: int | None) -> np.ndarray:
+def lut_to_dense_ios18(indices: NDArray[Any], lut: NDArray[Any], vector_axis: int | None) -> NDArray[Any]:
     """iOS18 LUT decompression: ``lut`` is (*blocks, palettes, vector_size), ``indices`` unpacked."""
     indices = np.asarray(indices).astype(np.int64)
     lut = np.asarray(lut)
@@ -96,7 +99,7 @@ def lut_to_dense_ios18(indices: np.ndarray, lut: np.ndarray, vector_axis: int | 
 
 
 @kernel("constexpr_lut_to_dense")
-def constexpr_lut_to_dense(a: Args) -> np.ndarray:
+def constexpr_lut_to_dense(a: Args) -> NDArray[Any]:
     if a.get("shape") is not None:
         return _lut_to_dense_ios16(a)
     vector_axis = scalar_int(a["vector_axis"]) if a.get("vector_axis") is not None else None
@@ -104,7 +107,7 @@ def constexpr_lut_to_dense(a: Args) -> np.ndarray:
 
 
 @kernel("constexpr_sparse_to_dense")
-def constexpr_sparse_to_dense(a: Args) -> np.ndarray:
+def constexpr_sparse_to_dense(a: Args) -> NDArray[Any]:
     data = np.asarray(a["nonzero_data"])
     if a.get("shape") is not None:  # iOS16: packed bit mask + shape
         shape = int_list(a["shape"])
@@ -119,7 +122,7 @@ def constexpr_sparse_to_dense(a: Args) -> np.ndarray:
 # --- iOS18 -------------------------------------------------------------------------------------------------
 
 
-def _shift_scale(data: np.ndarray, scale: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+def _shift_scale(data: NDArray[Any], scale: NDArray[Any], offset: NDArray[Any] | None) -> NDArray[Any]:
     d = np.asarray(data).astype(np.float32)
     if offset is not None:
         d = d - _blockwise(np.asarray(offset).astype(np.float32), d.shape)
@@ -127,13 +130,13 @@ def _shift_scale(data: np.ndarray, scale: np.ndarray, offset: np.ndarray | None)
 
 
 @kernel("constexpr_blockwise_shift_scale")
-def constexpr_blockwise_shift_scale(a: Args) -> np.ndarray:
+def constexpr_blockwise_shift_scale(a: Args) -> NDArray[Any]:
     """``scale * (data - offset)`` with block-wise scale/offset."""
     return _shift_scale(a["data"], a["scale"], a.get("offset"))
 
 
 @kernel("constexpr_lut_to_sparse")
-def constexpr_lut_to_sparse(a: Args) -> tuple[np.ndarray, np.ndarray]:
+def constexpr_lut_to_sparse(a: Args) -> tuple[NDArray[Any], NDArray[Any]]:
     """Palettized sparse data: returns (mask of the decompressed values, decompressed nonzero values)."""
     mask = np.asarray(a["indices_mask"]).astype(bool)
     dense_idx = np.zeros(mask.shape, dtype=np.int64)
@@ -149,7 +152,7 @@ def constexpr_lut_to_sparse(a: Args) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel("constexpr_sparse_blockwise_shift_scale")
-def constexpr_sparse_blockwise_shift_scale(a: Args) -> tuple[np.ndarray, np.ndarray]:
+def constexpr_sparse_blockwise_shift_scale(a: Args) -> tuple[NDArray[Any], NDArray[Any]]:
     """Quantized sparse data: returns (the mask unchanged, dequantized nonzero values)."""
     mask = np.asarray(a["data_mask"]).astype(bool)
     dense = np.zeros(mask.shape, dtype=np.float32)

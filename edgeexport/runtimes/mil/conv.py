@@ -14,9 +14,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -63,8 +65,8 @@ def _out_sizes(padded: Sequence[int], kernel_sizes: Sequence[int], strides: Sequ
     return [(p - ((k - 1) * d + 1)) // s + 1 for p, k, s, d in zip(padded, kernel_sizes, strides, dilations)]
 
 
-def _taps(xp: np.ndarray, kernel_sizes: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-          out_sizes: Sequence[int]) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+def _taps(xp: NDArray[Any], kernel_sizes: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+          out_sizes: Sequence[int]) -> Iterator[tuple[tuple[int, ...], NDArray[Any]]]:
     """For each kernel tap, the strided view of ``xp`` (N, C, *spatial) that the tap multiplies."""
     for tap in itertools.product(*(range(k) for k in kernel_sizes)):
         index = (slice(None), slice(None)) + tuple(
@@ -73,8 +75,8 @@ def _taps(xp: np.ndarray, kernel_sizes: Sequence[int], strides: Sequence[int], d
         yield tap, xp[index]
 
 
-def conv_nd(x: np.ndarray, w: np.ndarray, strides: Sequence[int], dilations: Sequence[int], pads: Pads,
-            groups: int) -> np.ndarray:
+def conv_nd(x: NDArray[Any], w: NDArray[Any], strides: Sequence[int], dilations: Sequence[int], pads: Pads,
+            groups: int) -> NDArray[Any]:
     """Cross-correlation of ``x`` (N, C, *S) with ``w`` (C_out, C/groups, *K): MIL/PyTorch conv semantics."""
     nd = x.ndim - 2
     xp = np.pad(x, [(0, 0), (0, 0)] + list(pads)) if any(p != (0, 0) for p in pads) else x
@@ -110,7 +112,7 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides: Sequence[int], dilations: Seq
     return out.reshape(n, c_out, *out_sizes)
 
 
-def _conv_params(a: Args, x: np.ndarray, ksz: Sequence[int]) -> tuple[list[int], list[int], Pads, int]:
+def _conv_params(a: Args, x: NDArray[Any], ksz: Sequence[int]) -> tuple[list[int], list[int], Pads, int]:
     nd = x.ndim - 2
     strides = int_list(a.get("strides", [1] * nd))
     dilations = int_list(a.get("dilations", [1] * nd))
@@ -120,21 +122,21 @@ def _conv_params(a: Args, x: np.ndarray, ksz: Sequence[int]) -> tuple[list[int],
     return strides, dilations, pads, groups
 
 
-def _add_bias(out: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _add_bias(out: NDArray[Any], bias: NDArray[Any] | None) -> NDArray[Any]:
     if bias is None:
         return out
     return out + np.asarray(bias).reshape((1, -1) + (1,) * (out.ndim - 2))
 
 
 @kernel("conv")
-def conv(a: Args) -> np.ndarray:
+def conv(a: Args) -> NDArray[Any]:
     x, w = as_float(a["x"]), as_float(a["weight"])
     strides, dilations, pads, groups = _conv_params(a, x, w.shape[2:])
     return _add_bias(conv_nd(x, w, strides, dilations, pads, groups), a.get("bias"))
 
 
 @kernel("conv_transpose")
-def conv_transpose(a: Args) -> np.ndarray:
+def conv_transpose(a: Args) -> NDArray[Any]:
     """Transposed conv; ``weight`` is (C_in, C_out/groups, *K) as MIL defines it."""
     x, w = as_float(a["x"]), as_float(a["weight"])
     nd = x.ndim - 2
@@ -174,7 +176,7 @@ def conv_transpose(a: Args) -> np.ndarray:
     return _add_bias(out, a.get("bias"))
 
 
-def _pool(a: Args, mode: str) -> np.ndarray:
+def _pool(a: Args, mode: str) -> NDArray[Any]:
     x = as_float(a["x"])
     nd = x.ndim - 2
     ksz = int_list(a["kernel_sizes"])
@@ -225,22 +227,22 @@ def _pool(a: Args, mode: str) -> np.ndarray:
 
 
 @kernel("max_pool")
-def max_pool(a: Args) -> np.ndarray:
+def max_pool(a: Args) -> NDArray[Any]:
     return _pool(a, "max")
 
 
 @kernel("avg_pool")
-def avg_pool(a: Args) -> np.ndarray:
+def avg_pool(a: Args) -> NDArray[Any]:
     return _pool(a, "avg")
 
 
 @kernel("l2_pool")
-def l2_pool(a: Args) -> np.ndarray:
+def l2_pool(a: Args) -> NDArray[Any]:
     return _pool(a, "l2")
 
 
 @kernel("upsample_nearest_neighbor")
-def upsample_nearest_neighbor(a: Args) -> np.ndarray:
+def upsample_nearest_neighbor(a: Args) -> NDArray[Any]:
     """Integer scale factors only (the case Keras UpSampling2D produces)."""
     x = np.asarray(a["x"])
     sh, sw = scalar_float(a.get("scale_factor_height", 1)), scalar_float(a.get("scale_factor_width", 1))
@@ -249,7 +251,7 @@ def upsample_nearest_neighbor(a: Args) -> np.ndarray:
     return np.repeat(np.repeat(x, int(sh), axis=-2), int(sw), axis=-1)
 
 
-def _linear_grid(size_in: int, size_out: int, align_corners: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _linear_grid(size_in: int, size_out: int, align_corners: bool) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Source indices (lower, upper) and weights of the upper one for 1-D linear resampling (MIL's grid)."""
     i = np.arange(size_out, dtype=np.float64)
     if align_corners:
@@ -263,7 +265,7 @@ def _linear_grid(size_in: int, size_out: int, align_corners: bool) -> tuple[np.n
     return lower, upper, (grid - lower).astype(np.float32)
 
 
-def _bilinear(x: np.ndarray, out_h: int, out_w: int, align_corners: bool) -> np.ndarray:
+def _bilinear(x: NDArray[Any], out_h: int, out_w: int, align_corners: bool) -> NDArray[Any]:
     h0, h1, fh = _linear_grid(x.shape[-2], out_h, align_corners)
     w0, w1, fw = _linear_grid(x.shape[-1], out_w, align_corners)
     rows = x[..., h0, :] * (1 - fh)[:, None] + x[..., h1, :] * fh[:, None]
@@ -271,7 +273,7 @@ def _bilinear(x: np.ndarray, out_h: int, out_w: int, align_corners: bool) -> np.
 
 
 @kernel("upsample_bilinear")
-def upsample_bilinear(a: Args) -> np.ndarray:
+def upsample_bilinear(a: Args) -> NDArray[Any]:
     """Output size floor(in * scale); samples on MIL's grid (align_corners default True, as MIL's)."""
     x = as_float(a["x"])
     sh, sw = scalar_float(a.get("scale_factor_height", 1)), scalar_float(a.get("scale_factor_width", 1))
@@ -280,7 +282,7 @@ def upsample_bilinear(a: Args) -> np.ndarray:
 
 
 @kernel("resize_nearest_neighbor")
-def resize_nearest_neighbor(a: Args) -> np.ndarray:
+def resize_nearest_neighbor(a: Args) -> NDArray[Any]:
     """Half-pixel nearest sampling (TF2 ``tf.image.resize(method="nearest")``): src = floor((i + 0.5) * in/out)."""
     x = np.asarray(a["x"])
     out_h, out_w = scalar_int(a["target_size_height"]), scalar_int(a["target_size_width"])

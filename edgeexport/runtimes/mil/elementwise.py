@@ -7,8 +7,10 @@ before the function, with the MIL defaults (1e-4, 1e-45, 1e-12) when the program
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -20,7 +22,7 @@ from edgeexport.runtimes.mil.registry import (
 
 
 def _binary(fn: np.ufunc) -> Kernel:
-    def run(a: Args) -> np.ndarray:
+    def run(a: Args) -> NDArray[Any]:
         return np.asarray(fn(a["x"], a["y"]))
 
     return run
@@ -46,29 +48,29 @@ for _name, _fn in {
 
 
 @kernel("real_div")
-def real_div(a: Args) -> np.ndarray:
+def real_div(a: Args) -> NDArray[Any]:
     # True division; where the program declares an int output the executor's cast truncates toward zero.
     return np.asarray(np.true_divide(a["x"], a["y"]))
 
 
 @kernel("floor_div")
-def floor_div(a: Args) -> np.ndarray:
+def floor_div(a: Args) -> NDArray[Any]:
     return np.asarray(np.floor_divide(a["x"], a["y"]))
 
 
 @kernel("mod")
-def mod(a: Args) -> np.ndarray:
+def mod(a: Args) -> NDArray[Any]:
     # MIL mod follows the sign of the divisor (floor mod), as numpy's mod does.
     return np.asarray(np.mod(a["x"], a["y"]))
 
 
 @kernel("pow")
-def pow_(a: Args) -> np.ndarray:
+def pow_(a: Args) -> NDArray[Any]:
     return np.asarray(np.power(as_float(a["x"]), a["y"]))
 
 
 def _unary(fn: np.ufunc, floats: bool = True) -> Kernel:
-    def run(a: Args) -> np.ndarray:
+    def run(a: Args) -> NDArray[Any]:
         x = as_float(a["x"]) if floats else np.asarray(a["x"])
         return np.asarray(fn(x))
 
@@ -103,18 +105,18 @@ for _name, _fn, _floats in (
 
 
 @kernel("identity")
-def identity(a: Args) -> np.ndarray:
+def identity(a: Args) -> NDArray[Any]:
     return np.asarray(a["x"])
 
 
 @kernel("inverse")
-def inverse(a: Args) -> np.ndarray:
+def inverse(a: Args) -> NDArray[Any]:
     eps = scalar_float(a.get("epsilon", 1e-4))
     return 1.0 / (as_float(a["x"]) + eps)
 
 
 @kernel("log")
-def log(a: Args) -> np.ndarray:
+def log(a: Args) -> NDArray[Any]:
     eps = scalar_float(a.get("epsilon", 1e-45))
     x = as_float(a["x"])
     # 1e-45 underflows to 0 in fp32 arithmetic; adding it in float64 keeps log(0) finite as Core ML does.
@@ -122,22 +124,22 @@ def log(a: Args) -> np.ndarray:
 
 
 @kernel("rsqrt")
-def rsqrt(a: Args) -> np.ndarray:
+def rsqrt(a: Args) -> NDArray[Any]:
     eps = scalar_float(a.get("epsilon", 1e-12))
     return 1.0 / np.sqrt(as_float(a["x"]) + eps)
 
 
 @kernel("clip")
-def clip(a: Args) -> np.ndarray:
+def clip(a: Args) -> NDArray[Any]:
     return np.clip(as_float(a["x"]), a["alpha"], a["beta"])
 
 
 @kernel("threshold")
-def threshold(a: Args) -> np.ndarray:
+def threshold(a: Args) -> NDArray[Any]:
     return np.maximum(as_float(a["x"]), scalar_float(a["alpha"]))
 
 
-def erf_array(x: np.ndarray) -> np.ndarray:
+def erf_array(x: NDArray[Any]) -> NDArray[Any]:
     """The error function, elementwise, in the dtype of ``x`` (float64 inside).
 
     Uses scipy when present; otherwise a vectorized ``math.erf`` (exact to double precision, slower).
@@ -154,5 +156,5 @@ def erf_array(x: np.ndarray) -> np.ndarray:
 
 
 @kernel("erf")
-def erf(a: Args) -> np.ndarray:
+def erf(a: Args) -> NDArray[Any]:
     return erf_array(a["x"])

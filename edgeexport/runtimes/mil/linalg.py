@@ -3,7 +3,10 @@ dims), ``linear`` (``x @ weight.T + bias``, weight stored as (D_out, D_in)) and 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -15,7 +18,7 @@ from edgeexport.runtimes.mil.registry import (
 
 
 @kernel("matmul")
-def matmul(a: Args) -> np.ndarray:
+def matmul(a: Args) -> NDArray[Any]:
     x, y = np.asarray(a["x"]), np.asarray(a["y"])
     if scalar_bool(a.get("transpose_x", False)) and x.ndim >= 2:
         x = np.swapaxes(x, -1, -2)
@@ -25,7 +28,7 @@ def matmul(a: Args) -> np.ndarray:
 
 
 @kernel("linear")
-def linear(a: Args) -> np.ndarray:
+def linear(a: Args) -> NDArray[Any]:
     x, w = as_float(a["x"]), as_float(a["weight"])
     out = np.matmul(x, w.T)
     bias = a.get("bias")
@@ -33,6 +36,6 @@ def linear(a: Args) -> np.ndarray:
 
 
 @kernel("einsum")
-def einsum(a: Args) -> np.ndarray:
+def einsum(a: Args) -> NDArray[Any]:
     values = [as_float(v) for v in a["values"]]
     return np.asarray(np.einsum(scalar_str(a["equation"]), *values, optimize=True))

@@ -6,7 +6,10 @@ epsilon 1e-5 (batch/layer/instance norm) and 1e-6 (l2_norm); LRN alpha 1e-4, bet
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -18,14 +21,14 @@ from edgeexport.runtimes.mil.registry import (
 )
 
 
-def _per_channel(v: np.ndarray | None, x: np.ndarray, default: float) -> np.ndarray:
+def _per_channel(v: NDArray[Any] | None, x: NDArray[Any], default: float) -> NDArray[Any]:
     if v is None:
         return np.asarray(default, dtype=x.dtype)
     return np.asarray(v).reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
 @kernel("batch_norm")
-def batch_norm(a: Args) -> np.ndarray:
+def batch_norm(a: Args) -> NDArray[Any]:
     x = as_float(a["x"])
     eps = scalar_float(a.get("epsilon", 1e-5))
     mean, var = _per_channel(a["mean"], x, 0.0), _per_channel(a["variance"], x, 1.0)
@@ -34,7 +37,7 @@ def batch_norm(a: Args) -> np.ndarray:
 
 
 @kernel("instance_norm")
-def instance_norm(a: Args) -> np.ndarray:
+def instance_norm(a: Args) -> NDArray[Any]:
     x = as_float(a["x"])
     eps = scalar_float(a.get("epsilon", 1e-5))
     axes = tuple(range(2, x.ndim))
@@ -45,7 +48,7 @@ def instance_norm(a: Args) -> np.ndarray:
 
 
 @kernel("layer_norm")
-def layer_norm(a: Args) -> np.ndarray:
+def layer_norm(a: Args) -> NDArray[Any]:
     x = as_float(a["x"])
     eps = scalar_float(a.get("epsilon", 1e-5))
     axes = norm_axes(a["axes"], x.ndim) if a.get("axes") is not None else tuple(range(x.ndim))
@@ -62,7 +65,7 @@ def layer_norm(a: Args) -> np.ndarray:
 
 
 @kernel("l2_norm")
-def l2_norm(a: Args) -> np.ndarray:
+def l2_norm(a: Args) -> NDArray[Any]:
     """Divides by the root of the sum of squares over the last three dims (all dims for a rank-3 ``x``)."""
     x = as_float(a["x"])
     eps = scalar_float(a.get("epsilon", 1e-6))
@@ -71,7 +74,7 @@ def l2_norm(a: Args) -> np.ndarray:
 
 
 @kernel("local_response_norm")
-def local_response_norm(a: Args) -> np.ndarray:
+def local_response_norm(a: Args) -> NDArray[Any]:
     x = as_float(a["x"])
     size = scalar_int(a["size"])
     alpha, beta = scalar_float(a.get("alpha", 1e-4)), scalar_float(a.get("beta", 0.75))

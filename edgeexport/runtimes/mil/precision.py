@@ -9,14 +9,17 @@ handful of vectorized integer operations, and gives bit-identical results to ``x
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 _FP16_SUBNORMAL_LIMIT = np.float32(2.0**-14)  # smallest normal fp16
 _FP16_OVERFLOW = np.float32(65520.0)  # values from here on round to inf in fp16
 _KEEP_MASK = np.uint32(0xFFFFE000)  # sign, exponent and the 10 fp16 mantissa bits
 
 
-def round_to_fp16(x: np.ndarray) -> np.ndarray:
+def round_to_fp16(x: NDArray[Any]) -> NDArray[Any]:
     """The fp16 value nearest to each element of ``x`` (ties to even), returned as a new float32 array."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     bits = x.view(np.uint32)

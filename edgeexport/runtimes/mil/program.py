@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.errors import (
     DataError,
@@ -43,11 +44,11 @@ class _Step:
     op_type: str
     name: str
     inputs: tuple[tuple[str, str | tuple[str, ...]], ...]
-    outputs: tuple[tuple[str, np.dtype | None, tuple[int | None, ...] | None], ...]
+    outputs: tuple[tuple[str, np.dtype[Any] | None, tuple[int | None, ...] | None], ...]
     constexpr: bool
 
 
-def _np_dtype(mil_type: Any) -> np.dtype | None:
+def _np_dtype(mil_type: Any) -> np.dtype[Any] | None:
     """The numpy dtype of a MIL var type (tensor or scalar); ``None`` for strings, lists and other non-tensors."""
     from coremltools.converters.mil.mil import types
 
@@ -70,7 +71,7 @@ def _static_shape(var: Any) -> tuple[int | None, ...] | None:
     return tuple(None if is_symbolic(d) else int(d) for d in shape)
 
 
-def _const_value(var: Any, dtype: np.dtype | None) -> Any:
+def _const_value(var: Any, dtype: np.dtype[Any] | None) -> Any:
     val = var.val
     if dtype is None or isinstance(val, str):
         return val
@@ -109,7 +110,7 @@ class MilProgram:
         self._last_use = self._compute_last_use()
         self._var_dtypes = {name: dtype for step in self._steps for name, dtype, _ in step.outputs}
         self._const_cache: dict[str, dict[str, Any]] = {}
-        self.intermediates: dict[str, np.ndarray] = {}
+        self.intermediates: dict[str, NDArray[Any]] = {}
 
     # --- building ------------------------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class MilProgram:
 
     # --- running -------------------------------------------------------------------------------------------
 
-    def _store(self, value: Any, dtype: np.dtype | None, precision: str) -> Any:
+    def _store(self, value: Any, dtype: np.dtype[Any] | None, precision: str) -> Any:
         """An op output as it is kept for the next ops: declared dtype, fp16 kept as fp16-rounded fp32."""
         if dtype is None or isinstance(value, str):
             return value
@@ -211,7 +212,7 @@ class MilProgram:
                 )
             env[name] = stored
 
-    def _feed(self, feeds: Mapping[str, np.ndarray], precision: str) -> dict[str, Any]:
+    def _feed(self, feeds: Mapping[str, NDArray[Any]], precision: str) -> dict[str, Any]:
         names = {spec.name for spec in self.inputs}
         unknown = sorted(set(feeds) - names)
         if unknown:
@@ -234,11 +235,11 @@ class MilProgram:
 
     def run(
         self,
-        feeds: Mapping[str, np.ndarray],
+        feeds: Mapping[str, NDArray[Any]],
         *,
         precision: str = "auto",
         keep_intermediates: bool = False,
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, NDArray[Any]]:
         """Execute the program on ``feeds`` (input name -> array) and return its outputs by name.
 
         ``precision`` is ``"auto"`` (the program's declared types; fp16 outputs rounded to fp16 after every op)
@@ -254,7 +255,7 @@ class MilProgram:
         with _single_threaded_blas():
             return self._run(feeds, precision, keep_intermediates)
 
-    def _run(self, feeds: Mapping[str, np.ndarray], precision: str, keep_intermediates: bool) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Mapping[str, NDArray[Any]], precision: str, keep_intermediates: bool) -> dict[str, NDArray[Any]]:
         env = dict(self._constants(precision))
         env.update(self._feed(feeds, precision))
         registry = kernels()
@@ -277,7 +278,7 @@ class MilProgram:
             }
         return {spec.name: self._declared(spec.name, env[spec.name], precision) for spec in self.outputs}
 
-    def _declared(self, name: str, value: np.ndarray, precision: str) -> np.ndarray:
+    def _declared(self, name: str, value: NDArray[Any], precision: str) -> NDArray[Any]:
         dtype = self._output_dtypes.get(name) or self._var_dtypes.get(name)
         if dtype == np.float16 and precision == "auto":
             return value.astype(np.float16)

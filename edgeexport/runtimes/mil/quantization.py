@@ -7,14 +7,17 @@ runs along ``axis``; ``zero_point`` defaults to 0.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import Args, kernel, norm_axis
 
 _RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
-def _along(value: object, rank: int, axis: object) -> np.ndarray:
+def _along(value: object, rank: int, axis: object) -> NDArray[Any]:
     """A per-tensor (scalar) or per-channel (vector along ``axis``) parameter, broadcastable to the input."""
     array = np.asarray(value, dtype=np.float32)
     if array.ndim == 0 or array.size == 1:
@@ -25,7 +28,7 @@ def _along(value: object, rank: int, axis: object) -> np.ndarray:
 
 
 @kernel("quantize")
-def quantize(a: Args) -> np.ndarray:
+def quantize(a: Args) -> NDArray[Any]:
     x = np.asarray(a["input"], dtype=np.float32)
     dtype = str(a["output_dtype"])
     low, high = _RANGES[dtype]
@@ -35,7 +38,7 @@ def quantize(a: Args) -> np.ndarray:
 
 
 @kernel("dequantize")
-def dequantize(a: Args) -> np.ndarray:
+def dequantize(a: Args) -> NDArray[Any]:
     q = np.asarray(a["input"])
     scale = _along(a["scale"], q.ndim, a.get("axis"))
     zero = _along(a.get("zero_point", 0), q.ndim, a.get("axis"))

@@ -4,8 +4,10 @@ _sum_square, _argmax, _argmin). ``axes`` absent means all axes; ``keep_dims`` de
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -17,8 +19,8 @@ from edgeexport.runtimes.mil.registry import (
 )
 
 
-def _reducer(fn: Callable[[np.ndarray, tuple[int, ...], bool], np.ndarray], floats: bool) -> Callable[[Args], np.ndarray]:
-    def run(a: Args) -> np.ndarray:
+def _reducer(fn: Callable[[NDArray[Any], tuple[int, ...], bool], NDArray[Any]], floats: bool) -> Callable[[Args], NDArray[Any]]:
+    def run(a: Args) -> NDArray[Any]:
         x = as_float(a["x"]) if floats else np.asarray(a["x"])
         axes = norm_axes(a["axes"], x.ndim) if a.get("axes") is not None else tuple(range(x.ndim))
         return np.asarray(fn(x, axes, scalar_bool(a.get("keep_dims", False))))
@@ -26,7 +28,7 @@ def _reducer(fn: Callable[[np.ndarray, tuple[int, ...], bool], np.ndarray], floa
     return run
 
 
-def _log_sum_exp(x: np.ndarray, axes: tuple[int, ...], keep: bool) -> np.ndarray:
+def _log_sum_exp(x: NDArray[Any], axes: tuple[int, ...], keep: bool) -> NDArray[Any]:
     m = np.max(x, axis=axes, keepdims=True)
     out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
     return out if keep else np.squeeze(out, axis=axes)
@@ -47,8 +49,8 @@ for _name, _fn, _floats in (
     kernel(_name)(_reducer(_fn, _floats))
 
 
-def _arg(fn: Callable[..., np.ndarray]) -> Callable[[Args], np.ndarray]:
-    def run(a: Args) -> np.ndarray:
+def _arg(fn: Callable[..., NDArray[Any]]) -> Callable[[Args], NDArray[Any]]:
+    def run(a: Args) -> NDArray[Any]:
         x = np.asarray(a["x"])
         axis = norm_axis(a.get("axis", -1), x.ndim)
         out = fn(x, axis=axis)

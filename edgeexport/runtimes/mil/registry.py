@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 Args = dict[str, Any]
-KernelResult = np.ndarray | tuple[np.ndarray, ...]
+KernelResult = NDArray[Any] | tuple[NDArray[Any], ...]
 Kernel = Callable[[Args], KernelResult]
 
 # The op-family modules, in the order they are imported; each registers its kernels.
@@ -109,7 +110,7 @@ def norm_axis(axis: Any, rank: int) -> int:
     return a + rank if a < 0 else a
 
 
-def as_float(x: np.ndarray) -> np.ndarray:
+def as_float(x: NDArray[Any]) -> NDArray[Any]:
     """``x`` as a floating array (ints become float32) for kernels that only make sense on floats."""
     arr = np.asarray(x)
     return arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float32)

@@ -6,7 +6,10 @@ Negative indices count from the end, as in MIL.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -20,7 +23,7 @@ from edgeexport.runtimes.mil.registry import (
 
 
 @kernel("slice_by_index")
-def slice_by_index(a: Args) -> np.ndarray:
+def slice_by_index(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     rank = x.ndim
     begin, end = int_list(a["begin"]), int_list(a["end"])
@@ -38,7 +41,7 @@ def slice_by_index(a: Args) -> np.ndarray:
 
 
 @kernel("slice_by_size")
-def slice_by_size(a: Args) -> np.ndarray:
+def slice_by_size(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     begin, size = int_list(a["begin"]), int_list(a["size"])
     index = []
@@ -48,14 +51,14 @@ def slice_by_size(a: Args) -> np.ndarray:
     return x[tuple(index)]
 
 
-def _flat_batch(x: np.ndarray, indices: np.ndarray, batch_dims: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+def _flat_batch(x: NDArray[Any], indices: NDArray[Any], batch_dims: int) -> tuple[NDArray[Any], NDArray[Any], tuple]:
     batch_shape = x.shape[:batch_dims]
     nb = int(np.prod(batch_shape)) if batch_dims else 1
     return x.reshape((nb,) + x.shape[batch_dims:]), indices.reshape((nb,) + indices.shape[batch_dims:]), batch_shape
 
 
 @kernel("gather")
-def gather(a: Args) -> np.ndarray:
+def gather(a: Args) -> NDArray[Any]:
     x, indices = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64)
     axis = norm_axis(a.get("axis", 0), x.ndim)
     batch_dims = scalar_int(a.get("batch_dims", 0))
@@ -69,7 +72,7 @@ def gather(a: Args) -> np.ndarray:
 
 
 @kernel("gather_nd")
-def gather_nd(a: Args) -> np.ndarray:
+def gather_nd(a: Args) -> NDArray[Any]:
     x, indices = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64)
     batch_dims = scalar_int(a.get("batch_dims", 0))
     if batch_dims == 0:
@@ -81,7 +84,7 @@ def gather_nd(a: Args) -> np.ndarray:
 
 
 @kernel("gather_along_axis")
-def gather_along_axis(a: Args) -> np.ndarray:
+def gather_along_axis(a: Args) -> NDArray[Any]:
     x, indices = np.asarray(a["x"]), np.asarray(a["indices"]).astype(np.int64)
     axis = norm_axis(a.get("axis", 0), x.ndim)
     indices = np.where(indices < 0, indices + x.shape[axis], indices)
@@ -89,27 +92,27 @@ def gather_along_axis(a: Args) -> np.ndarray:
 
 
 @kernel("select")
-def select(a: Args) -> np.ndarray:
+def select(a: Args) -> NDArray[Any]:
     return np.where(np.asarray(a["cond"]).astype(bool), a["a"], a["b"])
 
 
 @kernel("fill")
-def fill(a: Args) -> np.ndarray:
+def fill(a: Args) -> NDArray[Any]:
     return np.full(int_list(a["shape"]), a.get("value", 0.0))
 
 
 @kernel("fill_like")
-def fill_like(a: Args) -> np.ndarray:
+def fill_like(a: Args) -> NDArray[Any]:
     return np.full(np.shape(a["ref_tensor"]), a.get("value", 0.0))
 
 
 @kernel("range_1d")
-def range_1d(a: Args) -> np.ndarray:
+def range_1d(a: Args) -> NDArray[Any]:
     return np.arange(np.asarray(a["start"]).item(), np.asarray(a["end"]).item(), np.asarray(a["step"]).item())
 
 
 @kernel("one_hot")
-def one_hot(a: Args) -> np.ndarray:
+def one_hot(a: Args) -> NDArray[Any]:
     indices = np.asarray(a["indices"]).astype(np.int64)
     depth = scalar_int(a["one_hot_vector_size"])
     axis = scalar_int(a.get("axis", -1))
@@ -120,7 +123,7 @@ def one_hot(a: Args) -> np.ndarray:
 
 
 @kernel("band_part")
-def band_part(a: Args) -> np.ndarray:
+def band_part(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     lower, upper = scalar_int(a.get("lower", -1)), scalar_int(a.get("upper", -1))
     m, n = x.shape[-2:]
@@ -134,7 +137,7 @@ def band_part(a: Args) -> np.ndarray:
 
 
 @kernel("topk")
-def topk(a: Args) -> tuple[np.ndarray, np.ndarray]:
+def topk(a: Args) -> tuple[NDArray[Any], NDArray[Any]]:
     x = np.asarray(a["x"])
     k = scalar_int(a.get("k", 1))
     axis = norm_axis(a.get("axis", -1), x.ndim)
@@ -145,7 +148,7 @@ def topk(a: Args) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel("argsort")
-def argsort(a: Args) -> np.ndarray:
+def argsort(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     axis = norm_axis(a.get("axis", -1), x.ndim)
     ascending = scalar_bool(a.get("ascending", False))
@@ -153,7 +156,7 @@ def argsort(a: Args) -> np.ndarray:
 
 
 @kernel("cumsum")
-def cumsum(a: Args) -> np.ndarray:
+def cumsum(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     axis = norm_axis(a.get("axis", 0), x.ndim)
     exclusive, reverse = scalar_bool(a.get("exclusive", False)), scalar_bool(a.get("reverse", False))
@@ -165,12 +168,12 @@ def cumsum(a: Args) -> np.ndarray:
 
 
 @kernel("non_zero")
-def non_zero(a: Args) -> np.ndarray:
+def non_zero(a: Args) -> NDArray[Any]:
     return np.argwhere(np.asarray(a["x"])).astype(np.int32)
 
 
 @kernel("crop")
-def crop(a: Args) -> np.ndarray:
+def crop(a: Args) -> NDArray[Any]:
     """Removes ``crop_height`` = [top, bottom] rows and ``crop_width`` = [left, right] columns (last two dims)."""
     x = np.asarray(a["x"])
     top, bottom = int_list(a["crop_height"])

@@ -7,7 +7,10 @@ op output to the dtype the program declares (so ``cast`` to fp16 rounds exactly 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeexport.runtimes.mil.registry import (
     Args,
@@ -23,7 +26,7 @@ from edgeexport.runtimes.mil.registry import (
 
 
 @kernel("reshape")
-def reshape(a: Args) -> np.ndarray:
+def reshape(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     shape = int_list(a["shape"])
     if len(shape) == x.ndim:
@@ -33,7 +36,7 @@ def reshape(a: Args) -> np.ndarray:
 
 
 @kernel("reshape_like")
-def reshape_like(a: Args) -> np.ndarray:
+def reshape_like(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     shape: list[int] = []
     for ref, begin, end, end_mask in zip(a["ref_tensors"], int_list(a["begins"]), int_list(a["ends"]),
@@ -44,13 +47,13 @@ def reshape_like(a: Args) -> np.ndarray:
 
 
 @kernel("transpose")
-def transpose(a: Args) -> np.ndarray:
+def transpose(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     return np.transpose(x, [p % x.ndim for p in int_list(a["perm"])]) if x.ndim else x
 
 
 @kernel("concat")
-def concat(a: Args) -> np.ndarray:
+def concat(a: Args) -> NDArray[Any]:
     values = [np.asarray(v) for v in a["values"]]
     axis = norm_axis(a["axis"], values[0].ndim)
     if scalar_bool(a.get("interleave", False)):
@@ -63,13 +66,13 @@ def concat(a: Args) -> np.ndarray:
 
 
 @kernel("stack")
-def stack(a: Args) -> np.ndarray:
+def stack(a: Args) -> NDArray[Any]:
     values = [np.asarray(v) for v in a["values"]]
     return np.stack(values, axis=scalar_int(a["axis"]))
 
 
 @kernel("split")
-def split(a: Args) -> tuple[np.ndarray, ...]:
+def split(a: Args) -> tuple[NDArray[Any], ...]:
     x = np.asarray(a["x"])
     axis = norm_axis(a["axis"], x.ndim)
     if a.get("split_sizes") is not None:
@@ -79,7 +82,7 @@ def split(a: Args) -> tuple[np.ndarray, ...]:
 
 
 @kernel("squeeze")
-def squeeze(a: Args) -> np.ndarray:
+def squeeze(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     if a.get("axes") is None:
         return np.squeeze(x)
@@ -87,19 +90,19 @@ def squeeze(a: Args) -> np.ndarray:
 
 
 @kernel("expand_dims")
-def expand_dims(a: Args) -> np.ndarray:
+def expand_dims(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     out_rank = x.ndim + len(int_list(a["axes"]))
     return np.expand_dims(x, axis=norm_axes(a["axes"], out_rank))
 
 
 @kernel("tile")
-def tile(a: Args) -> np.ndarray:
+def tile(a: Args) -> NDArray[Any]:
     return np.tile(np.asarray(a["x"]), int_list(a["reps"]))
 
 
 @kernel("pad")
-def pad(a: Args) -> np.ndarray:
+def pad(a: Args) -> NDArray[Any]:
     """Pads the last ``len(pad) / 2`` dims; modes constant (``constant_val``, default 0), reflect, replicate."""
     x = np.asarray(a["x"])
     p = int_list(a["pad"])
@@ -116,31 +119,31 @@ def pad(a: Args) -> np.ndarray:
 
 
 @kernel("cast")
-def cast(a: Args) -> np.ndarray:
+def cast(a: Args) -> NDArray[Any]:
     return np.asarray(a["x"])
 
 
 @kernel("shape")
-def shape(a: Args) -> np.ndarray:
+def shape(a: Args) -> NDArray[Any]:
     return np.asarray(np.shape(a["x"]), dtype=np.int32)
 
 
 @kernel("reverse")
-def reverse(a: Args) -> np.ndarray:
+def reverse(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     axes = norm_axes(a["axes"], x.ndim) if a.get("axes") is not None else tuple(range(x.ndim))
     return np.flip(x, axis=axes)
 
 
 @kernel("flatten2d")
-def flatten2d(a: Args) -> np.ndarray:
+def flatten2d(a: Args) -> NDArray[Any]:
     x = np.asarray(a["x"])
     axis = norm_axis(a.get("axis", 1), x.ndim)
     return x.reshape(int(np.prod(x.shape[:axis])), -1)
 
 
 @kernel("depth_to_space")
-def depth_to_space(a: Args) -> np.ndarray:
+def depth_to_space(a: Args) -> NDArray[Any]:
     """(N, C*b*b, H, W) -> (N, C, H*b, W*b), depth taken in (b_row, b_col, C) order as TF's DepthToSpace."""
     x = np.asarray(a["x"])
     b = scalar_int(a["block_size"])
@@ -150,7 +153,7 @@ def depth_to_space(a: Args) -> np.ndarray:
 
 
 @kernel("space_to_depth")
-def space_to_depth(a: Args) -> np.ndarray:
+def space_to_depth(a: Args) -> NDArray[Any]:
     """(N, C, H*b, W*b) -> (N, C*b*b, H, W), the inverse of ``depth_to_space``."""
     x = np.asarray(a["x"])
     b = scalar_int(a["block_size"])
