@@ -217,7 +217,7 @@ def compare(config: CheckConfig, result: CheckResult, baseline: Mapping[str, Map
             old_metrics = (old_cell.get("metrics") or {}).get(target)
             if old_metrics is None:
                 continue
-            mine = [r for r in _regressions(name, target, old_metrics, new_metrics, limits)]
+            mine = list(_regressions(name, target, old_metrics, new_metrics, limits))
             found.extend(mine)
             cases.append(TestCase(f"{name}.{target}", "regression",
                                   failure="; ".join(r.line() for r in mine) or None))

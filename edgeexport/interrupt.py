@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 GRACE_SECONDS = float(os.environ.get("EDGEEXPORT_SIGNAL_GRACE", "2.0"))
@@ -100,10 +100,8 @@ def run_cleanups() -> None:
         pending = [*reversed(_cleanups), *_permanent]
         _cleanups.clear()
     for cleanup in pending:
-        try:
+        with suppress(Exception):
             cleanup()
-        except Exception:
-            pass
 
 
 def register(cleanup: Callable[[], None]) -> None:

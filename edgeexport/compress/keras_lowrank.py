@@ -25,10 +25,10 @@ from numpy.typing import NDArray
 from edgeexport.compress.lowrank import (
     FORMS,
     Factors,
-    LayerRank,
     plan_kernel,
 )
 from edgeexport.errors import UnsupportedError
+from edgeexport.types import LayerRank
 
 DEFAULT_FORM = "svd"
 MIN_WEIGHTS = 512

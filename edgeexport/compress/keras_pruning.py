@@ -219,7 +219,7 @@ def _prune_channels(model: Any, pruning: Pruning, min_weights: int) -> tuple[Any
 
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise UnsupportedError("channel pruning needs a Sequential or functional Keras model")
-    consumers, input_ids, output_ids = _graph(model)
+    consumers, _input_ids, output_ids = _graph(model)
     out_keep: dict[str, NDArray[Any]] = {}   # producer name -> output channels kept
     in_keep: dict[str, NDArray[Any]] = {}    # layer name -> input channels kept (terminals, BN, depthwise)
     skipped: list[tuple[str, str]] = []

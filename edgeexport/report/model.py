@@ -115,7 +115,7 @@ class Report:
         }
 
     def _artifact_dict(self, entry: ArtifactReport) -> dict[str, Any]:
-        data = plain(entry.artifact)
+        data: dict[str, Any] = plain(entry.artifact)
         data["path"] = self._relative(entry.artifact.path)
         data["status"] = entry.status.value
         data["preset_reason"] = entry.preset_reason

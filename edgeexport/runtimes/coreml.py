@@ -59,7 +59,8 @@ class CoremlRunner(BaseRunner):
         return self._runtime
 
     def _load_coreml(self, *, strict: bool) -> Any:
-        if sys.platform != "darwin":
+        on_macos = sys.platform == "darwin"  # a variable, so the type checker keeps the macOS path on Linux
+        if not on_macos:
             if strict:
                 raise UnsupportedError(
                     f"Core ML cannot run {self.path.name} on {sys.platform}: Core ML prediction needs macOS",

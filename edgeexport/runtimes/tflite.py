@@ -110,7 +110,7 @@ class TfliteRunner(BaseRunner):
         When the artifact has batch 1 and the feeds have N > 1 rows, runs N times and stacks the results."""
         arrays = [feeds[name] for name, _ in self._in]
         quantized = []
-        for (name, detail), array in zip(self._in, arrays, strict=True):
+        for (_name, detail), array in zip(self._in, arrays, strict=True):
             quantized.append(self._quantize(detail, array))
         raw = self._run_batched(quantized)
         result: dict[str, NDArray[Any]] = {}
@@ -135,8 +135,10 @@ class TfliteRunner(BaseRunner):
         if dtype.name in _QUANTIZED and scale and np.issubdtype(array.dtype, np.floating):
             info = np.iinfo(dtype)
             q = np.round(array.astype(np.float64) / scale + zero)
-            return np.clip(q, info.min, info.max).astype(dtype)
-        return array.astype(dtype, copy=False)
+            clipped: NDArray[Any] = np.clip(q, info.min, info.max).astype(dtype)
+            return clipped
+        same: NDArray[Any] = array.astype(dtype, copy=False)
+        return same
 
     def _run_batched(self, arrays: list[NDArray[Any]]) -> dict[str, NDArray[Any]]:
         # the interpreter's shapes are all fixed: feeds holding several runs of them are split (edgeexport.runs)
@@ -191,4 +193,4 @@ class TfliteRunner(BaseRunner):
                 detail["value"] = np.array(self._interp.get_tensor(detail["index"]))
             except ValueError:
                 detail["value"] = None
-        return details
+        return list(details)

@@ -102,8 +102,8 @@ class LatencyEstimate:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists; pairs become objects)."""
         data: dict[str, Any] = plain(self)
-        data["family_ms"] = {family: ms for family, ms in self.family_ms}
-        data["alternatives"] = {path: ms for path, ms in self.alternatives}
+        data["family_ms"] = dict(self.family_ms)
+        data["alternatives"] = dict(self.alternatives)
         return data
 
 

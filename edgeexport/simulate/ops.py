@@ -240,8 +240,8 @@ def _elementwise_ops(
     if family in DATA_MOVEMENT or family == "reshape":
         return out_elems  # TILE, TRANSPOSE, slices, packs: one operation per element written (a copy)
     if family == "pool":
-        window = int(attrs.get("window", 1))  # type: ignore[call-overload]
-        return out_elems * max(window, 1)
+        window: int = int(attrs.get("window", 1))  # type: ignore[call-overload]
+        return int(out_elems) * max(window, 1)
     if family == "reduce":
         return max(in_elems, out_elems)
     if family == "softmax":

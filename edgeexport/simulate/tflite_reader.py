@@ -92,7 +92,7 @@ def read_tflite(path: Path | bytes) -> OpGraph:
         tensors.append(Tensor(i, name, shape, dtype, constant, nbytes, quantized, sparsity))
 
     ops: list[Op] = []
-    for k, op in enumerate(sg.operators or []):
+    for _k, op in enumerate(sg.operators or []):
         code = model.operatorCodes[op.opcodeIndex]
         op_type = names.get(max(int(code.builtinCode), int(code.deprecatedBuiltinCode)), "CUSTOM")
         if op_type == "CUSTOM" and code.customCode:

@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgeexport.errors import ModelFormatError, UnsafeModelError
+from edgeexport.quiet import captured_output
 from edgeexport.sources.base import LoadedModel
 from edgeexport.sources.tfgraph import (
-    captured_output,
     count_macs_noted,
     fixed_signature,
     frozen_graph_def,
@@ -79,7 +79,7 @@ def recurrent_macs(model: Any) -> int:
             shape = _input_shape(layer)
             if len(shape) != 3 or shape[1] is None or shape[2] is None:
                 continue
-            units = int(cell.units)
+            units = int(getattr(cell, "units", 0))
             total += int(shape[1]) * gates * units * (int(shape[2]) + units)
     return total
 

@@ -11,9 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgeexport.errors import ModelFormatError, UnsupportedError
+from edgeexport.quiet import captured_output
 from edgeexport.sources.base import LoadedModel
 from edgeexport.sources.tfgraph import (
-    captured_output,
     count_macs_noted,
     fixed_signature,
     frozen_graph_def,
@@ -137,7 +137,8 @@ class SavedModel(LoadedModel):
         function = self.function
 
         def call(*xs: Any) -> dict[str, Any]:
-            return function(**dict(zip(names, xs)))
+            outputs: dict[str, Any] = function(**dict(zip(names, xs)))
+            return outputs
 
         return tf.function(call).get_concrete_function(*self._fixed_signature())
 
@@ -160,7 +161,7 @@ class SavedModel(LoadedModel):
 
         wrapper = Wrapper(self.module)
 
-        @tf.function(input_signature=self._fixed_signature())
+        @tf.function(input_signature=self._fixed_signature())  # type: ignore[untyped-decorator]  # TensorFlow is untyped
         def serve(*xs: Any) -> dict[str, Any]:
             result = function(**dict(zip(names, xs)))
             return {name: tf.identity(result[name], name=name) for name in outputs}

@@ -199,7 +199,7 @@ def _uncompressed_ops(model: Any, preset: Preset) -> tuple[dict[str, None], dict
 
 def _unsupported(err: Exception) -> Exception:
     text = str(err)
-    ops = sorted(set(part.split("'")[1] for part in text.split("TF op")[1:] if "'" in part))
+    ops = sorted({part.split("'")[1] for part in text.split("TF op")[1:] if "'" in part})
     if ops:
         return UnsupportedOpError(dict.fromkeys(ops, 1), where="the Core ML converter (TensorFlow frontend)")
     return ConversionError(f"Core ML conversion failed: {_first_line(err)}")

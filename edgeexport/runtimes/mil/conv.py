@@ -100,7 +100,7 @@ def conv_nd(x: NDArray[Any], w: NDArray[Any], strides: Sequence[int], dilations:
         wm = w.reshape(groups, og, cg)
     else:
         extents = [(k - 1) * d + 1 for k, d in zip(ksz, dilations)]
-        win = sliding_window_view(xp, extents, axis=tuple(range(2, 2 + nd)))
+        win = sliding_window_view(xp, tuple(extents), axis=tuple(range(2, 2 + nd)))  # type: ignore[call-overload]  # numpy's stub takes one axis; the function takes a tuple
         index = (slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_sizes, strides))
         index += tuple(slice(None, None, d) for d in dilations)
         win = win[index]  # (N, C, *O, *K)

@@ -77,7 +77,7 @@ def _unary(fn: np.ufunc, floats: bool = True) -> Kernel:
     return run
 
 
-for _name, _fn, _floats in (
+_UNARY: tuple[tuple[str, Any, bool], ...] = (
     ("abs", np.abs, False),
     ("acos", np.arccos, True),
     ("asin", np.arcsin, True),
@@ -100,7 +100,8 @@ for _name, _fn, _floats in (
     ("square", np.square, False),
     ("tan", np.tan, True),
     ("tanh", np.tanh, True),
-):
+)
+for _name, _fn, _floats in _UNARY:
     kernel(_name)(_unary(_fn, _floats))
 
 

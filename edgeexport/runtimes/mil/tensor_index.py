@@ -51,7 +51,7 @@ def slice_by_size(a: Args) -> NDArray[Any]:
     return x[tuple(index)]
 
 
-def _flat_batch(x: NDArray[Any], indices: NDArray[Any], batch_dims: int) -> tuple[NDArray[Any], NDArray[Any], tuple]:
+def _flat_batch(x: NDArray[Any], indices: NDArray[Any], batch_dims: int) -> tuple[NDArray[Any], NDArray[Any], tuple[int, ...]]:
     batch_shape = x.shape[:batch_dims]
     nb = int(np.prod(batch_shape)) if batch_dims else 1
     return x.reshape((nb,) + x.shape[batch_dims:]), indices.reshape((nb,) + indices.shape[batch_dims:]), batch_shape
