@@ -39,7 +39,7 @@ test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check edgeexport tests benchmarks sample_models docs
+	$(VENV)/bin/ruff check edgeexport
 	$(VENV)/bin/mypy
 
 test-all: setup

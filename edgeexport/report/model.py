@@ -18,6 +18,7 @@ from edgeexport.serial import StructureError, plain, structure
 from edgeexport.types import Artifact, LoadOptions, ModelSummary, PruneReport, SourceModel, Status
 
 if TYPE_CHECKING:
+    from edgeexport.search.report import SearchReport
     from edgeexport.simulate.estimate import LatencyEstimate
     from edgeexport.verify.stage import Verification
 
@@ -39,7 +40,7 @@ class ArtifactReport:
     estimates: tuple[LatencyEstimate, ...] = ()
     budget_failures: tuple[str, ...] = ()
     # The precision search behind this artifact's preset (an object with to_dict() and lines()), issue 13.
-    search: Any = None
+    search: SearchReport | None = None
 
     @property
     def status(self) -> Status:
@@ -139,6 +140,7 @@ class Report:
     def from_dict(cls, data: dict[str, Any], out_dir: Path | None = None) -> Report:
         """The ``Report`` whose ``to_dict()`` is ``data``; artifact paths are resolved against ``out_dir``.
         Raises BadInputError (exit 3) for data that does not validate against the report schema."""
+        from edgeexport.search.report import SearchReport
         from edgeexport.simulate.estimate import LatencyEstimate
         from edgeexport.verify.stage import Verification
 
@@ -162,6 +164,7 @@ class Report:
                     estimates=tuple(structure(LatencyEstimate, e, f"{where}.estimates[{i}]")
                                     for i, e in enumerate(entry.get("estimates", []))),
                     budget_failures=tuple(entry.get("budget_failures", [])),
+                    search=structure(SearchReport, entry["search"], f"{where}.search") if entry.get("search") else None,
                 ))
             return cls(
                 source=source,
@@ -183,7 +186,8 @@ class Report:
 
 
 # Keys of a report's artifact entry that are not Artifact fields: computed (status) or other stages' results.
-_ARTIFACT_EXTRAS = frozenset({"status", "preset_reason", "pruning", "verification", "estimates", "budget_failures"})
+_ARTIFACT_EXTRAS = frozenset({"status", "preset_reason", "pruning", "verification", "estimates", "budget_failures",
+                              "search"})
 
 
 def validate_report(data: Any) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from edgeexport.serial import plain
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,10 @@ class Candidate:
     failure: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        metric = None if self.metric is None or not math.isfinite(self.metric) else round(self.metric, 4)
-        return {"base": self.base, "layers_in_float": list(self.layers), "keep": self.keep, "metric": metric,
-                "passed": self.passed, "p50_ms": None if self.p50_ms is None else round(self.p50_ms, 5),
-                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3), "failure": self.failure or None}
+        """Its fields (``serial.plain``; ``Report.from_dict`` reads them back) and ``layers_in_float``."""
+        data: dict[str, Any] = plain(self)
+        data["layers_in_float"] = list(self.layers)
+        return data
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class SearchStep:
     chosen: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "change": self.change, "chosen": self.chosen, **self.candidate.to_dict()}
+        """Its fields, with the candidate's also at the top level (one flat row per step for readers)."""
+        return {**self.candidate.to_dict(), **plain(self), "candidate": self.candidate.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,12 @@ class SearchReport:
         return len(self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target, "device": self.device, "budget": self.budget, "metric": self.metric,
-            "base": self.base, "met": self.met, "stop_reason": self.stop_reason, "recipe": self.recipe,
-            "saved_to": self.saved_to, "seconds": round(self.seconds, 3), "candidates": self.candidates,
-            "chosen": self.chosen.to_dict(),
-            "per_layer_sqnr_db": [{"layer": name, "sqnr_db": None if not math.isfinite(v) else round(v, 2)}
-                                  for name, v in self.per_layer_sqnr_db],
-            "per_layer_note": self.per_layer_note or None,
-            "steps": [s.to_dict() for s in self.steps],
-        }
+        """Its fields (``serial.plain``, per-layer SQNR as ``[layer, dB]`` pairs) and the candidate count."""
+        data: dict[str, Any] = plain(self)
+        data["chosen"] = self.chosen.to_dict()
+        data["steps"] = [s.to_dict() for s in self.steps]
+        data["candidates"] = self.candidates
+        return data
 
     def lines(self) -> list[str]:
         """The search as terminal lines: one per step, then the verdict."""
