@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from edgeexport.errors import (
     EXIT_BUDGET_EXCEEDED,
@@ -213,8 +212,8 @@ class ExportedGraph:
     output_names: tuple[str, ...]
     notes: tuple[str, ...] = ()
     permutations: tuple[Permutation, ...] = ()
-    # the source's own program for a target that converts it directly (a torch ExportedProgram: Core ML)
-    program: Any = None
+    # the source's own program file for a target that converts it directly (a torch.export .pt2: Core ML)
+    program: Path | None = None
 
 
 @dataclass(frozen=True)

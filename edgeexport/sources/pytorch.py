@@ -175,4 +175,6 @@ class PyTorchModel(LoadedModel):
                                           options=dataclasses.replace(self.source.options, keep_layout=True))
         exported = load_onnx(onnx_source).export_saved_model(directory)
         notes = (*exported.notes, TFLITE_ROUTE, COREML_ROUTE, NO_LITERT_TORCH)
-        return dataclasses.replace(exported, notes=notes, program=self.program)
+        # The .pt2 file, not the loaded program: the Core ML converter runs in a child process, and an
+        # ExportedProgram does not survive pickling there (run_decompositions fails on the copy).
+        return dataclasses.replace(exported, notes=notes, program=self.source.path)

@@ -14,8 +14,11 @@ from edgeexport.types import ExportedGraph
 
 
 def program_and_inputs(ct: Any, exported: ExportedGraph) -> tuple[Any, list[Any], str]:
-    """What ``ct.convert`` takes for ``exported.program``: the decomposed program, its input types, the source."""
-    program = exported.program.run_decompositions({})
+    """What ``ct.convert`` takes for the ``.pt2`` at ``exported.program``: the decomposed program, its input
+    types, the source."""
+    import torch
+
+    program = torch.export.load(str(exported.program)).run_decompositions({})
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     inputs = []
     for name in program.graph_signature.user_inputs:

@@ -37,7 +37,7 @@ def test_digits_pt2_to_both_targets_verifies_against_pytorch(run_cli: Cli, tmp_p
     result = run_cli("convert", SAMPLES / "digits_cnn.pt2", "--data", SAMPLES / "digits_nchw.npz", "--out", out)
     assert result.code == 0, result.err + result.out
     report = _report(out)
-    assert _statuses(report) == {"digits_cnn.fp32.tflite": "pass", "digits_cnn.fp32.mlpackage": "pass"}
+    assert _statuses(report) == {"digits_cnn.fp32.tflite": "ok", "digits_cnn.fp32.mlpackage": "ok"}
     assert report["artifacts"][0]["verification"]["reference"] == "digits_cnn.pt2"  # type: ignore[index]
     notes = " ".join(report["notes"])  # type: ignore[arg-type]
     assert "tflite route: torch.onnx.export" in notes and "coreml route: coremltools' ExportedProgram" in notes
