@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from edgeexport.errors import ModelFormatError, UnsupportedError
 
@@ -71,16 +71,53 @@ class Target(Protocol):
         ...
 
 
+# The names of the targets edgeexport ships. Code that must say "this one" (a reader of one format, the host
+# calibration that only measures LiteRT) names it through these; everything else asks the registry or a Target.
+TFLITE: Final = "tflite"
+COREML: Final = "coreml"
+
+
 @dataclass(frozen=True)
-class _Entry:
+class TargetInfo:
+    """What the registry knows about a target without importing its module.
+
+    ``suffixes``: artifact suffixes, the first is what convert writes. ``graph_format``: the simulator's
+    ``OpGraph.format`` of its artifacts; ``graph_reader`` the ``module:function`` that reads one into an
+    ``OpGraph`` (named, not imported: the readers import the graph module). ``preload``: a module the
+    converter's forkserver imports besides TensorFlow (None: none). ``keeps_loops``: its converter keeps a
+    recurrent layer's loop (short ones are still unrolled for speed); False: every Keras RNN must be unrolled
+    before conversion.
+    """
+
+    name: str
     module: str
-    suffixes: tuple[str, ...]  # the first is what convert writes
+    suffixes: tuple[str, ...]
+    graph_format: str
+    graph_reader: str
+    preload: str | None = None
+    keeps_loops: bool = False
 
 
-_REGISTRY: dict[str, _Entry] = {
-    "tflite": _Entry("edgeexport.targets.tflite", (".tflite",)),
-    "coreml": _Entry("edgeexport.targets.coreml", (".mlpackage", ".mlmodel")),
+_REGISTRY: dict[str, TargetInfo] = {
+    TFLITE: TargetInfo(TFLITE, "edgeexport.targets.tflite", (".tflite",), "tflite",
+                         "edgeexport.simulate.tflite_reader:read_tflite", keeps_loops=True),
+    COREML: TargetInfo(COREML, "edgeexport.targets.coreml", (".mlpackage", ".mlmodel"), "mlpackage",
+                         "edgeexport.simulate.coreml_reader:read_mlpackage",
+                       preload="edgeexport._preload_coreml"),
 }
+
+
+def target_info(name: str) -> TargetInfo:
+    """The registry's entry for target ``name`` (no import). Unknown: UnsupportedError (exit 4)."""
+    return _entry(name)
+
+
+def target_of_graph_format(graph_format: str) -> str:
+    """The target whose artifacts the simulator reads as ``graph_format``; UnsupportedError for another."""
+    for name, entry in _REGISTRY.items():
+        if entry.graph_format == graph_format:
+            return name
+    raise UnsupportedError(f"no target writes {graph_format} artifacts", hint=f"targets: {', '.join(_REGISTRY)}")
 
 
 def target_names() -> tuple[str, ...]:
@@ -115,7 +152,7 @@ def target_for(path: Path) -> Target:
     return target_named(target_name_for(path))
 
 
-def _entry(name: str) -> _Entry:
+def _entry(name: str) -> TargetInfo:
     if name not in _REGISTRY:
         raise UnsupportedError(f"unknown target {name}", hint=f"targets: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
