@@ -32,6 +32,7 @@ from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
 from edgeexport.search import PrecisionSearch
 from edgeexport.search.recipe import Recipe, load_recipe, recipe_name
 from edgeexport.search.report import Candidate, SearchReport, SearchStep
+from edgeexport.targets.base import COREML, TFLITE
 from edgeexport.types import Artifact
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 Build = Callable[[Preset, Path], Artifact]
 GREEDY_WIDTH = 3
 # Precision ladders from fastest to most exact; --preset auto falls back along them only as far as needed.
-LADDERS = {"tflite": ("int8", "int16x8", "fp16", "fp32"), "coreml": ("w8a8", "w8", "fp16", "fp32")}
+LADDERS = {TFLITE: ("int8", "int16x8", "fp16", "fp32"), COREML: ("w8a8", "w8", "fp16", "fp32")}
 # Keras layers that convert into the neighbouring op (BatchNorm folds into the conv) or hold no weights to quantize.
 _NOT_SEARCHED = {"BatchNormalization", "LayerNormalization", "InputLayer"}
 
@@ -91,13 +92,13 @@ def keep_precision(plan: Plan, item: PlanItem) -> str:
     (the layer then keeps float weights and activations); fp32 otherwise (TFLite's selective quantization leaves
     float32 ops)."""
     quantization = item.preset.quantization
-    if item.target != "coreml" or quantization.coreml_precision != "fp16" or quantization.coreml_weights is None:
+    if item.target != COREML or quantization.coreml_precision != "fp16" or quantization.coreml_weights is None:
         return "fp32"  # an fp16 program without compression gains only from fp32 layers
     if plan.device is None:
         return "fp16"
     from edgeexport.catalog.policy import usable_units
 
-    return "fp16" if any("fp16" in u.dtypes for u in usable_units(plan.device, "coreml")) else "fp32"
+    return "fp16" if any("fp16" in u.dtypes for u in usable_units(plan.device, COREML)) else "fp32"
 
 
 def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, workdir: Path,
@@ -179,7 +180,7 @@ def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[.
     ladder = LADDERS.get(item.target, ())
     below = list(ladder[ladder.index(base) + 1:]) if base in ladder else []
     # --preset auto may move along the whole ladder; an explicit TFLite int8 may widen activations to int16.
-    rungs = below if item.reason else below[:1] if item.target == "tflite" and base == "int8" else []
+    rungs = below if item.reason else below[:1] if item.target == TFLITE and base == "int8" else []
     tried = [first]
     for rung in rungs:
         if state.out_of_time():
@@ -228,7 +229,7 @@ def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str)
 
 def _overrides_apply(target: str, preset: Preset) -> bool:
     """Whether per-layer overrides change this preset's artifact (TFLite: calibrated modes only)."""
-    if target == "tflite":
+    if target == TFLITE:
         return (preset.quantization.tflite_mode or "") in ("int8", "int8-io", "int16x8")
     return preset.quantization.coreml_weights is not None or preset.quantization.coreml_precision == "fp16"
 
@@ -278,7 +279,7 @@ def _metric(verification: Any, metric: str) -> float | None:
 
 def _per_layer_error(plan: Plan, item: PlanItem, model: LoadedModel, workdir: Path) -> tuple[list[tuple[str, float]], str]:
     """The base artifact's per-layer SQNR against the float model (TFLite artifacts of Keras models), or why not."""
-    if item.target != "tflite":
+    if item.target != TFLITE:
         return [], "per-layer error is measured for TFLite artifacts only"
     paths = sorted(workdir.glob(f"search-{item.target}-1/*.tflite"))
     if not paths:

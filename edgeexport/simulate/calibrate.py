@@ -44,6 +44,7 @@ from edgeexport.simulate.cost import (
 from edgeexport.simulate.estimate import residuals_path
 from edgeexport.simulate.microbench import SUITE, Case, build
 from edgeexport.simulate.tflite_reader import read_tflite
+from edgeexport.targets.base import TFLITE
 
 # Op types whose kernels differ from the rest of their family: they get their own ``OP_TYPE@dtype``
 # efficiency (cost.efficiency looks it up first) instead of sharing the family's.
@@ -382,7 +383,7 @@ display_name = {json.dumps(f"This machine ({facts['model']}, calibrated)")}
 class = "host"
 os = "linux"
 os_version = {json.dumps(platform.release())}
-targets = ["tflite"]
+targets = {json.dumps([TFLITE])}
 litert_delegates = ["xnnpack"]
 ram = {_mem_available()}
 

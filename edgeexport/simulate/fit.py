@@ -27,6 +27,7 @@ from edgeexport.errors import DataError
 from edgeexport.simulate.estimate import memory_model
 from edgeexport.simulate.graph import OpGraph
 from edgeexport.simulate.placement import ACCELERATORS, Placement, place
+from edgeexport.targets.base import TFLITE
 
 PRIOR = 0.2
 # (lower, upper) bounds of each parameter kind, in its own unit
@@ -326,7 +327,7 @@ def refine_suite_fit(unit: ComputeUnit, cases: Sequence[tuple[OpGraph, float, st
     from edgeexport.catalog.model import DeviceProfile as _Device
 
     device = _Device(name="host", display_name="host", device_class="host", units=(unit,), ram_bytes=2**30,
-                     flash_bytes=None, os="linux", os_version="", targets=frozenset({"tflite"}))
+                     flash_bytes=None, os="linux", os_version="", targets=frozenset({TFLITE}))
     samples = [Sample(g, "cpu", threads, max(ms - invoke_us * 1e-3, 1e-4), name, name, "")
                for g, ms, name in cases if g.ops]
     names = [f"efficiency.{k}" for k in unit.efficiency if "@" in k] + ["op_overhead_us"]

@@ -7,12 +7,15 @@ device profiles' GOP/s figures).
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeexport.errors import ModelFormatError
+from edgeexport.targets.base import COREML, TFLITE, target_info, target_of_graph_format
 
 # numpy dtype name -> bytes per element; 4-bit types round up to 1 byte (LiteRT stores int4 packed, rare here)
 DTYPE_BYTES: dict[str, float] = {
@@ -88,7 +91,7 @@ class Op:
 class OpGraph:
     """An artifact as a list of costed ops over tensors, in execution order.
 
-    ``format`` is ``"tflite"`` or ``"mlpackage"``; ``size_bytes`` the artifact's size on disk;
+    ``format`` is ``tflite`` or ``mlpackage`` (``target`` names the target that writes it); ``size_bytes`` the artifact's size on disk;
     ``weight_bytes`` the sum of constant tensors; ``sparsity`` the fraction of zeros over all constant values
     of the weight tensors (conv/fc/matmul weights).
     """
@@ -107,6 +110,11 @@ class OpGraph:
     @property
     def macs(self) -> int:
         return sum(op.macs for op in self.ops)
+
+    @property
+    def target(self) -> str:
+        """The name of the target whose artifact this graph was read from (the registry's, by ``format``)."""
+        return target_of_graph_format(self.format)
 
     def op_histogram(self) -> dict[str, int]:
         return dict(sorted(Counter(op.op_type for op in self.ops).items()))
@@ -129,16 +137,19 @@ def read_graph(path: Path) -> OpGraph:
     if not path.exists():
         raise ModelFormatError(f"artifact not found: {path}", hint="expected a .tflite file or an .mlpackage directory")
     if (path.is_dir() and path.suffix.lower() in (".mlpackage", ".mlmodel")) or path.suffix.lower() == ".mlmodel":
-        from edgeexport.simulate.coreml_reader import read_mlpackage
-
-        return read_mlpackage(path)
+        return _reader(COREML)(path)
     if (path.is_file() and path.suffix.lower() in (".tflite", ".lite", ".litertlm")) or _has_tflite_magic(path):
-        from edgeexport.simulate.tflite_reader import read_tflite
-
-        return read_tflite(path)
+        return _reader(TFLITE)(path)
     raise ModelFormatError(
         f"{path} is not a simulatable artifact", hint="expected a .tflite file or an .mlpackage directory"
     )
+
+
+def _reader(target: str) -> Callable[[Path], OpGraph]:
+    """The registry's graph reader for ``target``, imported by name (the readers import this module)."""
+    module, _, function = target_info(target).graph_reader.partition(":")
+    reader: Callable[[Path], OpGraph] = getattr(importlib.import_module(module), function)
+    return reader
 
 
 def _has_tflite_magic(path: Path) -> bool:

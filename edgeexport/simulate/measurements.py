@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeexport.errors import DataError
+from edgeexport.targets.base import COREML, TFLITE
 
-_NPU_NAMES = {"npu", "dsp", "tpu", "nnapi", "hexagon", "qnn", "edgetpu", "coreml", "delegate", "ane"}
+_NPU_NAMES = {"npu", "dsp", "tpu", "nnapi", "hexagon", "qnn", "edgetpu", COREML, "delegate", "ane"}
 _COREML_UNITS = {"cpu": "coreml-cpu_only", "gpu": "coreml-cpu_and_gpu", "ane": "coreml-cpu_and_ne",
                  "all": "coreml-all"}
 
@@ -57,7 +58,7 @@ def runtime_path(unit: str, target: str) -> str:
     name = unit.strip().lower()
     if name.startswith("coreml-"):
         return name
-    if target == "coreml":
+    if target == COREML:
         if name not in _COREML_UNITS:
             raise DataError(f"unknown Core ML unit {unit!r}", hint="cpu, gpu, ane, all or coreml-<compute units>")
         return _COREML_UNITS[name]
@@ -90,7 +91,7 @@ def _read_csv(text: str, path: Path) -> list[Row]:
     rows: list[Row] = []
     for number, raw in enumerate(reader, start=2):
         try:
-            target = (raw.get("target") or "").strip() or ("coreml" if raw["model"].endswith((".mlpackage", ".mlmodel")) else "tflite")
+            target = (raw.get("target") or "").strip() or (COREML if raw["model"].endswith((".mlpackage", ".mlmodel")) else TFLITE)
             model = raw["model"].strip()
             if model.endswith((".tflite", ".mlpackage", ".mlmodel")) and not Path(model).is_absolute():
                 model = str(path.parent / model)
@@ -137,15 +138,15 @@ def parse_benchmark_log(text: str, base: Path | None = None, preset: str = "") -
         if (m := _AVG.search(line)) is not None:
             if not graph:
                 raise DataError("benchmark_model log: an 'Inference timings' line without a 'Graph: [...]' line before it")
-            delegate = next((n for n in ("gpu", "nnapi", "hexagon", "qnn", "edgetpu", "coreml", "npu") if flags.get(n)),
+            delegate = next((n for n in ("gpu", "nnapi", "hexagon", "qnn", "edgetpu", COREML, "npu") if flags.get(n)),
                             "cpu")
             local = Path(graph)
             if not local.exists() and base is not None:
                 local = base / Path(graph).name
             name = local.name
             guess = preset or next((p for p in ("int8", "fp16", "fp32") if f".{p}." in name or f"_{p}" in name), "fp32")
-            rows.append(Row(device="", path=runtime_path(delegate, "tflite"), threads=threads, model=str(local),
-                            size=None, options="", preset=guess, target="tflite", ms=float(m.group(1)) / 1e3,
+            rows.append(Row(device="", path=runtime_path(delegate, TFLITE), threads=threads, model=str(local),
+                            size=None, options="", preset=guess, target=TFLITE, ms=float(m.group(1)) / 1e3,
                             source=f"benchmark_model log ({Path(graph).name})"))
     if not rows:
         raise DataError("no 'Inference timings in us: ... Inference (avg)' line in the benchmark_model log")

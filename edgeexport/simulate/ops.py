@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgeexport.simulate.graph import Tensor
+from edgeexport.targets.base import TFLITE
 
 FAMILIES = (
     "conv", "depthwise", "fc", "matmul", "elementwise", "activation", "pool", "reduce", "softmax", "norm",
@@ -157,9 +158,9 @@ def _conv_macs(family: str, op_type: str, activations_in: Sequence[Tensor], weig
         # each input element scatters into Kh x Kw x Cout outputs: LiteRT filter [Cout, Kh, Kw, Cin],
         # MIL [Cin, Cout/groups, Kh, Kw]
         src = max((t.elements for t in activations_in if len(t.shape) >= 3), default=out_elems)
-        per_in = _prod(weight.shape[:-1]) if layout == "tflite" else _prod(weight.shape[1:])
+        per_in = _prod(weight.shape[:-1]) if layout == TFLITE else _prod(weight.shape[1:])
         return src * per_in
-    if family == "depthwise" and layout == "tflite":
+    if family == "depthwise" and layout == TFLITE:
         return out_elems * _prod(weight.shape[1:-1])  # [1, Kh, Kw, Cout]: one window per output
     return out_elems * _prod(weight.shape[1:])  # LiteRT [Cout, Kh, Kw, Cin/g], MIL [Cout, Cin/g, Kh, Kw]
 
@@ -192,7 +193,7 @@ def work_of(
     weights: Sequence[Tensor],
     outputs: Sequence[Tensor],
     *,
-    layout: str = "tflite",
+    layout: str = TFLITE,
     attrs: dict[str, object] | None = None,
 ) -> tuple[int, int]:
     """MACs and arithmetic operations of one op, at batch 1 unless the shapes say otherwise.

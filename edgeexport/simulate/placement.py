@@ -21,6 +21,7 @@ from edgeexport.catalog.model import ComputeUnit, DeviceProfile
 from edgeexport.errors import ProfileError
 from edgeexport.simulate.cost import MemoryModel, OpTime, op_time, unit_dtype
 from edgeexport.simulate.graph import OpGraph
+from edgeexport.targets.base import COREML, TFLITE
 
 # Per-crossing synchronisation in microseconds (buffer hand-over, fence, cache maintenance), on top of the
 # copy of the crossing tensors. The delegates' fixed floors (DEVICES.md section 4.3: 1.6 ms for the smallest
@@ -81,11 +82,11 @@ def available_paths(graph: OpGraph, device: DeviceProfile, compute_units: str = 
         return [f"coreml-{compute_units}"]
     paths = ["cpu"]
     delegates = {d.lower() for d in device.litert_delegates}
-    units = [u for u in device.units if usable(u, "tflite")]
+    units = [u for u in device.units if usable(u, graph.target)]
     if any(u.kind == "gpu" for u in units) and (not delegates or delegates & GPU_DELEGATES):
         paths.append("gpu")
     if any(u.kind in ("npu", "dsp", "tpu") for u in units) or (
-        any(u.kind == "ane" for u in units) and (not delegates or "coreml" in delegates)
+        any(u.kind == "ane" for u in units) and (not delegates or COREML in delegates)
     ):
         paths.append("npu")
     return paths
@@ -108,7 +109,7 @@ def _preference(path: str, device: DeviceProfile) -> list[ComputeUnit]:
         order = ["ane"]
     else:
         order = []
-    target = "coreml" if path.startswith("coreml") else "tflite"
+    target = COREML if path.startswith("coreml-") else TFLITE
     units = [u for kind in order for u in device.units if u.kind == kind and usable(u, target)]
     return units + [cpu]
 

@@ -10,6 +10,7 @@ import numpy as np
 from edgeexport.errors import ModelFormatError
 from edgeexport.simulate.graph import DTYPE_BYTES, Op, OpGraph, Tensor
 from edgeexport.simulate.ops import tflite_family, work_of
+from edgeexport.targets.base import TFLITE, target_info
 
 _TENSOR_TYPES = {
     0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
@@ -107,7 +108,7 @@ def read_tflite(path: Path | bytes) -> OpGraph:
 
     weight_bytes = sum(t.nbytes for t in tensors if t.constant)
     return OpGraph(
-        format="tflite",
+        format=target_info(TFLITE).graph_format,
         path=None if isinstance(path, bytes) else Path(path),
         tensors=tuple(tensors),
         ops=tuple(ops),
@@ -176,7 +177,7 @@ def _make_op(index: int, op_type: str, ins: tuple[int, ...], outs: tuple[int, ..
     weights = consts
     if family == "fc" and not consts and len(act_in) >= 2:
         weights = [act_in[1]]  # weights fed as an activation (rare)
-    macs, n_ops = work_of(family, op_type, act_in, weights, outputs, layout="tflite", attrs=attrs)
+    macs, n_ops = work_of(family, op_type, act_in, weights, outputs, layout=TFLITE, attrs=attrs)
     if fused:
         n_ops += sum(t.elements for t in outputs)
     dtype = compute_dtype([t.dtype for t in act_in], [t.dtype for t in consts])

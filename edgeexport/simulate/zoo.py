@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeexport.errors import DataError
+from edgeexport.targets.base import TFLITE, suffix_of
 
 # Calibration samples for int8 conversions: enough for the converter to place quantization ranges; the
 # timing of an int8 kernel does not depend on them.
@@ -34,7 +35,7 @@ class ModelSpec:
     size: int
     preset: str
     options: tuple[tuple[str, str], ...] = ()
-    target: str = "tflite"
+    target: str = TFLITE
 
     @property
     def key(self) -> str:
@@ -68,7 +69,7 @@ def cache_dir() -> Path:
 
 def artifact_path(spec: ModelSpec, cache: Path | None = None) -> Path:
     """Where the converted artifact of ``spec`` lives in the cache (it may not exist yet)."""
-    suffix = ".mlpackage" if spec.target == "coreml" else ".tflite"
+    suffix = suffix_of(spec.target)
     return (cache or cache_dir()) / f"{spec.key}{suffix}"
 
 
@@ -172,7 +173,7 @@ def _convert_main(argv: list[str]) -> int:
             np.savez(calibration, **arrays)  # type: ignore[arg-type]
         convert(source, Path(tmp) / "out", ConvertOptions(targets=(target,), preset=preset, calibration=calibration,
                                                           write_report=False, verify=VerifyOptions(enabled=False)))
-        suffix = ".mlpackage" if target == "coreml" else ".tflite"
+        suffix = suffix_of(target)
         produced = [p for p in (Path(tmp) / "out").iterdir() if p.name.endswith(suffix)]
         if not produced:
             print(f"no {suffix} artifact produced", file=sys.stderr)
