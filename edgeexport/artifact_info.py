@@ -11,14 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 from edgeexport.errors import EdgeExportError, ModelFormatError
+from edgeexport.targets.base import suffix_of, target_names
 from edgeexport.types import ModelSummary, TensorSpec
-
-ARTIFACT_SUFFIXES = {".tflite": "tflite", ".mlpackage": "coreml"}
 
 
 def is_artifact(path: Path) -> bool:
     """Whether ``path`` names an artifact edgeexport writes (by suffix)."""
-    return path.suffix.lower() in ARTIFACT_SUFFIXES
+    return path.suffix.lower() in {suffix_of(name) for name in target_names()}
 
 
 def artifact_summary(path: Path) -> tuple[str, ModelSummary, int]:
@@ -51,4 +50,4 @@ def artifact_summary(path: Path) -> tuple[str, ModelSummary, int]:
     ops = tuple(sorted(Counter(op.op_type for op in graph.ops).items()))
     summary = ModelSummary(inputs=tuple(spec(i) for i in graph.inputs), outputs=tuple(spec(i) for i in graph.outputs),
                            ops=ops, params=params, macs=sum(op.macs for op in graph.ops))
-    return ARTIFACT_SUFFIXES[path.suffix.lower()], summary, graph.size_bytes
+    return graph.target, summary, graph.size_bytes

@@ -34,10 +34,10 @@ from typing import Any
 from edgeexport.errors import ConversionError, EdgeExportError
 from edgeexport.interrupt import on_interrupt, register
 from edgeexport.limits import disk_full
+from edgeexport.targets.base import target_info
 from edgeexport.testhooks import VARIABLE, hook
 
 PRELOAD = ["edgeexport._preload"]
-PRELOAD_FOR_TARGET = {"coreml": "edgeexport._preload_coreml"}
 _preloaded: list[str] = list(PRELOAD)
 # stage -> the child's peak resident bytes, for every call of this process (benchmarks/memory.py reads it)
 PEAKS: dict[str, int] = {}
@@ -78,7 +78,7 @@ def _ctx() -> BaseContext:
 
 def preload_for(targets: Iterable[str]) -> tuple[str, ...]:
     """The modules the forkserver should import, beyond TensorFlow, for conversions to ``targets``."""
-    return tuple(sorted({PRELOAD_FOR_TARGET[t] for t in targets if t in PRELOAD_FOR_TARGET}))
+    return tuple(sorted({p for t in targets if (p := target_info(t).preload) is not None}))
 
 
 def warm_up(preload: tuple[str, ...] = ()) -> None:

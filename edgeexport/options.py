@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Literal
 
 from edgeexport.catalog.model import Tolerance
+from edgeexport.runtimes.names import CoremlRuntime
 from edgeexport.search import PrecisionSearch
 from edgeexport.types import LoadOptions
 
 SYNTHETIC: Literal["synthetic"] = "synthetic"
 CoremlPrecision = Literal["auto", "fp32"]
-CoremlRuntime = Literal["auto", "coreml", "mil"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class VerifyOptions:
     samples: int = 64
     tighten: Tolerance | None = None
     coreml_precision: CoremlPrecision = "auto"
-    coreml_runtime: CoremlRuntime = "auto"
+    coreml_runtime: CoremlRuntime = CoremlRuntime.AUTO
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ Arrays = dict[str, NDArray[Any]]
 class Runner(Protocol):
     """What verification, localization and the smoke run need of a runtime.
 
-    ``runtime_name`` is the engine that runs the artifact (``"litert"``, ``"mil"``, ``"coreml"``);
+    ``runtime_name`` is the engine that runs the artifact (a ``runtimes.names.Engine``);
     ``loops_batch`` is True when ``run`` accepts N samples for an artifact whose batch is fixed at 1 (it loops
     itself), False when the caller must feed one sample at a time. ``fallback`` is empty, or says why the
     artifact runs on another engine than the one asked for (the result must say so).

@@ -3,9 +3,11 @@
 ``CoremlRunner`` has the one contract every runner has (``run(feeds) -> outputs by name``), so verification
 does not care which engine ran. ``runtime``:
 
-* ``"auto"`` (default): Core ML's own ``MLModel.predict`` when on macOS and the model loads there, else ``"mil"``.
-* ``"coreml"``: Core ML only; ``UnsupportedError`` (exit 4) where it cannot run (any OS but macOS).
-* ``"mil"``: the numpy executor (``edgeexport.runtimes.mil``), on any OS.
+* ``auto`` (default): Core ML's own ``MLModel.predict`` when on macOS and the model loads there, else ``mil``.
+* ``coreml``: Core ML only; ``UnsupportedError`` (exit 4) where it cannot run (any OS but macOS).
+* ``mil``: the numpy executor (``edgeexport.runtimes.mil``), on any OS.
+
+(``runtimes.names.CoremlRuntime``.)
 
 ``precision`` is ``"auto"`` (the program's own fp16/fp32 types; Core ML may use any compute unit) or
 ``"fp32"`` (the MIL executor skips fp16 rounding; Core ML is restricted to the CPU, its fp32 engine).
@@ -23,9 +25,10 @@ from numpy.typing import NDArray
 from edgeexport.errors import DataError, ModelFormatError, UnsupportedError
 from edgeexport.runtimes.base import BaseRunner
 from edgeexport.runtimes.mil import PRECISIONS, MilProgram, load_program
+from edgeexport.runtimes.names import CoremlRuntime, Engine
 from edgeexport.types import TensorSpec
 
-RUNTIMES = ("auto", "coreml", "mil")
+RUNTIMES = tuple(CoremlRuntime)
 
 
 class CoremlRunner(BaseRunner):
@@ -46,16 +49,16 @@ class CoremlRunner(BaseRunner):
         self.inputs: tuple[TensorSpec, ...] = self._program.inputs
         self.outputs: tuple[TensorSpec, ...] = self._program.outputs
         self._mlmodel: Any = None
-        self._runtime = "mil"
+        self._runtime: str = Engine.MIL
         self.fallback = ""
-        if runtime in ("auto", "coreml"):
-            self._mlmodel = self._load_coreml(strict=runtime == "coreml")
+        if runtime in (CoremlRuntime.AUTO, CoremlRuntime.COREML):
+            self._mlmodel = self._load_coreml(strict=runtime == CoremlRuntime.COREML)
             if self._mlmodel is not None:
-                self._runtime = "coreml"
+                self._runtime = Engine.COREML
 
     @property
     def runtime_name(self) -> str:
-        """``"coreml"`` (Core ML's own predict) or ``"mil"`` (our numpy executor)."""
+        """``Engine.COREML`` (Core ML's own predict) or ``Engine.MIL`` (our numpy executor)."""
         return self._runtime
 
     def _load_coreml(self, *, strict: bool) -> Any:

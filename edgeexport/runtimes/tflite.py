@@ -16,6 +16,7 @@ from edgeexport.errors import ConversionError, DataError, ModelFormatError
 from edgeexport.quiet import captured_output
 from edgeexport.runs import join_runs, run_count, split_runs
 from edgeexport.runtimes.base import BaseRunner
+from edgeexport.runtimes.names import Engine
 from edgeexport.types import QuantParams, TensorSpec
 
 _QUANTIZED = ("int8", "uint8", "int16")
@@ -99,7 +100,7 @@ class TfliteRunner(BaseRunner):
 
     @property
     def runtime_name(self) -> str:
-        return "litert"
+        return Engine.LITERT
 
     def aliases(self) -> Mapping[str, str]:
         return self._aliases

@@ -29,15 +29,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from edgeexport.errors import BadInputError, ConversionError, UnsupportedError
+from edgeexport.targets.base import target_info
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
     import tensorflow as tf
-
-Target = Literal["both", "tflite", "coreml"]
 
 # Unrolling copies the cell once per time step. Measured with LiteRT on this machine (RESULTS_arch.md):
 # unrolled runs 4-6x faster than the WHILE loop at 8 steps, 1.6x at 64 and 1.3x at 256, while the file
@@ -117,7 +116,7 @@ def _rnn_steps(layer: Any) -> int | None:
     return int(shape[1]) if shape is not None and len(shape) > 1 and shape[1] is not None else None
 
 
-def _needs_unroll(layer: Any, target: Target) -> bool:
+def _needs_unroll(layer: Any, target: str | None) -> bool:
     import keras
 
     if isinstance(layer, keras.layers.Bidirectional):
@@ -128,7 +127,7 @@ def _needs_unroll(layer: Any, target: Target) -> bool:
         return False
     if inner.unroll:
         return False
-    if target != "tflite":
+    if target is None or not target_info(target).keeps_loops:
         return True
     steps = _rnn_steps(layer)
     return steps is not None and steps <= TFLITE_UNROLL_MAX_STEPS
@@ -148,20 +147,21 @@ def _unrolled_copy(layer: Any) -> Any:
     return layer.__class__.from_config(config)
 
 
-def prepare_for_export(model: keras.Model, *, target: Target = "both") -> tuple[keras.Model, list[str]]:
+def prepare_for_export(model: keras.Model, *, target: str | None = None) -> tuple[keras.Model, list[str]]:
     """Return a model equivalent to ``model`` that converts to ``target`` with builtin ops, and notes.
 
     Today the only rewrite is unrolling recurrent layers (LSTM, GRU, SimpleRNN, RNN, Bidirectional), which
-    Core ML needs; for ``target="tflite"`` layers with more than TFLITE_UNROLL_MAX_STEPS (64) steps keep
-    their WHILE loop instead. The default ``target="both"`` gives one model fit for either converter.
+    Core ML needs; for a target whose converter keeps loops (``TargetInfo.keeps_loops``: TFLite) layers with
+    more than TFLITE_UNROLL_MAX_STEPS (64) steps keep their WHILE loop instead. The default (None) gives one
+    model fit for every converter. An unknown target name is UnsupportedError.
     Layers that need no change are shared with ``model`` (same weights, no copy); rewritten layers get a
     copy of the original weights. The model is returned unchanged, with no notes, when nothing applies.
     Raises UnsupportedError when an RNN cannot be unrolled (e.g. its time dimension is unknown).
     """
     import keras
 
-    if target not in ("both", "tflite", "coreml"):
-        raise ValueError(f"target must be 'both', 'tflite' or 'coreml', not {target!r}")
+    if target is not None:
+        target_info(target)  # unknown: UnsupportedError
     to_unroll = [layer for layer in _walk_layers(model) if _needs_unroll(layer, target)]
     if not to_unroll:
         return model, []

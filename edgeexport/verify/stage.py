@@ -50,7 +50,7 @@ class Verification:
 
     ``tolerance_source`` says where the limits came from (``"preset int8"``, ``"command line"``, ...);
     ``data_origin`` where the inputs came from; ``guesses`` every name/shape match that was not exact;
-    ``runtime`` the engine that ran the artifact (``"litert"``, ``"mil"``, ``"coreml"``); ``seconds`` wall time.
+    ``runtime`` the engine that ran the artifact (a ``runtimes.names.Engine``); ``seconds`` wall time.
     """
 
     status: Status

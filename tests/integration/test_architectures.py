@@ -288,7 +288,6 @@ def test_long_sequences_keep_their_loop_for_tflite_only() -> None:
 
     from edgeexport.sources.keras_compat import (
         TFLITE_UNROLL_MAX_STEPS,
-        Target,
         prepare_for_export,
     )
 
@@ -296,7 +295,7 @@ def test_long_sequences_keep_their_loop_for_tflite_only() -> None:
     model = keras.Model(inp, keras.layers.GRU(3)(inp))
     kept, kept_notes = prepare_for_export(model, target="tflite")
     assert kept is model and kept_notes == []
-    unrolling: tuple[Target, ...] = ("coreml", "both")  # Core ML has no loop path: always unrolled
+    unrolling: tuple[str | None, ...] = ("coreml", None)  # Core ML has no loop path: always unrolled
     for target in unrolling:
         prepared, notes = prepare_for_export(model, target=target)
         assert prepared is not model and notes and prepared.layers[-1].unroll

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from edgeexport.cli.options import config_defaults, warn_only_option
+from edgeexport.runtimes.names import CoremlRuntime
 from edgeexport.types import Status
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ Examples:
                    "(also run on failure).")
 @click.option("--coreml-precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True,
               help="How the MIL executor computes fp16 Core ML programs (auto rounds each op to fp16).")
-@click.option("--coreml-runtime", type=click.Choice(["auto", "mil", "coreml"]), default="auto", show_default=True,
+@click.option("--coreml-runtime", type=click.Choice([str(r) for r in CoremlRuntime]), default="auto", show_default=True,
               help="Engine for Core ML artifacts: Core ML on macOS, the numpy MIL executor elsewhere.")
 @warn_only_option
 def command(
@@ -103,8 +104,7 @@ def command(
 
     options = VerifyOptions(data=data, samples=samples,
                             coreml_precision="fp32" if coreml_precision == "fp32" else "auto",
-                            coreml_runtime="mil" if coreml_runtime == "mil" else
-                            "coreml" if coreml_runtime == "coreml" else "auto")
+                            coreml_runtime=CoremlRuntime(coreml_runtime))
     result = verify(artifact, reference=reference, golden=golden, options=options, tolerance=tolerance,
                     tolerance_source=source, save_golden=save_golden)
     _echo_result(result)
