@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +18,11 @@ from numpy.typing import NDArray
 from edgeexport.errors import DataError
 from edgeexport.runs import rows_per_run
 from edgeexport.types import ExportedGraph, ModelSummary, PruneReport, SourceModel, TensorSpec
+
+if TYPE_CHECKING:
+    import keras
+    import onnx
+    import tensorflow as tf
 
 
 class LoadedModel(ABC):
@@ -49,6 +54,20 @@ class LoadedModel(ABC):
             f"pruning is not supported for {self.source.format} sources yet",
             hint="convert without a prune-* preset, or start from the Keras model",
         )
+
+    # What per-layer localization (verify.layers) opens: the framework's own model, by kind. A source answers
+    # the one question that fits it; None from all three means its layers cannot be compared.
+    def keras_model(self) -> keras.Model | None:
+        """The Keras model itself (None: not a Keras source)."""
+        return None
+
+    def onnx_model(self) -> onnx.ModelProto | None:
+        """The ONNX model proto, external data loaded (None: not an ONNX source)."""
+        return None
+
+    def serving_function(self) -> tf.types.experimental.ConcreteFunction | None:
+        """The fixed-shape (batch 1) serving concrete function of a SavedModel (None: not a SavedModel)."""
+        return None
 
     def check_feeds(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Validate user data against the inputs: names, trailing shape, finite values; cast to the input dtype."""

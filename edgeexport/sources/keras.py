@@ -119,6 +119,9 @@ class KerasModel(LoadedModel):
         self.input_names = tuple(_tensor_layer_name(t) for t in model.inputs)
         self.output_names = _unique(tuple(_tensor_layer_name(t) for t in model.outputs))
 
+    def keras_model(self) -> Any:
+        return self.model
+
     @cached_property
     def summary(self) -> ModelSummary:
         ops = Counter(type(layer).__name__ for layer in self.model.layers if type(layer).__name__ != "InputLayer")

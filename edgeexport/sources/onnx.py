@@ -116,6 +116,9 @@ class OnnxModel(LoadedModel):
         endpoints = [tf_name(n, taken) for n in (*self.input_names, *self.output_names)]
         self.endpoint_names: dict[str, str] = dict(zip((*self.input_names, *self.output_names), endpoints))
 
+    def onnx_model(self) -> Any:
+        return self.model
+
     @cached_property
     def _session(self) -> Any:
         import onnxruntime as ort
@@ -299,7 +302,7 @@ class OnnxModel(LoadedModel):
 
     def _disagreement(self, converted: Any, input_shapes: dict[str, tuple[int, ...]]) -> str | None:
         """Run onnxruntime and the converted model on one seeded input; describe a mismatch, or None."""
-        from edgeexport.verify.inputs import seeded_inputs
+        from edgeexport.datasets import seeded_inputs
 
         specs = tuple(TensorSpec(s.name, input_shapes[s.name], s.dtype, value_range=s.value_range)
                       for s in self.summary.inputs)

@@ -131,6 +131,9 @@ class SavedModel(LoadedModel):
     def _fixed_signature(self) -> list[Any]:
         return fixed_signature(self._input_specs())
 
+    def serving_function(self) -> Any:
+        return self._fixed_function()
+
     def _fixed_function(self) -> Any:
         tf = quiet_tensorflow()
         names = self.input_names

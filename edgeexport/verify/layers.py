@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +32,9 @@ from edgeexport.verify.compare import artifact_feeds
 from edgeexport.verify.layer_match import ArtifactTensor, Match, layout_axes, layout_candidates, match_layers
 from edgeexport.verify.layer_probes import ArtifactProbe, open_probe
 from edgeexport.verify.metrics import cosine_per_sample, sqnr_db
+
+if TYPE_CHECKING:
+    import onnx
 
 # A finite stand-in for an exact (inf dB) SQNR when layers are ranked and plotted.
 SQNR_CAP_DB = 150.0
@@ -83,19 +86,18 @@ class ReferenceLayers:
 
 def reference_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
     """Every intermediate output of ``model`` on ``inputs``; UnsupportedError (exit 4) for other formats."""
-    if model.source.format in ("keras", "h5"):
-        return _keras_layers(model, inputs)
-    if model.source.format == "onnx":
-        return _onnx_layers(model, inputs)
-    if model.source.format == "savedmodel":
-        return _savedmodel_layers(model, inputs)
+    if (keras_model := model.keras_model()) is not None:
+        return _keras_layers(model, keras_model, inputs)
+    if (onnx_model := model.onnx_model()) is not None:
+        return _onnx_layers(onnx_model, inputs)
+    if (function := model.serving_function()) is not None:
+        return _savedmodel_layers(model, function, inputs)
     raise UnsupportedError(f"per-layer errors need a Keras, ONNX or SavedModel reference, not {model.source.format}")
 
 
-def _keras_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+def _keras_layers(model: LoadedModel, keras_model: Any, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
     import keras
 
-    keras_model: Any = getattr(model, "model")  # noqa: B009 - KerasModel has it; LoadedModel does not declare it
     layers, outputs = [], []
     for layer in keras_model.layers:
         if type(layer).__name__ == "InputLayer":
@@ -135,12 +137,12 @@ def _keras_folds(keras_model: Any) -> dict[str, str]:
             if len(users) == 1 and kinds.get(users[0]) == "BatchNormalization"}
 
 
-def _onnx_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+def _onnx_layers(model: onnx.ModelProto, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
     import onnx
     import onnxruntime as ort
 
     proto = onnx.ModelProto()
-    proto.CopyFrom(getattr(model, "model"))  # noqa: B009 - OnnxModel.model, not declared by LoadedModel
+    proto.CopyFrom(model)
     inferred = onnx.shape_inference.infer_shapes(proto)
     types = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.output)}
     present = {o.name for o in proto.graph.output}
@@ -166,13 +168,13 @@ def _onnx_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> Refe
     return ReferenceLayers(tuple(float_layers), {n: values[n] for n, _, _ in float_layers}, 1, match_by="value")
 
 
-def _savedmodel_layers(model: LoadedModel, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
+def _savedmodel_layers(model: LoadedModel, function: Any, inputs: Mapping[str, NDArray[Any]]) -> ReferenceLayers:
     """Every float op output of the SavedModel's frozen, inlined serving graph (run one sample at a time, the
     fixed batch-1 signature), named by op name without the call wrappers."""
     from edgeexport.sources.tfgraph import frozen_graph_def, quiet_tensorflow
 
     tf = quiet_tensorflow()
-    graph_def = frozen_graph_def(getattr(model, "_fixed_function")())  # noqa: B009 - SavedModel's, not declared
+    graph_def = frozen_graph_def(function)
 
     def imported() -> None:
         tf.compat.v1.import_graph_def(graph_def, name="")
