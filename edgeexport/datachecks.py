@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgeexport.errors import DataError
+from edgeexport.types import TensorSpec
 
 
 def check_label_range(labels: np.ndarray[Any, np.dtype[Any]], classes: int, *, output: str = "") -> None:
@@ -26,22 +27,17 @@ def check_label_range(labels: np.ndarray[Any, np.dtype[Any]], classes: int, *, o
                         f"(labels 0..{classes - 1})", hint="labels must be class indices, counted from 0")
 
 
-def classifier_classes(artifact: Mapping[str, Any]) -> list[int]:
-    """Class counts of the artifact's classifier-shaped outputs (2-D ``[batch, classes]``, classes >= 2)."""
-    counts = []
-    for output in artifact.get("outputs") or []:
-        shape = output.get("shape") if isinstance(output, Mapping) else None
-        if isinstance(shape, Sequence) and len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2:
-            counts.append(int(shape[1]))
-    return counts
+def classifier_classes(outputs: Sequence[TensorSpec]) -> list[int]:
+    """Class counts of the classifier-shaped ``outputs`` (2-D ``[batch, classes]``, classes >= 2)."""
+    return [int(shape[1]) for shape in (o.shape for o in outputs)
+            if len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2]
 
 
-def check_bundle_labels(labels: Sequence[str] | None, artifact: Mapping[str, Any]) -> None:
-    """DataError when the labels' count matches none of the artifact's classifier outputs."""
+def check_bundle_labels(labels: Sequence[str] | None, name: str, outputs: Sequence[TensorSpec]) -> None:
+    """DataError when the labels' count matches none of the classifier ``outputs`` of the artifact ``name``."""
     if labels is None:
         return
-    counts = classifier_classes(artifact)
-    name = str(artifact.get("path", "the artifact"))
+    counts = classifier_classes(outputs)
     if not counts:
         raise DataError(f"--labels gives {len(labels)} labels, but {name} has no classifier output "
                         "([batch, classes]) to name")

@@ -1,6 +1,6 @@
 """Building ``manifest.json``: what an app needs to load, feed and read one artifact (schema 1.0).
 
-Everything comes from ``report.json`` (the artifact's tensors, preset, device, verification and simulated
+Everything comes from the typed ``Report`` (the artifact's tensors, preset, device, verification and simulated
 latency) plus what only the user knows: preprocessing, class labels, the model's version, author and licence.
 Nothing here imports a framework.
 """
@@ -13,11 +13,17 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeexport import __version__
 from edgeexport.errors import DataError, UnsupportedError
 from edgeexport.files import sha256_of
+from edgeexport.types import Artifact, TensorSpec
+
+if TYPE_CHECKING:
+    from edgeexport.report.model import ArtifactReport, Report
+    from edgeexport.simulate.estimate import LatencyEstimate
+    from edgeexport.verify.stage import Verification
 
 MANIFEST_SCHEMA_VERSION = "1.0"
 CHANNEL_ORDERS = ("none", "gray", "rgb", "bgr")
@@ -155,68 +161,63 @@ def file_entries(artifact: Path) -> list[dict[str, Any]]:
             for name, p in zip(names, files, strict=True)]
 
 
-def tensor_entry(spec: Mapping[str, Any], source_layout: str | None = None) -> dict[str, Any]:
-    """A report.json tensor (TensorSpec as a dict) as the manifest's tensor: quantization kept, range dropped.
-    ``source_layout`` fills a layout the artifact's runtime does not report (Core ML multi-arrays)."""
-    quant = spec.get("quantization")
-    dtype = str(spec.get("dtype", "float32"))
-    if dtype not in _DTYPES:
-        raise UnsupportedError(f"tensor {spec.get('name')!r} has dtype {dtype}, which manifest schema "
+def tensor_entry(spec: TensorSpec, source_layout: str | None = None) -> dict[str, Any]:
+    """An artifact tensor as the manifest's tensor: quantization kept, value range dropped. ``source_layout``
+    fills a layout the artifact's runtime does not report (Core ML multi-arrays)."""
+    if spec.dtype not in _DTYPES:
+        raise UnsupportedError(f"tensor {spec.name!r} has dtype {spec.dtype}, which manifest schema "
                                f"{MANIFEST_SCHEMA_VERSION} does not list", hint=f"dtypes: {', '.join(sorted(_DTYPES))}")
+    quant = spec.quantization
     return {
-        "name": str(spec["name"]),
-        "shape": [None if d is None else int(d) for d in spec.get("shape", [])],
-        "dtype": dtype,
-        "layout": spec.get("layout") or source_layout,
-        "quantization": None if not quant else {"scale": float(quant["scale"]), "zero_point": int(quant["zero_point"])},
+        "name": spec.name,
+        "shape": [None if d is None else int(d) for d in spec.shape],
+        "dtype": spec.dtype,
+        "layout": spec.layout or source_layout,
+        "quantization": None if quant is None else {"scale": float(quant.scale), "zero_point": int(quant.zero_point)},
     }
 
 
-def verification_entry(verification: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The verification summary: ``passed`` and the scalar facts at the top of the stage's dict (metrics
-    nested per output stay in report.json). Wall times are left out and local paths cut to their file name, so
-    the same conversion gives the same manifest on any machine. None when verification did not run."""
-    if not verification:
+def verification_entry(verification: Verification | None) -> dict[str, Any] | None:
+    """The verification summary: ``passed`` and the stage's scalar facts (metrics per output stay in
+    report.json). Wall times are left out and local paths cut to their file name, so the same conversion gives
+    the same manifest on any machine. None when verification did not run."""
+    if verification is None:
         return None
-    passed = verification.get("passed")
-    summary: dict[str, Any] = {}
-    for key, value in verification.items():
-        if key == "passed" or key == "seconds" or key.endswith("_seconds"):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        if isinstance(value, str) and (value.startswith("/") or _WINDOWS_PATH.match(value)):
-            value = re.split(r"[\\/]", value)[-1]
-        if value is None or isinstance(value, str | bool | int | float):
-            summary[str(key)] = value
-    return {"passed": passed if isinstance(passed, bool) else None, "summary": summary}
+    summary: dict[str, Any] = {
+        "status": verification.status.value,
+        "artifact": _file_name(verification.artifact),
+        "reference": _file_name(verification.reference),
+        "failure": _file_name(verification.failure_line()) or None,
+        "reason": _file_name(verification.reason),
+        "runtime": str(verification.runtime),
+        "samples": verification.samples,
+        "data_origin": _file_name(verification.data_origin),
+        "tolerance_source": _file_name(verification.tolerance_source),
+    }
+    return {"passed": verification.passed, "summary": summary}
 
 
-def latency_entries(estimates: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Simulated latency per device from the report's estimates (LatencyEstimate.to_dict()); entries without
-    a device or a p50 are skipped."""
-    entries = []
-    for estimate in estimates:
-        p50 = estimate.get("p50_ms")
-        if not isinstance(p50, int | float) or not estimate.get("device"):
-            continue
-        entries.append({
-            "device": str(estimate["device"]),
-            "p50_ms": float(p50),
-            "low_ms": _optional_float(estimate.get("low_ms")),
-            "high_ms": _optional_float(estimate.get("high_ms")),
-            "unit": None if estimate.get("path") is None else str(estimate["path"]),
-        })
-    return entries
+def _file_name(value: str) -> str:
+    """A local path cut to its file name; any other text unchanged."""
+    if value.startswith("/") or _WINDOWS_PATH.match(value):
+        return re.split(r"[\\/]", value)[-1]
+    return value
 
 
-def _optional_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def latency_entries(estimates: Sequence[LatencyEstimate]) -> list[dict[str, Any]]:
+    """Simulated latency per device; estimates without a device or a finite p50 are skipped."""
+    return [{"device": e.device, "p50_ms": float(e.p50_ms), "low_ms": _finite_or_none(e.low_ms),
+             "high_ms": _finite_or_none(e.high_ms), "unit": e.path}
+            for e in estimates if e.device and math.isfinite(e.p50_ms)]
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def build_manifest(
-    report: Mapping[str, Any],
-    artifact: Mapping[str, Any],
+    report: Report,
+    entry: ArtifactReport,
     bundled: Path,
     *,
     preprocessing: Preprocessing,
@@ -224,54 +225,51 @@ def build_manifest(
     embedded: Sequence[str] = (),
     not_embedded: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """The manifest for one artifact entry of ``report`` (report.json as a dict), whose bundled copy is
-    ``bundled`` (hashed here, after any metadata was embedded into it)."""
-    source = report.get("source", {})
-    source_sha = str(source.get("sha256", ""))
-    name = Path(str(source.get("path", "model"))).name.split(".")[0] or "model"
+    """The manifest for ``entry``, one artifact of ``report``, whose bundled copy is ``bundled`` (hashed here,
+    after any metadata was embedded into it)."""
+    source, artifact = report.source, entry.artifact
+    name = source.path.name.split(".")[0] or "model"
+    files = file_entries(bundled)
     return {
         "schema": "edgeexport.manifest",
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "generator": {"name": "edgeexport", "version": __version__},
         "model": {
             "name": name,
-            "version": info.version or (source_sha[:12] if source_sha else "0"),
+            "version": info.version or (source.sha256[:12] if source.sha256 else "0"),
             "description": info.description,
             "author": info.author,
             "license": info.license,
-            "source_format": str(source.get("format", "keras")),
-            "source_sha256": source_sha,
+            "source_format": source.format,
+            "source_sha256": source.sha256,
         },
-        "target": artifact["target"],
-        "preset": str(artifact.get("preset", "")),
-        "device": artifact.get("device") or report.get("device"),
+        "target": artifact.target,
+        "preset": artifact.preset,
+        "device": artifact.device or report.device,
         "artifact": {
             "path": bundled.name,
             "format": bundled.suffix.removeprefix("."),
-            "size_bytes": sum(f["size_bytes"] for f in file_entries(bundled)),
+            "size_bytes": sum(f["size_bytes"] for f in files),
             "sha256": sha256_of(bundled),
-            "files": file_entries(bundled),
+            "files": files,
         },
-        "inputs": [tensor_entry(t, _source_layout(report, artifact, t, "inputs")) for t in artifact.get("inputs", [])],
-        "outputs": [tensor_entry(t, _source_layout(report, artifact, t, "outputs"))
-                    for t in artifact.get("outputs", [])],
+        "inputs": [tensor_entry(t, _source_layout(report, artifact, t, "inputs")) for t in artifact.inputs],
+        "outputs": [tensor_entry(t, _source_layout(report, artifact, t, "outputs")) for t in artifact.outputs],
         "preprocessing": preprocessing.to_dict(),
         "labels": list(info.labels) if info.labels is not None else None,
-        "verification": verification_entry(artifact.get("verification")),
-        "simulated_latency": latency_entries(artifact.get("estimates") or []),
+        "verification": verification_entry(entry.verification),
+        "simulated_latency": latency_entries(entry.estimates),
         "embedded": list(embedded),
         "not_embedded": [{"what": what, "why": why} for what, why in not_embedded],
     }
 
 
-def _source_layout(report: Mapping[str, Any], artifact: Mapping[str, Any], tensor: Mapping[str, Any],
-                   kind: str) -> str | None:
+def _source_layout(report: Report, artifact: Artifact, tensor: TensorSpec, kind: str) -> str | None:
     """The source model's layout for a same-named, same-rank tensor the artifact did not permute; else None."""
-    if any(p.get("tensor") == tensor.get("name") for p in artifact.get("permutations") or []):
+    if any(p.tensor == tensor.name for p in artifact.permutations) or report.summary is None:
         return None
-    summary = (report.get("source") or {}).get("summary") or {}
-    for spec in summary.get(kind) or []:
-        if spec.get("name") == tensor.get("name") and len(spec.get("shape") or []) == len(tensor.get("shape") or []):
-            layout = spec.get("layout")
-            return str(layout) if layout else None
+    specs = report.summary.inputs if kind == "inputs" else report.summary.outputs
+    for spec in specs:
+        if spec.name == tensor.name and len(spec.shape) == len(tensor.shape):
+            return spec.layout or None
     return None

@@ -21,7 +21,7 @@ from edgeexport.jsonschemas import validate
 from edgeexport.report.jsonfile import write_json
 
 if TYPE_CHECKING:
-    from edgeexport.report.model import Report
+    from edgeexport.report.model import ArtifactReport, Report
 
 MANIFEST_NAME = "manifest.json"
 
@@ -72,29 +72,29 @@ def write_bundles(
     if report.failure is not None:
         raise DataError(f"the last convert into {out_dir} failed ({report.failure.message}); "
                         "there is nothing verified to bundle", hint="fix the conversion and rerun convert")
-    data = report.to_dict()
     preprocessing = preprocessing or Preprocessing()
     info = info or ModelInfo()
-    artifacts = [a for a in data["artifacts"] if isinstance(a, dict)]
-    per_target = Counter(a.get("target") for a in artifacts)
+    per_target = Counter(entry.artifact.target for entry in report.artifacts)
     results = []
-    for artifact in artifacts:
-        folder = str(artifact["target"])
-        if per_target[artifact["target"]] > 1:
-            folder += "-" + str(artifact.get("preset", "")).replace(":", "-").replace("+", "-")
-        results.append(_write_one(out_dir, out_dir / "bundle" / folder, data, artifact, preprocessing, info, embed))
+    for entry in report.artifacts:
+        folder = entry.artifact.target
+        if per_target[folder] > 1:
+            folder += "-" + entry.artifact.preset.replace(":", "-").replace("+", "-")
+        results.append(_write_one(out_dir, out_dir / "bundle" / folder, report, entry, preprocessing, info, embed))
     return results
 
 
-def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artifact: Mapping[str, Any],
+def _write_one(out_dir: Path, target_dir: Path, report: Report, entry: ArtifactReport,
                preprocessing: Preprocessing, info: ModelInfo, embed: bool) -> BundleResult:
-    source = Path(str(artifact["path"]))
+    # Relative to the report's out_dir, then under the out_dir being bundled: a report made in a staging
+    # directory names artifacts where they will be, a report read from disk where they are.
+    source = Path(report.relative(entry.artifact.path))
     source = source if source.is_absolute() else out_dir / source
     if not source.exists():
         raise DataError(f"artifact {source} named in report.json is missing")
     from edgeexport.datachecks import check_bundle_labels
 
-    check_bundle_labels(info.labels, artifact)
+    check_bundle_labels(info.labels, str(report.relative(entry.artifact.path)), entry.artifact.outputs)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target_dir.parent))
     try:
@@ -103,14 +103,14 @@ def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artif
             shutil.copytree(source, copy)
         else:
             shutil.copyfile(source, copy)
-        draft = build_manifest(report, artifact, copy, preprocessing=preprocessing, info=info)
+        draft = build_manifest(report, entry, copy, preprocessing=preprocessing, info=info)
         embedded: list[str] = []
         missing: list[tuple[str, str]] = []
         if embed:
             embedded, missing = _embed(copy, draft)
         else:
-            missing = [(f"{artifact['target']}.metadata", "bundling ran with embedding turned off")]
-        manifest = build_manifest(report, artifact, copy, preprocessing=preprocessing, info=info,
+            missing = [(f"{entry.artifact.target}.metadata", "bundling ran with embedding turned off")]
+        manifest = build_manifest(report, entry, copy, preprocessing=preprocessing, info=info,
                                   embedded=embedded, not_embedded=missing)
         errors = validate(manifest)
         if errors:

@@ -128,6 +128,10 @@ class Report:
             data["search"] = entry.search.to_dict()
         return data
 
+    def relative(self, path: Path) -> str:
+        """``path`` as report.json names it: relative to ``out_dir`` where it is under it."""
+        return self._relative(path)
+
     def _relative(self, path: Path) -> str:
         if self.out_dir is not None:
             try:

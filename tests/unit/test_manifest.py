@@ -17,34 +17,17 @@ from edgeexport.bundle.manifest import (
     parse_preprocessing,
     read_labels,
 )
-from edgeexport.jsonschemas import check_schema, load_schema, validate
 from edgeexport.errors import DataError
-
-SOURCE_SHA = "ab" * 32
-
-
-def _report(artifact_path: str, **artifact: Any) -> dict[str, Any]:
-    entry = {
-        "path": artifact_path, "target": "tflite", "preset": "int8", "device": "pixel-8",
-        "inputs": [{"name": "image", "shape": [1, 8, 8, 1], "dtype": "int8", "layout": "NHWC",
-                    "quantization": {"scale": 0.0039, "zero_point": -128}, "value_range": None}],
-        "outputs": [{"name": "probs", "shape": [None, 10], "dtype": "float32", "layout": None, "quantization": None}],
-        "verification": {"status": "pass", "passed": True, "samples": 64, "outputs": [{"name": "probs"}],
-                         "seconds": 0.12, "data_origin": "/home/me/data/digits.npz [test]"},
-        "estimates": [{"device": "pixel-8", "p50_ms": 0.052, "low_ms": 0.036, "high_ms": 0.073, "path": "npu",
-                       "family_ms": {"conv": 0.02}}],
-    }
-    entry.update(artifact)
-    return {"device": "pixel-8", "source": {"path": "/m/digits_cnn.keras", "format": "keras", "sha256": SOURCE_SHA},
-            "artifacts": [entry]}
-
+from edgeexport.jsonschemas import check_schema, load_schema, validate
+from edgeexport.types import ModelSummary, Permutation, TensorSpec
+from tests.helpers.reports import SOURCE_SHA, typed_report as _report
 
 @pytest.fixture
 def manifest(tmp_path: Path) -> dict[str, Any]:
     model = tmp_path / "digits_cnn.int8.tflite"
     model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(200)))
-    report = _report(model.name)
-    return build_manifest(report, report["artifacts"][0], model, preprocessing=parse_preprocessing("scale=0.0625"),
+    report, entry = _report(model.name)
+    return build_manifest(report, entry, model, preprocessing=parse_preprocessing("scale=0.0625"),
                           info=ModelInfo(labels=tuple("0123456789")), embedded=("tflite.metadata.x",),
                           not_embedded=(("tflite.TFLITE_METADATA", "no writer"),))
 
@@ -62,8 +45,9 @@ def test_manifest_from_report_is_valid_and_exact(manifest: dict[str, Any], tmp_p
                                          "channel_order": "none", "source": "user"}
     assert manifest["labels"] == list("0123456789")
     # Wall time and local paths would make the same conversion give a different manifest on each machine.
-    assert manifest["verification"] == {"passed": True, "summary": {"status": "pass", "samples": 64,
-                                                                    "data_origin": "digits.npz [test]"}}
+    assert manifest["verification"] == {"passed": True, "summary": {
+        "status": "ok", "artifact": "m.tflite", "reference": "digits_cnn.keras", "failure": None, "reason": "",
+        "runtime": "litert", "samples": 64, "data_origin": "digits.npz [test]", "tolerance_source": "preset int8"}}
     assert manifest["simulated_latency"] == [{"device": "pixel-8", "p50_ms": 0.052, "low_ms": 0.036,
                                               "high_ms": 0.073, "unit": "npu"}]
     assert manifest["not_embedded"] == [{"what": "tflite.TFLITE_METADATA", "why": "no writer"}]
@@ -72,8 +56,8 @@ def test_manifest_from_report_is_valid_and_exact(manifest: dict[str, Any], tmp_p
 def test_absent_stages_are_recorded_as_absent(tmp_path: Path) -> None:
     model = tmp_path / "m.tflite"
     model.write_bytes(b"12345678")
-    report = _report(model.name, verification=None, estimates=[])
-    manifest = build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    report, entry = _report(model.name, verification=None, estimates=())
+    manifest = build_manifest(report, entry, model, preprocessing=Preprocessing(), info=ModelInfo())
     assert validate(manifest) == []
     assert manifest["verification"] is None and manifest["simulated_latency"] == [] and manifest["labels"] is None
     assert manifest["preprocessing"]["kind"] == "identity" and manifest["preprocessing"]["source"] == "default"
@@ -84,8 +68,8 @@ def test_package_files_are_listed_with_hashes(tmp_path: Path) -> None:
     (package / "Data").mkdir(parents=True)
     (package / "Manifest.json").write_text("{}")
     (package / "Data" / "w.bin").write_bytes(b"\x00" * 100)
-    report = _report(package.name, target="coreml", preset="fp16")
-    manifest = build_manifest(report, report["artifacts"][0], package, preprocessing=Preprocessing(), info=ModelInfo())
+    report, entry = _report(package.name, target="coreml", preset="fp16")
+    manifest = build_manifest(report, entry, package, preprocessing=Preprocessing(), info=ModelInfo())
     assert validate(manifest) == []
     assert manifest["artifact"]["format"] == "mlpackage"
     assert [f["path"] for f in manifest["artifact"]["files"]] == ["m.fp16.mlpackage/Data/w.bin",
@@ -167,22 +151,23 @@ def test_a_dtype_outside_the_schema_is_unsupported(tmp_path: Path) -> None:
 
     model = tmp_path / "m.tflite"
     model.write_bytes(b"12345678")
-    report = _report(model.name)
-    report["artifacts"][0]["outputs"][0]["dtype"] = "complex64"
+    report, entry = _report(model.name, outputs=(TensorSpec("probs", (None, 10), "complex64"),))
     with pytest.raises(UnsupportedError, match="complex64") as info:
-        build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+        build_manifest(report, entry, model, preprocessing=Preprocessing(), info=ModelInfo())
     assert info.value.exit_code == 4
 
 
 def test_coreml_layout_falls_back_to_the_source_layout(tmp_path: Path) -> None:
     model = tmp_path / "m.tflite"
     model.write_bytes(b"12345678")
-    report = _report(model.name)
-    report["source"]["summary"] = {"inputs": [{"name": "image", "shape": [None, 8, 8, 1], "layout": "NHWC"}]}
-    report["artifacts"][0]["inputs"][0]["layout"] = None
-    manifest = build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    summary = ModelSummary(inputs=(TensorSpec("image", (None, 8, 8, 1), "float32", "NHWC"),), outputs=(), ops=(),
+                           params=0, macs=0)
+    unlaid = (TensorSpec("image", (1, 8, 8, 1), "float32"),)
+    report, entry = _report(model.name, summary=summary, inputs=unlaid)
+    manifest = build_manifest(report, entry, model, preprocessing=Preprocessing(), info=ModelInfo())
     assert manifest["inputs"][0]["layout"] == "NHWC"
     # A permuted tensor (ONNX NCHW -> NHWC) must not inherit the source's layout.
-    report["artifacts"][0]["permutations"] = [{"kind": "input", "tensor": "image", "axes": [0, 2, 3, 1]}]
-    manifest = build_manifest(report, report["artifacts"][0], model, preprocessing=Preprocessing(), info=ModelInfo())
+    report, entry = _report(model.name, summary=summary, inputs=unlaid,
+                            permutations=(Permutation("input", "image", (0, 2, 3, 1)),))
+    manifest = build_manifest(report, entry, model, preprocessing=Preprocessing(), info=ModelInfo())
     assert manifest["inputs"][0]["layout"] is None
