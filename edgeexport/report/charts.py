@@ -147,29 +147,5 @@ def line_chart(title: str, points: Sequence[tuple[str, float]], *, y_label: str 
     return "".join(out)
 
 
-def histogram(title: str, edges: Sequence[float], counts: Sequence[float], *, width: int = 560,
-              height: int = 180) -> str:
-    """Vertical bars for ``counts`` between consecutive ``edges`` (len(edges) == len(counts) + 1)."""
-    left, top, bottom = 50, 28, 30
-    plot_w, plot_h = width - left - 10, height - top - bottom
-    peak = max(counts or [1]) or 1
-    bar_w = plot_w / max(1, len(counts))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-           f'aria-label="{escape(title)}" {FONT}>',
-           f'<text x="0" y="16" font-weight="600" font-size="13">{escape(title)}</text>',
-           f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{_fmt(float(peak))}</text>']
-    for index, count in enumerate(counts):
-        h = plot_h * count / peak
-        x = left + index * bar_w
-        out.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{max(1.0, bar_w - 1):.1f}" height="{h:.1f}" '
-                   f'fill="#3867d6"><title>{_fmt(edges[index])} to {_fmt(edges[index + 1])}: {_fmt(float(count))}'
-                   f'</title></rect>')
-    if edges:
-        out.append(f'<text x="{left}" y="{height - 10}">{_fmt(edges[0])}</text>'
-                   f'<text x="{left + plot_w}" y="{height - 10}" text-anchor="end">{_fmt(edges[-1])}</text>')
-    out.append("</svg>")
-    return "".join(out)
-
-
 def _clip(text: str, limit: int = 30) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"

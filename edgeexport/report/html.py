@@ -1,25 +1,28 @@
-"""``report.html``: one self-contained page (inline CSS and SVG, no script, no network) from a report.json dict.
+"""``report.html``: one self-contained page (inline CSS and SVG, no script, no network) from a typed ``Report``.
 
-It renders what exists: the artifact table always; size and latency charts, the per-op-family breakdown, error
-distributions and the per-layer error curve only when the report holds those results. The verification
-result's layout belongs to the verify stage, so it is read defensively: per-output metrics are the numeric
-fields of ``outputs`` / ``per_output`` entries, histograms are ``{edges|bins, counts}`` mappings, and the layer
-curve is a list of ``{name, <error>}`` under ``localization`` / ``layers``.
+It renders what exists: the artifact table always; size and latency charts, the per-op-family breakdown, the
+per-output error metrics and the per-layer error curve only when the report holds those results.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeexport.report.charts import bar_chart, histogram, line_chart, stacked_bar_chart
+from edgeexport.report.charts import bar_chart, line_chart, stacked_bar_chart
 from edgeexport.report.jsonfile import write_text
 
 if TYPE_CHECKING:
-    from edgeexport.report.model import Report
+    from edgeexport.report.model import ArtifactReport, Report
+    from edgeexport.simulate.estimate import LatencyEstimate
+    from edgeexport.verify.layers import LayerError
+    from edgeexport.verify.localize import Localization
+    from edgeexport.verify.metrics import OutputMetrics
+    from edgeexport.verify.stage import Verification
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -31,27 +34,25 @@ th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums
 .charts{display:flex;flex-wrap:wrap;gap:18px} .note{color:#666;font-size:12px}
 ul{margin:4px 0;padding-left:20px;font-size:13px}
 """
-_LAYER_KEYS = ("localization", "localize", "layers", "per_layer", "layer_errors")
-_OUTPUT_KEYS = ("outputs", "per_output", "metrics")
-_ERROR_KEYS = ("error", "max_abs", "max_abs_error", "rel_error", "relative_error", "mean_abs", "mean_abs_error",
-               "mse", "rmse", "max_error")
+# The per-layer curve plots score_db, else max_abs, when finite for every layer (not for an all-zero layer);
+# failing both, the first of these that is finite for the first layer (the points then skip the others).
+_LAYER_FALLBACK = ("cosine", "sqnr_db", "channel_sqnr_db", "max_abs", "score_db")
 
 
 def write_html(path: Path, report: Report) -> Path:
     """Write the page for ``report`` to ``path`` atomically (temporary file + rename)."""
-    return write_text(path, render_html(report.to_dict()))
+    return write_text(path, render_html(report))
 
 
-def render_html(report: Mapping[str, Any]) -> str:
-    """The page for ``report`` (report.json as a dict, schema 1.x); tolerant of missing stage results."""
-    artifacts = [a for a in report.get("artifacts") or [] if isinstance(a, Mapping)]
-    source = report.get("source") or {}
-    name = Path(str(source.get("path", "model"))).name
+def render_html(report: Report) -> str:
+    """The page for ``report``; stages that did not run leave their sections out."""
+    name = report.source.path.name
+    artifacts = report.artifacts
     body = [f"<h1>edgeexport report: {escape(name)}</h1>", _meta(report), "<h2>Artifacts</h2>",
-            _summary_table(artifacts)]
+            _summary_table(report)]
     body += _chart_section(artifacts)
     body += _family_section(artifacts)
-    body += _error_section(artifacts)
+    body += _error_section(report)
     body += _notes(report)
     title = escape(f"edgeexport report: {name}")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
@@ -59,81 +60,72 @@ def render_html(report: Mapping[str, Any]) -> str:
             f'<body>{"".join(body)}</body></html>\n')
 
 
-def _meta(report: Mapping[str, Any]) -> str:
-    source = report.get("source") or {}
-    summary = source.get("summary") or {}
-    status = str(report.get("status", "unknown"))
-    facts = [f"format {source.get('format', '?')}"]
-    if isinstance(summary.get("params"), int):
-        facts.append(f"{summary['params']:,} parameters")
-    if isinstance(summary.get("macs"), int) and summary["macs"]:
-        facts.append(f"{summary['macs'] / 1e6:,.2f} M MACs")
-    if report.get("device"):
-        facts.append(f"device {report['device']}")
-    tool = report.get("tool") or {}
-    facts.append(f"edgeexport {tool.get('version', '?')}, report schema {report.get('schema_version', '?')}")
+def _meta(report: Report) -> str:
+    status = report.status.value
+    facts = [f"format {report.source.format}"]
+    if report.summary is not None:
+        facts.append(f"{report.summary.params:,} parameters")
+        if report.summary.macs:
+            facts.append(f"{report.summary.macs / 1e6:,.2f} M MACs")
+    if report.device:
+        facts.append(f"device {report.device}")
+    facts.append(f"edgeexport {report.tool_version}, report schema {report.schema_version}")
     css = "ok" if status == "ok" else "bad"
     return (f'<p class="meta">{escape(" | ".join(facts))} | status <span class="{css}" id="status">'
             f"{escape(status)}</span></p>")
 
 
-def _devices(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
-    return sorted({str(e["device"]) for a in artifacts for e in _estimates(a)})
+def _estimates(entry: ArtifactReport) -> list[LatencyEstimate]:
+    """The estimates worth showing: on a named device, with a finite p50."""
+    return [e for e in entry.estimates if e.device and _is_number(e.p50_ms)]
 
 
-def _estimates(artifact: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [e for e in artifact.get("estimates") or []
-            if isinstance(e, Mapping) and e.get("device") and _is_number(e.get("p50_ms"))]
+def _label(entry: ArtifactReport) -> str:
+    return f"{entry.artifact.target} {entry.artifact.preset}"
 
 
-def _label(artifact: Mapping[str, Any]) -> str:
-    return f"{artifact.get('target', '?')} {artifact.get('preset', '?')}"
-
-
-def _summary_table(artifacts: Sequence[Mapping[str, Any]]) -> str:
-    devices = _devices(artifacts)
+def _summary_table(report: Report) -> str:
+    devices = sorted({e.device for a in report.artifacts for e in _estimates(a)})
     head = ["artifact", "target", "preset", "size", "gzip size", "verification"] + [f"est. latency {d}" for d in devices]
     rows = ["<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
-    for artifact in artifacts:
-        by_device = {str(e["device"]): e for e in _estimates(artifact)}
-        cells = [f"<td>{escape(str(artifact.get('path', '')))}</td>", f"<td>{escape(str(artifact.get('target', '')))}</td>",
-                 f"<td>{escape(str(artifact.get('preset', '')))}</td>",
-                 _bytes_cell(artifact.get("size_bytes")), _bytes_cell(artifact.get("gzip_bytes")),
-                 _verification_cell(artifact.get("verification"))]
+    for entry in report.artifacts:
+        artifact = entry.artifact
+        by_device = {e.device: e for e in _estimates(entry)}
+        cells = [f"<td>{escape(report.relative(artifact.path))}</td>", f"<td>{escape(artifact.target)}</td>",
+                 f"<td>{escape(artifact.preset)}</td>",
+                 _bytes_cell(artifact.size_bytes), _bytes_cell(artifact.gzip_bytes),
+                 _verification_cell(entry.verification)]
         for device in devices:
             estimate = by_device.get(device)
-            extrapolated = " (extrapolated)" if estimate and estimate.get("extrapolated") else ""
-            cells.append(f'<td class="num">{estimate["p50_ms"]:.3f} ms{extrapolated}</td>' if estimate
+            extrapolated = " (extrapolated)" if estimate and estimate.extrapolated else ""
+            cells.append(f'<td class="num">{estimate.p50_ms:.3f} ms{extrapolated}</td>' if estimate
                          else '<td class="none">-</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return '<table id="artifacts">' + "".join(rows) + "</table>"
 
 
-def _bytes_cell(value: Any) -> str:
-    if not isinstance(value, int):
-        return '<td class="none">-</td>'
+def _bytes_cell(value: int) -> str:
     return f'<td class="num" data-bytes="{value}">{value / 1024:,.1f} KiB</td>'
 
 
-def _verification_cell(verification: Any) -> str:
-    if not isinstance(verification, Mapping):
+def _verification_cell(verification: Verification | None) -> str:
+    if verification is None:
         return '<td class="none">not run</td>'
-    passed = verification.get("passed")
-    status = "pass" if passed else str(verification.get("status") or "unknown").replace("_", " ")
-    detail = verification.get("failure") or verification.get("reason") or verification.get("headline")
-    extra = f" ({escape(str(detail))})" if isinstance(detail, str) and detail else ""
-    css = "ok" if passed else ("bad" if passed is False else "none")
+    passed = verification.passed
+    status = "pass" if passed else verification.status.value.replace("_", " ")
+    detail = verification.failure_line() or verification.reason
+    extra = f" ({escape(detail)})" if detail else ""
+    css = "ok" if passed else "bad"
     return f'<td class="{css}">{escape(status)}{extra}</td>'
 
 
-def _chart_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
-    sized = [a for a in artifacts if isinstance(a.get("size_bytes"), int)]
+def _chart_section(artifacts: Sequence[ArtifactReport]) -> list[str]:
     charts = []
-    if sized:
-        charts.append(bar_chart("Size (KiB)", [(_label(a), 0.0) for a in sized], unit="KiB",
+    if artifacts:
+        charts.append(bar_chart("Size (KiB)", [(_label(a), 0.0) for a in artifacts], unit="KiB",
                                 series=("on disk", "gzip -9"),
-                                values=[[a["size_bytes"] / 1024, _kib_or_nan(a.get("gzip_bytes"))] for a in sized]))
-    bars = [(f"{_label(a)} @ {e['device']}", float(e["p50_ms"])) for a in artifacts for e in _estimates(a)]
+                                values=[[a.artifact.size_bytes / 1024, a.artifact.gzip_bytes / 1024] for a in artifacts]))
+    bars = [(f"{_label(a)} @ {e.device}", float(e.p50_ms)) for a in artifacts for e in _estimates(a)]
     if bars:
         charts.append(bar_chart("Estimated latency p50 (ms, simulated)", bars, unit="ms"))
     if not charts:
@@ -141,53 +133,37 @@ def _chart_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["<h2>Size and latency</h2>", '<div class="charts">' + "".join(charts) + "</div>"]
 
 
-def _kib_or_nan(value: Any) -> float:
-    return value / 1024 if isinstance(value, int) else math.nan
-
-
-def _family_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
+def _family_section(artifacts: Sequence[ArtifactReport]) -> list[str]:
     rows = []
-    for artifact in artifacts:
-        for estimate in _estimates(artifact):
-            families = estimate.get("family_ms")
-            if isinstance(families, Mapping):
-                pairs = [(str(k), float(v)) for k, v in families.items() if _is_number(v)]
-            elif isinstance(families, list):
-                pairs = [(str(p[0]), float(p[1])) for p in families if isinstance(p, list | tuple) and len(p) == 2
-                         and _is_number(p[1])]
-            else:
-                pairs = []
+    for entry in artifacts:
+        for estimate in _estimates(entry):
+            pairs = [(str(k), float(v)) for k, v in dict(estimate.family_ms).items() if _is_number(v)]
             if pairs:
-                rows.append((f"{_label(artifact)} @ {estimate['device']}", sorted(pairs, key=lambda p: -p[1])))
+                rows.append((f"{_label(entry)} @ {estimate.device}", sorted(pairs, key=lambda p: -p[1])))
     if not rows:
         return []
     return ["<h2>Latency by op family (simulated)</h2>", stacked_bar_chart("Time per op family (ms, summed over the ops of each family)", rows, width=1000)]
 
 
-def _error_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
+def _error_section(report: Report) -> list[str]:
     out: list[str] = []
     compared: list[tuple[str, dict[str, float]]] = []
-    for artifact in artifacts:
-        verification = artifact.get("verification")
-        if not isinstance(verification, Mapping):
+    for entry in report.artifacts:
+        verification = entry.verification
+        if verification is None:
             continue
-        outputs = _output_metrics(verification)
-        layers = _layer_curve(verification)
-        compared += [(f"{_label(artifact)} {name}", metrics) for name, (metrics, _) in outputs.items()]
+        outputs = {c.name: _metric_values(c.metrics) for c in verification.outputs if c.metrics is not None}
+        outputs = {name: metrics for name, metrics in outputs.items() if metrics}
+        layers = _layer_curve(verification.localization)
+        compared += [(f"{_label(entry)} {name}", metrics) for name, metrics in outputs.items()]
         if not outputs and not layers:
             continue
-        origin = verification.get("data_origin")
-        samples = verification.get("samples")
-        # strip(" ()") on the parenthesized form used to eat the origin's own ")" too: "(seed 0"
+        origin, samples = verification.data_origin, verification.samples
         where = f"{samples} samples from {origin}" if origin and samples else ""
-        block = [f"<h3>{escape(str(artifact.get('path', _label(artifact))))}</h3>"
+        block = [f"<h3>{escape(report.relative(entry.artifact.path))}</h3>"
                  f'<p class="note">{escape(where)}</p>']
         if outputs:
             block.append(_metrics_table(outputs))
-            charts = [histogram(f"{name}: {key}", *hist) for name, (_, hists) in outputs.items()
-                      for key, hist in hists.items()]
-            if charts:
-                block.append('<div class="charts">' + "".join(charts) + "</div>")
         if layers:
             points, metric = layers
             positive = [v for _, v in points if v > 0]
@@ -195,7 +171,7 @@ def _error_section(artifacts: Sequence[Mapping[str, Any]]) -> list[str]:
             label = "SQNR dB, worse of tensor and channel" if metric == "score_db" else metric
             block.append(line_chart(f"Per-layer error ({label}, reference layer order)", points, y_label=label,
                                     width=540, log_y=log_y))
-            block.append(_localization_note(verification.get("localization")))
+            block.append(_localization_note(verification.localization))
         out.append("<div>" + "".join(block) + "</div>")
     charts = _comparison_charts(compared)
     if not out and not charts:
@@ -219,103 +195,75 @@ def _comparison_charts(compared: Sequence[tuple[str, Mapping[str, float]]]) -> l
     return charts
 
 
-def _output_metrics(verification: Mapping[str, Any]
-                    ) -> dict[str, tuple[dict[str, float], dict[str, tuple[list[float], list[float]]]]]:
-    """Per output name: its scalar metrics (nested keys flattened to their last part) and its histograms."""
-    entries: list[tuple[str, Mapping[str, Any]]] = []
-    for key in _OUTPUT_KEYS:
-        found = verification.get(key)
-        if isinstance(found, list):
-            entries += [(str(e.get("name") or e.get("output") or i), e) for i, e in enumerate(found) if isinstance(e, Mapping)]
-        elif isinstance(found, Mapping):
-            entries += [(str(k), v) for k, v in found.items() if isinstance(v, Mapping)]
-        if entries:
-            break
-    result = {}
-    for name, entry in entries:
-        found_metrics = entry.get("metrics")
-        scope: Mapping[str, Any] = found_metrics if isinstance(found_metrics, Mapping) else entry
-        metrics = {k.rsplit(".", 1)[-1]: float(v) for k, v in _flatten(scope) if _is_number(v)}
-        hists = {}
-        for key, value in [*entry.items(), *scope.items()]:
-            if isinstance(value, Mapping) and isinstance(value.get("counts"), list):
-                edges = value.get("edges", value.get("bins"))
-                counts = value["counts"]
-                if isinstance(edges, list) and len(edges) == len(counts) + 1 and all(map(_is_number, [*edges, *counts])):
-                    hists[str(key)] = ([float(e) for e in edges], [float(c) for c in counts])
-        if metrics or hists:
-            result[name] = (metrics, hists)
-    return result
+def _metric_values(metrics: OutputMetrics) -> dict[str, float]:
+    """Every finite number of ``metrics`` by field name, nested classifier metrics included (field order)."""
+    values: dict[str, float] = {}
+
+    def walk(obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                walk(value)
+            elif _is_number(value):
+                values[f.name] = float(value)
+
+    walk(metrics)
+    return values
 
 
-def _flatten(entry: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    pairs: list[tuple[str, Any]] = []
-    for key, value in entry.items():
-        if isinstance(value, Mapping) and "counts" not in value:
-            pairs += _flatten(value, f"{prefix}{key}.")
-        elif not isinstance(value, Mapping | list):
-            pairs.append((f"{prefix}{key}", value))
-    return pairs
-
-
-def _metrics_table(outputs: Mapping[str, tuple[dict[str, float], Any]]) -> str:
+def _metrics_table(outputs: Mapping[str, dict[str, float]]) -> str:
     """One row per metric, one column per output (metric lists are long, outputs few)."""
-    keys = list(dict.fromkeys(k for metrics, _ in outputs.values() for k in metrics))
+    keys = list(dict.fromkeys(k for metrics in outputs.values() for k in metrics))
     if not keys:
         return ""
     rows = ["<tr><th>metric</th>" + "".join(f"<th>{escape(name)}</th>" for name in outputs) + "</tr>"]
     for key in keys:
         cells = "".join(f'<td class="num">{metrics[key]:.4g}</td>' if key in metrics else '<td class="none">-</td>'
-                        for metrics, _ in outputs.values())
+                        for metrics in outputs.values())
         rows.append(f"<tr><td>{escape(key)}</td>{cells}</tr>")
     return '<table class="metrics">' + "".join(rows) + "</table>"
 
 
-def _layer_curve(verification: Mapping[str, Any]) -> tuple[list[tuple[str, float]], str] | None:
-    for key in _LAYER_KEYS:
-        found = verification.get(key)
-        if isinstance(found, Mapping):
-            found = next((found[k] for k in ("layers", "points", "per_layer", "curve") if isinstance(found.get(k), list)),
-                         None)
-        if not isinstance(found, list) or not found:
-            continue
-        rows = [r for r in found if isinstance(r, Mapping)]
-        # The per-layer report (verify.localize) ranks layers by the worse of tensor and channel SQNR: plot that.
-        metric = "score_db" if rows and all(_is_number(r.get("score_db")) for r in rows) else None
-        metric = metric or next((k for k in _ERROR_KEYS if rows and all(_is_number(r.get(k)) for r in rows)), None)
-        if metric is None and rows:
-            metric = next((k for k, v in rows[0].items() if _is_number(v) and k not in ("index", "step")), None)
-        if metric is None:
-            continue
-        points = [(str(r.get("name") or r.get("layer") or r.get("op") or i), float(r[metric]))
-                  for i, r in enumerate(rows) if _is_number(r.get(metric))]
-        if points:
-            return points, metric
-    return None
+def _layer_curve(localization: Localization | None) -> tuple[list[tuple[str, float]], str] | None:
+    """The per-layer points and their metric: the score verify.localize ranks layers by (the worse of tensor and
+    channel SQNR) when it is finite for every layer, else the first metric that is."""
+    if localization is None or not localization.layers:
+        return None
+    layers = localization.layers
+
+    def value(layer: LayerError, metric: str) -> float:
+        return float(getattr(layer, metric))
+
+    metric = next((m for m in ("score_db", "max_abs") if all(_is_number(value(e, m)) for e in layers)), None)
+    metric = metric or next((m for m in _LAYER_FALLBACK if _is_number(value(layers[0], m))), None)
+    if metric is None:
+        return None
+    points = [(e.layer or str(i), value(e, metric)) for i, e in enumerate(layers) if _is_number(value(e, metric))]
+    return (points, metric) if points else None
 
 
-def _localization_note(localization: Any) -> str:
+def _localization_note(localization: Localization | None) -> str:
     """The localization verdict under its curve: first layer over tolerance, largest drop, the suggestion."""
-    if not isinstance(localization, Mapping):
+    if localization is None:
         return ""
-    facts = [f"first layer over tolerance: {localization.get('first_over') or 'none'}"]
-    if localization.get("largest_drop"):
-        facts.append(f"largest SQNR drop at {localization['largest_drop']}")
-    if localization.get("suggestion"):
-        facts.append(f"suggestion: {localization['suggestion']}")
+    facts = [f"first layer over tolerance: {localization.first_over or 'none'}"]
+    if localization.largest_drop:
+        facts.append(f"largest SQNR drop at {localization.largest_drop}")
+    if localization.suggestion:
+        facts.append(f"suggestion: {localization.suggestion}")
     return f'<p class="note">{escape("; ".join(facts))}</p>'
 
 
-def _notes(report: Mapping[str, Any]) -> list[str]:
+def _notes(report: Report) -> list[str]:
     out = []
     for title, key in (("Warnings", "warnings"), ("Notes", "notes")):
-        items = [str(i) for i in report.get(key) or []]
-        for artifact in report.get("artifacts") or []:
-            if key == "warnings" and isinstance(artifact, Mapping):
-                items += [f"{artifact.get('path')}: {w}" for w in artifact.get("warnings") or []]
-                verification = artifact.get("verification")
-                if isinstance(verification, Mapping):  # what weakens the check (a constant reference output, ...)
-                    items += [f"{artifact.get('path')}: {w}" for w in verification.get("warnings") or []]
+        items = list(report.warnings if key == "warnings" else report.notes)
+        if key == "warnings":
+            for entry in report.artifacts:
+                path = report.relative(entry.artifact.path)
+                items += [f"{path}: {w}" for w in entry.artifact.warnings]
+                if entry.verification is not None:  # what weakens the check (a constant reference output, ...)
+                    items += [f"{path}: {w}" for w in entry.verification.warnings]
         if items:
             out += [f"<h2>{title}</h2><ul>", *(f"<li>{escape(i)}</li>" for i in items), "</ul>"]
     out.append('<p class="note">Latencies marked simulated are estimates from device profiles, not measurements. '

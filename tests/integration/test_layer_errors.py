@@ -48,7 +48,7 @@ def test_outlier_int8_failure_is_localized_at_conv1(outlier: dict[str, Any], run
     data = report.to_dict()["artifacts"][0]["verification"]["localization"]
     assert [layer["layer"] for layer in data["layers"]] == ["conv1", "conv2", "pool", "gap", "probs"]
     assert data["worst"][0] == "conv1" and data["samples"] == 32
-    assert "Per-layer error (SQNR dB" in render_html(report.to_dict())
+    assert "Per-layer error (SQNR dB" in render_html(report)
     # The CLI compares as many samples as it is given (it used to report 32 whatever --samples said).
     result = run_cli("verify", outlier["out"] / "outlier_cnn.int8.tflite", "--reference", outlier["model"],
                      "--data", outlier["data"], "--samples", "16")

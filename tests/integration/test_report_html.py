@@ -4,14 +4,22 @@ in headless Chromium (skipped only when Chromium is not installed)."""
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from edgeexport.report.html import render_html
+from edgeexport.report.model import Report, load_report
+from edgeexport.types import SourceModel, Status
+from edgeexport.verify.compare import Check, OutputComparison
+from edgeexport.verify.layers import LayerError
+from edgeexport.verify.localize import Localization
+from edgeexport.verify.metrics import OutputMetrics
+from tests.helpers.reports import estimate, typed_report
 from edgeexport.report.screenshot import find_chromium, png_stats, screenshot
 
 
@@ -86,33 +94,38 @@ def test_table_rows_match_report_json(converted: Path) -> None:
     assert "script" not in reader.tags and reader.urls == [] and "http://" not in (converted / "report.html").read_text().replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
-def _rich_report() -> dict[str, Any]:
+def _rich_report() -> Report:
+    """A failing verification with per-output metrics and a per-layer curve, and markup in every string."""
     evil = '<script>alert("x")</script>'
-    estimate = {"device": "pixel-8", "p50_ms": 0.5, "low_ms": 0.4, "high_ms": 0.7, "path": "cpu",
-                "family_ms": {"conv": 0.3, evil: 0.1}}
-    verification = {"status": "fail", "passed": False, "failure": f"{evil}: cosine 0.9 < 0.999", "samples": 8,
-                    "data_origin": "seeded", "outputs": [{"name": evil, "metrics": {"max_abs": 0.5, "sqnr_db": 12.0,
-                                                          "error_hist": {"edges": [0, 0.1, 0.2], "counts": [5, 3]}}}],
-                    "localization": {"layers": [{"layer": f"l{i}", "max_abs": 10.0 ** -i, "cosine": 1.0}
-                                                for i in range(5)]}}
-    artifact = {"path": f"{evil}.tflite", "target": "tflite", "preset": "int8", "size_bytes": 2048, "gzip_bytes": 1024,
-                "verification": verification, "estimates": [estimate], "warnings": [evil]}
-    return {"status": "verification_failed", "source": {"path": f"/m/{evil}.keras", "format": "keras"},
-            "artifacts": [artifact, {"path": "b.tflite", "target": "tflite", "preset": "fp32"}], "warnings": [evil]}
+    metrics = OutputMetrics(samples=8, max_abs=0.5, mean_abs=0.1, max_rel=1.0, rmse=0.2, cosine=0.9,
+                            cosine_worst=0.8, sqnr_db=12.0)
+    output = OutputComparison(evil, evil, "name", metrics, (Check(evil, "cosine", "cos", "min", 0.999, 0.9, False),))
+    # A channel without signal has SQNR -inf, so the curve falls back to max_abs (10^0 .. 10^-4: log scale).
+    layers = tuple(LayerError(f"l{i}", "Dense", f"t{i}", (), (4,), 1.0, 40.0, -math.inf, 10.0 ** -i) for i in range(5))
+    localization = Localization(layers, None, None, "", (), 8, 0.999, 30.0)
+    report, entry = typed_report(f"{evil}.tflite", estimates=(estimate(family_ms=(("conv", 0.3), (evil, 0.1))),),
+                                 warnings=(evil,))
+    assert entry.verification is not None
+    verification = replace(entry.verification, status=Status.VERIFICATION_FAILED, outputs=(output,),
+                           data_origin="seeded", samples=8, localization=localization)
+    _, plain_entry = typed_report("b.tflite", verification=None, estimates=(), preset="fp32")
+    source = replace(report.source, path=Path(f"/m/{evil}.keras"))
+    return replace(report, source=source, warnings=(evil,),
+                   artifacts=(replace(entry, verification=verification), plain_entry))
 
 
-def test_everything_is_escaped_and_missing_keys_are_tolerated() -> None:
+def test_everything_is_escaped_and_absent_stages_are_left_out() -> None:
     html = render_html(_rich_report())
     reader = _read(html)
     assert "script" not in reader.tags and "<script>" not in html and "&lt;script&gt;" in html
     assert [row[0] for row in reader.rows[1:]] == ['<script>alert("x")</script>.tflite', "b.tflite"]
-    assert reader.rows[2][3:6] == ["-", "-", "not run"]
-    assert reader.rows[1][5].startswith("fail (")
-    # Every optional section rendered: family breakdown, metrics table, histogram, per-layer curve (log scale).
-    for title in ("Time per op family", "Numerical error", "error_hist", "Per-layer error (max_abs",
-                  "SQNR (dB"):
+    assert reader.rows[2][5:] == ["not run", "-"]
+    assert reader.rows[1][5].startswith("verification failed (")
+    # Every optional section rendered: family breakdown, metrics table, per-layer curve (log scale), SQNR bars.
+    for title in ("Time per op family", "Numerical error", "Per-layer error (max_abs", "SQNR (dB"):
         assert title in html
-    assert render_html({}).count("<tr>") == 1  # an empty report still renders the table header
+    empty = Report(SourceModel(Path("m.keras"), "keras", ""), None, ())
+    assert render_html(empty).count("<tr>") == 1  # a report without artifacts still renders the table header
 
 
 def test_real_layer_localization_is_drawn(converted: Path) -> None:
@@ -120,12 +133,13 @@ def test_real_layer_localization_is_drawn(converted: Path) -> None:
     from edgeexport.verify.localize import localize_tflite
 
     root = Path(__file__).resolve().parents[2] / "sample_models"
-    report = json.loads((converted / "report.json").read_text())
-    artifact = report["artifacts"][0]
-    found = localize_tflite(converted / artifact["path"], load(open_source(root / "digits_cnn.keras")),
+    report = load_report(converted / "report.json")
+    entry = report.artifacts[0]
+    assert entry.verification is not None
+    found = localize_tflite(entry.artifact.path, load(open_source(root / "digits_cnn.keras")),
                             data=root / "digits.npz", samples=16)
-    artifact["verification"]["localization"] = found.to_dict()
-    html = render_html(report)
+    localized = replace(entry, verification=replace(entry.verification, localization=found))
+    html = render_html(replace(report, artifacts=(localized,)))
     names = [layer.layer for layer in found.layers]
     assert len(names) >= 4 and "conv1" in names
     # The per-layer report is plotted as SQNR (the worse of tensor and per-channel SQNR), not as max_abs.
