@@ -125,3 +125,33 @@ def test_bundle_command(converted: Path, tmp_path: Path, run_cli: Callable[..., 
     assert not (tmp_path / "early").exists()
     missing = run_cli("bundle", tmp_path / "nothing-here")
     assert missing.code == 3 and "no report.json" in missing.err
+
+
+@pytest.mark.parametrize("target", ["tflite", "coreml"])
+def test_manifest_sections_match_report_json(converted: Path, target: str) -> None:
+    """The manifest is built from typed objects; report.json read as plain JSON must say the same: the
+    verification's scalar facts (wall times left out, local paths cut to file names) and the latency bands."""
+    import math
+    import re
+
+    manifest = _manifest(converted, target)
+    entry = next(a for a in json.loads((converted / "report.json").read_text())["artifacts"] if a["target"] == target)
+    verification = entry["verification"]
+    expected = {k: re.split(r"[\\/]", v)[-1] if isinstance(v, str) and v.startswith("/") else v
+                for k, v in verification.items()
+                if k not in ("passed", "seconds") and (v is None or isinstance(v, str | int | float))
+                and not (isinstance(v, float) and not math.isfinite(v))}
+    assert manifest["verification"] == {"passed": verification["passed"], "summary": expected}
+    assert expected["runtime"] in ("litert", "mil") and expected["samples"] > 0
+    assert manifest["simulated_latency"] == [
+        {"device": e["device"], "p50_ms": e["p50_ms"], "low_ms": e["low_ms"], "high_ms": e["high_ms"], "unit": e["path"]}
+        for e in entry["estimates"]]
+
+
+def test_report_html_is_the_same_from_the_report_read_back(converted: Path) -> None:
+    from edgeexport.report.html import render_html
+    from edgeexport.report.model import load_report
+
+    written = (converted / "report.html").read_text()
+    assert render_html(load_report(converted / "report.json")) == written
+    assert written.count("<tr>") >= 3 and "est. latency iphone-15-pro" in written
