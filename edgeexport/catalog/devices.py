@@ -64,12 +64,13 @@ from typing import Any
 
 from edgeexport.catalog.model import UNIT_KINDS, ComputeUnit, DeviceProfile, Evidence, FitRecord, Validation
 from edgeexport.errors import ProfileError
+from edgeexport.targets.base import target_names
 
 DATA_DIR = Path(__file__).parent / "data"
 DEVICE_DIR = DATA_DIR / "devices"
 
 DEVICE_CLASSES = ("phone", "tablet", "sbc", "mcu", "host")
-TARGETS = ("tflite", "coreml")
+TARGETS = target_names()
 OSES = ("android", "ios", "linux", "none")
 DTYPES = ("fp32", "fp16", "int8", "int16")
 OP_FAMILIES = (

@@ -32,9 +32,10 @@ from edgeexport.catalog.model import (
     Tolerance,
 )
 from edgeexport.errors import ProfileError
+from edgeexport.targets.base import target_names
 
 PRESET_DIR = Path(__file__).parent / "data" / "presets"
-TARGETS = ("tflite", "coreml")
+TARGETS = target_names()
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9:._-]*")
 _PRESET_KEYS = {"description", "targets", "quantization", "pruning", "tolerance", "overrides", "base",
                 "min_coreml_deployment_target"}

@@ -5,6 +5,3 @@ the artifact has run, so a failure never leaves a half-written file in the outpu
 """
 
 from __future__ import annotations
-
-TARGETS: dict[str, str] = {"tflite": "tflite", "coreml": "coreml"}
-SUFFIX: dict[str, str] = {"tflite": ".tflite", "coreml": ".mlpackage"}
