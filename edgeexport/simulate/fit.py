@@ -9,8 +9,11 @@ ms) is predicted by the simulator itself (``placement.place`` on the candidate p
 over parameters z = log(value) of one unit: per-dtype efficiencies (``conv@int8``, ``depthwise@fp32``,
 ``default@fp16``: bounded to (0, 1]), the per-op cost ``op_overhead_us``, the fixed ``invoke_us`` and, when
 the rows have the evidence, ``serial_fraction`` (several thread counts) or the DRAM ``memory_bandwidth_gbps``
-that weights spill over (a model bigger than ``on_chip_bytes``). Overheads are bounded below by ~0. The small
-prior keeps parameters the rows cannot identify at the base profile's values.
+that weights spill over (a model bigger than ``on_chip_bytes``), and a GPU's ``occupancy_elements`` (output
+elements a kernel needs to fill it). Overheads are bounded below by ~0. The small prior keeps parameters the
+rows cannot identify at the base profile's values. Per unit kind (see the tuples below): an Edge TPU fits its
+per-layer cost even from a few rows (``PER_LAYER``); a GPU fits no invoke cost, no bandwidth (the SoC's is
+stated) and no "default" efficiency (its non-MAC ops are linked or memory-bound).
 """
 
 from __future__ import annotations
