@@ -147,6 +147,9 @@ class ComputeUnit:
     serial_fraction: float | None = None
     thread_sync_us: float = 0.0
     on_chip_bytes: int | None = None
+    # ``occupancy_elements``: output elements a kernel needs to keep every lane of a GPU busy; a kernel with
+    # fewer runs at (elements / occupancy_elements) of the unit's throughput (None: no occupancy limit)
+    occupancy_elements: float | None = None
 
     def efficiency_for(self, family: str) -> float:
         return float(self.efficiency.get(family, self.efficiency.get("default", 0.5)))

@@ -81,6 +81,8 @@ def device_to_toml(profile: DeviceProfile, *, header: str = "") -> str:
                 lines.append(f"{name} = {_value(float(getattr(unit, name)))}")
         if unit.on_chip_bytes is not None:
             lines.append(f"on_chip_bytes = {int(unit.on_chip_bytes)}")
+        if unit.occupancy_elements is not None:
+            lines.append(f"occupancy_elements = {_value(float(unit.occupancy_elements))}")
         unit_sources = _leaf_sources(profile.sources, f"units.{unit.name}")
         if unit_sources:
             lines += ["", f"[units.{unit.name}.sources]"] + [f"{_key(k)} = {_value(v)}" for k, v in unit_sources]

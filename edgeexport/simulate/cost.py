@@ -1,7 +1,9 @@
 """Roofline time of one op on one compute unit, and the CPU thread-scaling model.
 
-    t_op = max(ops / (peak[dtype] x efficiency[family] x threads_speedup / cores),  DRAM bytes / bandwidth)
-           + op_overhead
+    t_op = max(ops / (peak[dtype] x efficiency[family] x threads_speedup / cores x occupancy),
+               DRAM bytes / bandwidth)  + op_overhead
+
+``occupancy`` (GPUs with ``occupancy_elements``) is the share of the unit's lanes the op's output elements fill.
 
 DRAM bytes (``MemoryModel``): an op's activations when they do not fit in the cache, and its weights unless
 the whole model's weights fit in the cache. Cache-resident traffic is folded into the fitted efficiencies.
@@ -159,7 +161,7 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
         peak = peak * thread_fraction(unit, threads)
     eff = efficiency(unit, op.family, run_dtype, op.op_type)
     work = op.ops
-    compute_s = work / (peak * eff) if work else 0.0
+    compute_s = work / (peak * eff * occupancy(unit, op)) if work else 0.0
     scale = _bytes_scale(op.dtype, run_dtype)
     bandwidth = max(float(unit.memory_bandwidth_gbps), 1e-3) * 1e9
     activations = (op.read_bytes + op.write_bytes) * scale
@@ -171,11 +173,28 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     limit = memory.cache_bytes if unit.on_chip_bytes is None else unit.on_chip_bytes
     share = (dict(memory.spill_shares).get(unit.name, 1.0) if unit.name in memory.spill_units
              else memory.weight_stream_share)
-    dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share)
+    # weights are stored in the precision the unit computes in (a GPU delegate converts fp32 weights to fp16)
+    dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share * scale)
     memory_s = dram / bandwidth
     overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, threads) if work else 0.0)
     bound = "compute" if compute_s >= memory_s else "memory"
     return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
+
+
+def occupancy(unit: ComputeUnit, op: Op) -> float:
+    """Share of the unit's lanes a kernel keeps busy: ``E / (E + N)`` for E output elements and
+    N = ``unit.occupancy_elements`` (1.0 when the unit has no occupancy limit). A GPU runs one work item per
+    output element (LiteRT's GPU delegate: one per 4-channel slice of an output pixel) and hides memory
+    latency only with many work items in flight, so a conv with few output elements (DenseNet's 32-channel
+    3x3 convs at 7x7) leaves most lanes idle however many MACs each work item does. The smooth saturation
+    (half the lanes busy at E = N, not a hard ``min(1, E / N)``) keeps the fitted N identifiable."""
+    if unit.occupancy_elements is None or op.write_bytes <= 0:
+        return 1.0
+    elements = max(op.write_bytes / _SIZE.get(op.dtype, 4), 1.0)
+    return elements / (elements + max(float(unit.occupancy_elements), 1.0))
+
+
+_SIZE = {"fp32": 4, "fp16": 2, "int8": 1, "int16": 2}
 
 
 def _bytes_scale(stored: str, run: str) -> float:

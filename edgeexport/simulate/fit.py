@@ -9,8 +9,11 @@ ms) is predicted by the simulator itself (``placement.place`` on the candidate p
 over parameters z = log(value) of one unit: per-dtype efficiencies (``conv@int8``, ``depthwise@fp32``,
 ``default@fp16``: bounded to (0, 1]), the per-op cost ``op_overhead_us``, the fixed ``invoke_us`` and, when
 the rows have the evidence, ``serial_fraction`` (several thread counts) or the DRAM ``memory_bandwidth_gbps``
-that weights spill over (a model bigger than ``on_chip_bytes``). Overheads are bounded below by ~0. The small
-prior keeps parameters the rows cannot identify at the base profile's values.
+that weights spill over (a model bigger than ``on_chip_bytes``), and a GPU's ``occupancy_elements`` (output
+elements a kernel needs to fill it). Overheads are bounded below by ~0. The small prior keeps parameters the
+rows cannot identify at the base profile's values. Per unit kind (see the tuples below): an Edge TPU fits its
+per-layer cost even from a few rows (``PER_LAYER``); a GPU fits no invoke cost, no bandwidth (the SoC's is
+stated) and no "default" efficiency (its non-MAC ops are linked or memory-bound).
 """
 
 from __future__ import annotations
@@ -38,12 +41,26 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "partition_us": (1e-3, 5e4),
     "serial_fraction": (1e-3, 0.95),
     "memory_bandwidth_gbps": (1e-3, 1e3),
+    "occupancy_elements": (1.0, 1e7),
 }
 _OVERHEADS = frozenset({"op_overhead_us", "invoke_us", "partition_us"})
 # accelerators that run a delegate's compiled graph: no CPU-style per-op dispatch is assumed (the fitted
 # op_overhead_us may go to ~0), a fixed invoke_us per run, activations and weights at a fitted on-chip/DRAM rate
 GRAPH_COMPILED = ("npu", "dsp", "tpu", "ane")
 SMALL_FIT = 8
+# compiled accelerators that still pay a fixed cost per layer (the Edge TPU steps through its instruction
+# stream layer by layer: MobileNet's 33 ops take 2.4 ms, DenseNet's 251 take 25 ms at a tenth of the MACs of
+# ResNet-50): their per-op cost is fitted even from a few rows, with a prior toward the base value
+PER_LAYER = ("tpu",)
+# units whose fixed per-inference cost is not fitted: a GPU delegate's invoke uploads the input and reads
+# back the output (microseconds for an image classifier; the copies are costed as partition crossings), and
+# rows of big models alone would otherwise trade it against the launch cost per kernel
+NO_INVOKE = ("gpu",)
+# units whose non-MAC ops are linked into the previous kernel or cost their bytes at the DRAM bandwidth (a
+# GPU delegate), so no "default" efficiency is fitted for them
+MEMORY_BOUND_REST = ("gpu",)
+# units that stream from the SoC's DRAM, whose bandwidth the profile states (DEVICES.md 2.5): not fitted
+KNOWN_BANDWIDTH = ("gpu",)
 # scale of the linear prior on fixed invoke/partition costs (us): 5 ms costs the fit one prior unit
 FIXED_COST_SCALE_US = 5000.0
 # families a unit's efficiencies are fitted for separately when the rows spend time in them
@@ -141,16 +158,22 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
     """Which parameters of ``unit`` the rows can identify (see the module docstring)."""
     dtypes: dict[str, float] = {}
     families: dict[tuple[str, str], float] = {}
+    major: set[str] = set()  # dtypes that take >= 10 % of some row's time on this unit
     for sample in samples:
         placement = predict(sample, device)
+        row: dict[str, float] = {}
         for op, name, t in zip(sample.graph.ops, placement.units, placement.times, strict=True):
             if name == unit.name:
                 dtypes[t.dtype] = dtypes.get(t.dtype, 0.0) + t.seconds
+                row[t.dtype] = row.get(t.dtype, 0.0) + t.seconds
                 families[(op.family, t.dtype)] = families.get((op.family, t.dtype), 0.0) + t.seconds
+        major |= {d for d, v in row.items() if v >= 0.1 * sum(row.values())}
     params: list[str] = []
     compiled = unit.kind in GRAPH_COMPILED
     for dtype in sorted(dtypes):
-        if not compiled:
+        if dtype not in major:
+            continue  # e.g. the fp32 QUANTIZE/DEQUANTIZE at the ends of an int8 model: nothing to fit
+        if not compiled and unit.kind not in MEMORY_BOUND_REST:
             # a graph-compiled accelerator's non-MAC ops cost their memory traffic, not a share of the MAC peak
             params.append(f"efficiency.default@{dtype}")
         for family in MAIN_FAMILIES:
@@ -161,10 +184,14 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
     # bigger fit of the same accelerator family, see the base profiles' sources): a handful of rows of
     # three architectures cannot separate them from throughput
     if not compiled or len(samples) >= SMALL_FIT:
-        params += ["op_overhead_us"] + (["invoke_us"] if unit.kind in ACCELERATORS else [])
+        params += ["op_overhead_us"] + (["invoke_us"] if unit.kind in ACCELERATORS and unit.kind not in NO_INVOKE else [])
+    elif unit.kind in PER_LAYER:
+        params.append("op_overhead_us")
     if unit.kind == "cpu" and len({s.threads for s in samples}) > 1:
         params.append("serial_fraction")
-    if unit.kind in ACCELERATORS:
+    if unit.occupancy_elements is not None:
+        params.append("occupancy_elements")
+    if unit.kind in ACCELERATORS and unit.kind not in KNOWN_BANDWIDTH:
         # what an accelerator streams (spilled weights, activations beyond its on-chip memory) at a rate
         # nothing published states: fit it
         params.append("memory_bandwidth_gbps")
@@ -205,7 +232,7 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     # the prior pulls multiplicative parameters (efficiencies, bandwidth, serial fraction) toward the base
     # profile; fixed costs have no meaningful base in log space and are left to the rows and their bounds
     # (a CPU kernel dispatch or a GPU kernel launch has a physical base value, microseconds: it keeps the prior)
-    weights = np.array([0.0 if n in _OVERHEADS and not (n == "op_overhead_us" and base.kind in ("cpu", "mcu", "gpu"))
+    weights = np.array([0.0 if n in _OVERHEADS and not (n == "op_overhead_us" and base.kind in ("cpu", "mcu", "gpu", *PER_LAYER))
                         else prior for n in names])
     measured = np.log([s.ms for s in samples])
 

@@ -7,7 +7,9 @@ Runtime paths:
   Core ML (.mlpackage): ``compute_units`` ``all`` (ANE, then GPU, then CPU), ``cpu_and_gpu``, ``cpu_only``,
   ``cpu_and_ne``; the GPU and ANE compute in fp16.
 
-Each contiguous run of ops on one unit is a partition. Entering or leaving an accelerator partition costs a
+An Edge TPU runs only the prefix of the graph up to the first op it lacks (the rest falls back to the CPU,
+``PREFIX_ONLY``); a GPU delegate links an element-wise op or activation into the kernel that produced its input
+(``FUSING``: no launch, no memory trip). Each contiguous run of ops on one unit is a partition. Entering or leaving an accelerator partition costs a
 copy of the crossing tensors at the slower unit's bandwidth plus a synchronisation: the unit's fitted
 ``partition_us`` when it has one, else ``SYNC_US[kind]``. Every unit that runs any op adds its fixed
 ``invoke_us`` once per inference (a compiled accelerator's graph launch; fitted, see ``simulate/fit.py``).
@@ -30,6 +32,12 @@ from edgeexport.targets.base import COREML, TFLITE
 SYNC_US: dict[str, float] = {"gpu": 50.0, "npu": 80.0, "dsp": 80.0, "tpu": 80.0, "ane": 50.0, "cpu": 0.0, "mcu": 0.0}
 
 ACCELERATORS = ("gpu", "npu", "dsp", "tpu", "ane")
+# units whose compiler maps a graph only up to the first op it cannot run; every op after it runs on the CPU
+# (S: Coral's Edge TPU compiler, coral.ai/docs/edgetpu/models-intro "the compiler ... first unsupported op")
+PREFIX_ONLY = frozenset({"tpu"})
+# units that link element-wise ops and activations into the preceding kernel, and the families they link
+FUSING = frozenset({"gpu"})
+LINKABLE = frozenset({"elementwise", "activation"})
 # names LiteRT's GPU delegate goes by in the profiles' ``litert_delegates`` (Android OpenCL/GL, iOS Metal)
 GPU_DELEGATES = frozenset({"gpu", "metal", "opencl", "opengl", "webgpu"})
 COREML_COMPUTE_UNITS = ("all", "cpu_and_gpu", "cpu_only", "cpu_and_ne")
@@ -145,6 +153,8 @@ def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | No
     cpu = prefs[-1]
     assigned: list[ComputeUnit] = []
     times: list[OpTime] = []
+    prefix_only = prefs[0].kind in PREFIX_ONLY
+    started = False
     for op in graph.ops:
         for unit in prefs:
             dtype = _supports(unit, op.family, op.dtype, path)
@@ -152,15 +162,34 @@ def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | No
                 break
         else:
             unit, dtype = cpu, unit_dtype(cpu, op.dtype) or "fp32"
+        if prefix_only and started and unit.name == cpu.name:
+            prefs = [cpu]  # the Edge TPU compiler maps ops only up to the first one it cannot run
+        started = started or unit.kind in ACCELERATORS
         assigned.append(unit)
         times.append(op_time(op, unit, threads=threads, dtype=dtype, memory=memory))
     if not graph.ops:
         return Placement(path, (), (), (), 0.0)
+    times = _fuse_linked(graph, assigned, times)
     assigned, times = _merge_small_islands(graph, assigned, times, cpu, threads, memory)
     partitions, boundary = _partitions(graph, assigned, times)
     used = {u.name: u for u in assigned}
     invoke_ms = sum(float(u.invoke_us) for u in used.values()) * 1e-3
     return Placement(path, tuple(u.name for u in assigned), tuple(times), tuple(partitions), boundary, invoke_ms)
+
+
+def _fuse_linked(graph: OpGraph, assigned: list[ComputeUnit], times: list[OpTime]) -> list[OpTime]:
+    """GPU delegates link an element-wise op or activation into the kernel that produced its input (LiteRT's
+    GPU delegate merges such "linkable" ops): it costs its arithmetic only, no launch and no trip to memory."""
+    out = list(times)
+    for i in range(1, len(graph.ops)):
+        op, unit = graph.ops[i], assigned[i]
+        if unit.kind not in FUSING or op.family not in LINKABLE or assigned[i - 1].name != unit.name:
+            continue
+        if not set(op.inputs) & set(graph.ops[i - 1].outputs):
+            continue
+        t = out[i]
+        out[i] = OpTime(t.compute_s, t.compute_s, 0.0, 0.0, t.dtype, "compute")
+    return out
 
 
 def _crossing_ms(bytes_: int, a: ComputeUnit, b: ComputeUnit) -> float:
