@@ -240,8 +240,14 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
                    if u.name in spill)
     # a calibrated cache streams only the weights that do not fit (cost.streamed_share); without one, all
     share = streamed_share(graph.weight_bytes, weight_cache) if data else 1.0
-    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip,
-                       resident_units=resident, spill_units=spill, spill_shares=shares, weight_stream_share=share)
+    from edgeexport.simulate.hostterms import from_residuals
+
+    host = from_residuals(data)
+    # with calibrated host terms only weights within the private cache are free (simulate.hostterms)
+    fits = graph.weight_bytes <= (host.private_cache_bytes if host is not None else weight_cache)
+    return MemoryModel(cache_bytes=cache, weights_resident=fits, resident_kinds=on_chip,
+                       resident_units=resident, spill_units=spill, spill_shares=shares, weight_stream_share=share,
+                       host=host)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:

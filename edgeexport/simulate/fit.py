@@ -163,6 +163,10 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
         params += ["op_overhead_us"] + (["invoke_us"] if unit.kind in ACCELERATORS else [])
     if unit.kind == "cpu" and len({s.threads for s in samples}) > 1:
         params.append("serial_fraction")
+    if unit.kind == "cpu" and any(memory_model(s.graph, device).weight_stream_share > 0
+                                  and not memory_model(s.graph, device).weights_resident for s in samples):
+        # rows of models whose weights stream from DRAM each run carry the CPU's bandwidth (host_fit's ResNets)
+        params.append("memory_bandwidth_gbps")
     if unit.kind in ACCELERATORS:
         # what an accelerator streams (spilled weights, activations beyond its on-chip memory) at a rate
         # nothing published states: fit it
