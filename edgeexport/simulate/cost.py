@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from edgeexport.catalog.model import ComputeUnit
 from edgeexport.simulate.graph import Op
-from edgeexport.simulate.hostterms import HostTerms, weight_seconds
+from edgeexport.simulate.hostterms import HostTerms, streams_weights, weight_seconds
 
 # Serial fraction of Amdahl's law for multi-threaded CPU kernels; from 2.93x at 4 threads (RPi 4 int8,
 # DEVICES.md 3.6 item 5): 1 / (s + (1 - s) / 4) = 2.93 gives s = 0.122.
@@ -205,4 +205,6 @@ def _host_op_time(op: Op, unit: ComputeUnit, threads: int | None, memory: Memory
     overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, n) if split else 0.0)
     memory_s = act_s + weights_s
     bound = "compute" if compute_s >= memory_s else "memory"
+    if streams_weights(op.macs, op.weight_bytes, run_dtype):  # a GEMV reads and multiplies at once
+        return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
     return OpTime(max(compute_s, act_s) + weights_s + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)

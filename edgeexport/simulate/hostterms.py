@@ -7,8 +7,9 @@ host_fit rows (benchmarks/RESULTS.md) showed the plain roofline gets wrong on th
 1. **Weights behind the private cache.** A model whose weights exceed the per-core cache (``private_cache_bytes``,
    L2 from sysfs) reads each op's packed weights from the shared cache at ``cache_bandwidth_gbps`` (measured:
    a 4 MB fp32 GEMV, ``cache`` suite family), and the part the shared cache cannot keep from DRAM at the
-   unit's ``memory_bandwidth_gbps``. An XNNPACK GEMM reads a weight panel before it multiplies with it, so
-   this traffic adds to the compute time instead of hiding under it (the roofline's ``max``).
+   unit's ``memory_bandwidth_gbps``. An XNNPACK GEMM with several row tiles loads a weight panel before it
+   multiplies with it, so this traffic adds to the compute time instead of hiding under it (the roofline's
+   ``max``); a GEMV (fewer than ``STREAMING_ROWS`` rows) multiplies as it reads and keeps the ``max``.
 2. **Bandwidth with more threads.** Two cores pull more bytes per second than one, but not twice as many:
    ``bandwidth_scaling`` is measured / one-thread bandwidth of the DRAM and cache cases at each thread count.
 3. **Ops the thread pool does not split.** Kernels outside the XNNPACK delegate (TFLite's builtin int8
@@ -173,6 +174,21 @@ def weight_seconds(weight_bytes: float, stream_share: float, terms: HostTerms, d
     return cached + streamed
 
 
+# Rows of the GEMM an op multiplies each weight with (MACs / weights) below which it streams its weights as
+# it computes (one pass, prefetched: read and multiply overlap); with more rows a weight panel is loaded
+# once before the row tiles use it, and the load adds to the compute. 8 is about one GEMM row tile (MR)
+# of XNNPACK's x86/Arm micro-kernels. U: not measured by the suite.
+STREAMING_ROWS = 8
+
+
+def streams_weights(macs: int, weight_bytes: int, dtype: str) -> bool:
+    """True when an op reuses each weight fewer than STREAMING_ROWS times (a GEMV: fully connected at batch
+    1, a conv on a 1x1 map): its weight reads overlap its arithmetic."""
+    size = {"int8": 1, "fp16": 2}.get(dtype, 4)
+    weights = weight_bytes / size
+    return weights > 0 and macs / weights < STREAMING_ROWS
+
+
 # Per-core cache when sysfs does not say (U: 512 KiB is a common L2 per core on recent x86 and Arm cores).
 DEFAULT_PRIVATE_CACHE_BYTES = 512 * 2**10
 
@@ -206,15 +222,13 @@ def fit_host_terms(measurements: Sequence[Timed], unit: ComputeUnit, threads: in
                    cache: tuple[int, int], graphs: Mapping[str, OpGraph]) -> tuple[ComputeUnit, HostTerms]:
     """The host terms from the suite (see the module docstring), and ``unit`` with its DRAM bandwidth solved
     again under them: the stream case's time is the cached share of its weights at the shared-cache rate plus
-    the streamed share at DRAM rate. ``graphs`` holds the ``stream``/``cache`` cases' graphs (their small
-    GEMV compute is taken off their time); ``cache`` is ``calibrate.cache_bytes()``."""
+    the streamed share at DRAM rate. ``graphs`` holds the ``stream``/``cache`` cases' graphs (unused: a GEMV's
+    time is its read time); ``cache`` is ``calibrate.cache_bytes()``."""
     from dataclasses import replace
 
-    from edgeexport.simulate.cost import MemoryModel, op_time, streamed_share
+    from edgeexport.simulate.cost import streamed_share
 
-    hot = MemoryModel(cache_bytes=cache[0], weights_resident=True)
-    compute = {case: sum(op_time(op, unit, threads=threads, memory=hot).compute_s for op in g.ops) * 1e6
-               for case, g in graphs.items()}
+    compute: dict[str, float] = {}  # GEMVs: reading is the whole time (see cache_bandwidth)
     overhead = float(unit.op_overhead_us)
     dram = float(unit.memory_bandwidth_gbps)
     measured_bw = cache_bandwidth(measurements, threads, invoke_us, overhead, compute)
@@ -225,8 +239,8 @@ def fit_host_terms(measurements: Sequence[Timed], unit: ComputeUnit, threads: in
     for m in measurements:
         if m.family == "stream" and m.threads == threads:
             share = streamed_share(m.bytes, cache[1])
-            net_us = (m.ms * 1e3 - invoke_us - overhead * m.op_count - compute.get(m.case, 0.0)
-                      - m.bytes * (1.0 - share) / (cache_bw * 1e3))
+            # a GEMV multiplies as it reads: its whole time is reading (no compute taken off)
+            net_us = m.ms * 1e3 - invoke_us - overhead * m.op_count - m.bytes * (1.0 - share) / (cache_bw * 1e3)
             if share > 0:
                 rates.append(m.bytes * share / max(net_us, 0.05) / 1e3)
     if rates and measured_bw is not None:
@@ -244,7 +258,7 @@ def fit_host_terms(measurements: Sequence[Timed], unit: ComputeUnit, threads: in
 def _one_rate(measurements: Sequence[Timed], threads: int, invoke_us: float, overhead_us: float,
               compute_us: Mapping[str, float]) -> float | None:
     """GB/s of the stream cases with all their weight bytes counted at one rate (median), None without any."""
-    rates = sorted(m.bytes / max(m.ms * 1e3 - invoke_us - overhead_us * m.op_count - compute_us.get(m.case, 0.0), 0.05)
+    rates = sorted(m.bytes / max(m.ms * 1e3 - invoke_us - overhead_us * m.op_count, 0.05)
                    / 1e3 for m in measurements if m.family == "stream" and m.threads == threads)
     return rates[len(rates) // 2] if rates else None
 

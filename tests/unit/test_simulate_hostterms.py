@@ -98,11 +98,17 @@ TERMS = HostTerms(private_cache_bytes=2**20, cache_bandwidth_gbps=80.0, bandwidt
 
 def test_weights_beyond_the_private_cache_add_their_read_time() -> None:
     unit = _cpu()
-    op = _conv(10**7, 4 * 10**6)
+    op = _conv(10**8, 4 * 10**6)  # each of 1 M weights used 50 times: a GEMM with several row tiles
     plain = op_time(op, unit, threads=1, memory=MemoryModel(weights_resident=True, host=TERMS))
     half = op_time(op, unit, threads=1, memory=MemoryModel(weights_resident=False, weight_stream_share=0.5, host=TERMS))
     expected = 2e6 / 80e9 + 2e6 / 20e9
     assert half.seconds - plain.seconds == pytest.approx(expected, rel=1e-9)
+    # a GEMV (each weight used once) reads as it multiplies: the slower of the two, not their sum
+    gemv = Op(0, "fc", "FULLY_CONNECTED", "fc", (0,), (1,), "fp32", macs=10**6, ops=2 * 10**6,
+              weight_bytes=4 * 10**6, read_bytes=4000, write_bytes=4000)
+    t = op_time(gemv, unit, threads=1, memory=MemoryModel(weights_resident=False, weight_stream_share=0.5, host=TERMS))
+    assert t.seconds == pytest.approx(max(t.compute_s, t.memory_s) + t.overhead_s, rel=1e-9)
+    assert t.memory_s == pytest.approx(expected, rel=1e-9)
     assert weight_seconds(4e6, 0.5, TERMS, 20.0, 2) == pytest.approx(2e6 / (80e9 * 1.8) + 2e6 / (20e9 * 1.5))
 
 
