@@ -217,6 +217,11 @@ def _estimate(
 
 def _placeholder_warnings(device: DeviceProfile) -> tuple[str, ...]:
     if not is_placeholder(device):
+        data = _residuals(device)
+        if device.device_class == "host" and data is not None and "host_terms" not in data:
+            # calibrated before simulate.hostterms: its weights-beyond-cache and threading terms are missing
+            return (f"{device.name} was calibrated by an older edgeexport without its cache and thread-pool terms "
+                    "(weight reads beyond the core's cache, unsplit kernels): re-run `edgeexport calibrate`",)
         return ()
     text = (f"{device.name} is an uncalibrated placeholder profile: this estimate is a guess (off by up to 10x); "
             "run `edgeexport calibrate` (simulate --device host does it once by itself unless --no-calibrate)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,29 @@ def test_host_terms_round_trip_and_old_residuals_keep_the_roofline() -> None:
     old = op_time(op, unit, threads=1, memory=MemoryModel(weights_resident=False))
     assert old.seconds == pytest.approx(max(old.compute_s, old.memory_s) + old.overhead_s)
     assert math.isclose(op_time(op, replace(unit), threads=1, memory=MemoryModel()).seconds, old.seconds)
+
+
+def test_a_host_calibrated_without_host_terms_says_to_recalibrate(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from edgeexport.catalog.devices import DEVICE_DIR, parse_device
+    from edgeexport.simulate import simulate
+    from edgeexport.simulate.graph import OpGraph, Tensor
+
+    text = (DEVICE_DIR / "host.toml").read_text(encoding="utf-8").replace("placeholder until edgeexport calibrate",
+                                                                          "M: a calibration")
+    (tmp_path / "host.toml").write_text(text, encoding="utf-8")
+    tensors = (Tensor(0, "x", (1, 8), "float32", False, 32), Tensor(1, "y", (1, 8), "float32", False, 32))
+    graph = OpGraph("tflite", None, tensors, (Op(0, "relu", "RELU", "activation", (0,), (1,), "fp32", ops=8),),
+                    (0,), (1,), 64, 0, 0.0)
+    (tmp_path / "host.residuals.json").write_text(json.dumps({"ratio_p10": 0.8, "ratio_p90": 1.2, "n": 3}))
+    old = simulate(Path("m.tflite"), parse_device(tmp_path / "host.toml"), graph=graph, threads=1)
+    assert any("re-run `edgeexport calibrate`" in w for w in old.warnings)
+    new_dir = tmp_path / "new"
+    new_dir.mkdir()
+    shutil.copy(tmp_path / "host.toml", new_dir / "host.toml")
+    (new_dir / "host.residuals.json").write_text(json.dumps({"ratio_p10": 0.8, "ratio_p90": 1.2, "n": 3,
+                                                             "host_terms": TERMS.to_json()}))
+    new = simulate(Path("m.tflite"), parse_device(new_dir / "host.toml"), graph=graph, threads=1)
+    assert not any("re-run `edgeexport calibrate`" in w for w in new.warnings)
