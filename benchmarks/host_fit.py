@@ -7,13 +7,18 @@
    thread and at the default thread count (this machine's cores, at most 4).
 3. Host check (item 5): ``simulate --device <calibrated host>`` vs ``bench`` with the same threads on all
    twenty, none of which the calibration saw: median absolute error per thread count.
-4. Ten-measurement fit (item 7): the first ten architectures are the user's measurements, written as a CSV
-   of (artifact, threads, measured_ms) rows; a profile is fitted from those rows alone on top of the
-   calibrated host (the base) and predicts the ten others. The fitter here is the one-parameter
-   log-least-squares scale per thread count (``fit_scale``): the general fitter (``calibrate
-   --measurements``) is issue 12 part A and plugs in at ``fit_from_rows``.
+4. Ten-measurement fit (item 7): the first ten architectures are the user's measurements, written as a
+   measurements CSV (unit, threads, model = artifact, preset, ms); ``edgeexport calibrate --measurements
+   CSV --base <the shipped generic host CPU placeholder> --out host-fit.toml`` (the real fitter,
+   ``simulate/fit.py``, run as a user would) fits a profile from those rows alone, without the calibration,
+   and ``simulate`` with that profile predicts the ten other architectures.
 
-    TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/host_fit.py [--quick] [--csv rows.csv]
+    TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/host_fit.py [--quick] [--csv rows.csv] [--artifacts DIR]
+    python benchmarks/host_fit.py --replay host_fit.log --artifacts DIR --profile host.toml
+
+``--artifacts DIR`` keeps the converted artifacts there and reuses them (convert under ``/work/wt/heavy``,
+then time under ``/work/wt/timed``); ``--replay`` re-reads the measured values of an earlier run's log instead
+of measuring (for changes to the simulator: the figures it prints are that run's measurements).
 
 Timings on a machine shared with other jobs are noisy: the two sides of every comparison are measured in the
 same run with the same threads.
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import statistics
 import tempfile
@@ -104,27 +108,49 @@ def measure_ms(path: Path, threads: int) -> float:
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
-    """The measurements in the interface part A's fitter reads: artifact, threads, measured_ms."""
+    """The measurements in the CSV format ``edgeexport calibrate --measurements`` reads."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["artifact", "threads", "measured_ms"])
+        writer.writerow(["unit", "threads", "model", "preset", "ms", "source"])
         for row in rows:
-            writer.writerow([str(row.artifact), row.threads, f"{row.measured_ms:.4f}"])
+            writer.writerow(["cpu", row.threads, str(row.artifact), row.preset, f"{row.measured_ms:.4f}",
+                             "edgeexport bench on this machine (benchmarks/host_fit.py)"])
 
 
-def fit_scale(rows: list[Row]) -> dict[int, float]:
-    """Per thread count, the factor k minimizing sum (log measured - log (k x simulated))^2: exp of the mean
-    log ratio."""
-    by_threads: dict[int, list[float]] = {}
-    for row in rows:
-        by_threads.setdefault(row.threads, []).append(math.log(row.measured_ms / row.simulated_ms))
-    return {t: math.exp(statistics.fmean(v)) for t, v in by_threads.items()}
+# the generic CPU the ten-measurement fit starts from: the shipped host placeholder (not the calibration)
+GENERIC_CPU = Path(__file__).resolve().parent.parent / "edgeexport" / "catalog" / "data" / "devices" / "host.toml"
 
 
-def fit_from_rows(rows: list[Row]) -> Callable[[Row], float]:
-    """A predictor fitted from the measured rows alone (see the module docstring)."""
-    scale = fit_scale(rows)
-    return lambda row: row.simulated_ms * scale.get(row.threads, 1.0)
+def fit_from_rows(rows: list[Row], work: Path) -> Callable[[Row], float]:
+    """Fit a profile to ``rows`` alone with ``edgeexport calibrate --measurements`` (``--base`` GENERIC_CPU)
+    and return the predictor ``simulate`` with that profile gives (see the module docstring)."""
+    import subprocess
+    import sys
+
+    from edgeexport.catalog.devices import parse_device
+    from edgeexport.simulate import simulate
+
+    measured, out = work / "ten_measurements.csv", work / "host-fit.toml"
+    write_csv(rows, measured)
+    cmd = [sys.executable, "-m", "edgeexport", "calibrate", "--measurements", str(measured), "--base",
+           str(GENERIC_CPU), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    print("$ edgeexport calibrate --measurements ten_measurements.csv --base <generic CPU> --out host-fit.toml")
+    print("\n".join(f"  {line}" for line in done.stdout.strip().splitlines()[-6:]))
+    if done.returncode != 0:
+        raise SystemExit(f"calibrate --measurements failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+    fitted = parse_device(out)
+    return lambda row: simulate(row.artifact, fitted, threads=row.threads, delegate="cpu").p50_ms
+
+
+def replayed(log: Path) -> dict[tuple[str, str, int], float]:
+    """(name, preset, threads) -> measured ms of every row line of an earlier run's output."""
+    found: dict[tuple[str, str, int], float] = {}
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[2].endswith("T") and parts[3] == "measured":
+            found[(parts[0], parts[1], int(parts[2][:-1]))] = float(parts[4])
+    return found
 
 
 def ape(measured: float, predicted: float) -> float:
@@ -138,7 +164,13 @@ def main() -> int:
     parser.add_argument("--presets", default="fp32,int8", help="comma-separated: fp32, int8")
     parser.add_argument("--profile", type=Path, default=None,
                         help="reuse a profile written by `edgeexport calibrate` instead of calibrating first")
+    parser.add_argument("--artifacts", type=Path, default=None,
+                        help="keep converted artifacts in DIR and reuse those already there")
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="take the measured values from this earlier output instead of measuring")
+    parser.add_argument("--convert-only", action="store_true", help="convert into --artifacts and stop")
     args = parser.parse_args()
+    replay = replayed(args.replay) if args.replay is not None else None
     started = time.perf_counter()
 
     import keras
@@ -149,49 +181,61 @@ def main() -> int:
     from edgeexport.simulate.microbench import keras_to_tflite
 
     work = Path(tempfile.mkdtemp(prefix="edgeexport-hostfit-"))
+    store = args.artifacts or work
+    store.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if args.profile is not None:
+    if args.convert_only:
+        host = None
+    elif args.profile is not None:
         from edgeexport.catalog import load_device
 
         host = load_device(args.profile)
     else:
         host = calibrate(work / "host.toml", threads=1).profile
-    cpu = host.unit("cpu")
-    assert cpu is not None
-    print(f"calibrated in {time.perf_counter() - t0:.0f} s: serial fraction {cpu.serial_fraction}, "
-          f"thread sync {cpu.thread_sync_us} us", flush=True)
+    cpu = host.unit("cpu") if host is not None else None
+    if cpu is not None:
+        print(f"calibrated in {time.perf_counter() - t0:.0f} s: serial fraction {cpu.serial_fraction}, "
+              f"thread sync {cpu.thread_sync_us} us, DRAM {cpu.memory_bandwidth_gbps} GB/s", flush=True)
     counts = sorted({1, default_threads()})
     rows: list[Row] = []
     for group, fitted in ((FIT, True), (PREDICT, False)):
         for name, build in group.items():
             if args.quick and name not in QUICK:
                 continue
-            keras.utils.set_random_seed(0)
-            try:
-                model = _fixed_batch(build())
-            except Exception as err:  # noqa: BLE001 - an architecture this Keras lacks is reported, not fatal
-                print(f"{name}: cannot build ({type(err).__name__}: {err})", flush=True)
-                continue
+            model = None
             for preset in args.presets.split(","):
-                path = work / f"{name}.{preset}.tflite"
-                try:
-                    path.write_bytes(keras_to_tflite(model, preset, samples=2))
-                except Exception as err:  # noqa: BLE001 - a model the converter refuses is reported, not fatal
-                    print(f"{name} {preset}: conversion failed ({type(err).__name__})", flush=True)
+                path = store / f"{name}.{preset}.tflite"
+                if not path.is_file():
+                    try:
+                        if model is None:
+                            keras.utils.set_random_seed(0)
+                            model = _fixed_batch(build())
+                        path.write_bytes(keras_to_tflite(model, preset, samples=2))
+                    except Exception as err:  # a model the converter refuses is reported, not fatal
+                        print(f"{name} {preset}: cannot build or convert ({type(err).__name__}: {err})", flush=True)
+                        continue
+                if host is None:
                     continue
                 for threads in counts:
                     est = simulate(path, host, threads=threads, delegate="cpu")
-                    row = Row(name, preset, path, threads, measure_ms(path, threads), est.p50_ms, fitted)
+                    ms = replay.get((name, preset, threads)) if replay is not None else measure_ms(path, threads)
+                    if ms is None:
+                        continue
+                    row = Row(name, preset, path, threads, ms, est.p50_ms, fitted)
                     rows.append(row)
                     print(f"{name:<28} {preset:<5} {threads}T measured {row.measured_ms:8.3f} simulated "
                           f"{row.simulated_ms:8.3f} APE {ape(row.measured_ms, row.simulated_ms):5.1f} %"
                           + (" extrapolated" if est.extrapolated else ""), flush=True)
             keras.backend.clear_session()
+    if host is None:
+        print(f"converted into {store}")
+        return 0
     measured = [r for r in rows if r.fitted]
     if args.csv is not None:
         write_csv(measured, args.csv)
-    predict = fit_from_rows(measured)
-    print(f"\n{COMMAND}{' --quick' if args.quick else ''}: {len(rows)} rows, {time.perf_counter() - started:.0f} s")
+    print(f"\n{COMMAND}{' --quick' if args.quick else ''}{' (replayed measurements)' if replay else ''}: "
+          f"{len(rows)} rows, {time.perf_counter() - started:.0f} s")
+    predict = fit_from_rows(measured, work)
     for threads in counts:
         calib = [ape(r.measured_ms, r.simulated_ms) for r in rows if r.threads == threads]
         held = [r for r in rows if r.threads == threads and not r.fitted]
@@ -202,8 +246,6 @@ def main() -> int:
         if held:
             print(f"{threads} thread(s): ten-measurement fit on the {len(held)} held-out rows: median APE "
                   f"{statistics.median(fitted_err):.1f} % (calibration alone: {statistics.median(calib_held):.1f} %)")
-    print("scale fitted from the ten measured architectures: "
-          + ", ".join(f"{t}T x{k:.3f}" for t, k in sorted(fit_scale(measured).items())))
     return 0
 
 

@@ -62,9 +62,11 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
                   model_bytes: int | None = None) -> tuple[Preset, str]:
     """The preset ``--preset auto`` picks for ``device`` and ``target``, and the reason in one sentence.
 
-    Rules: fp32 on the host; int8 I/O plus channel pruning on microcontrollers; int8 when the fastest usable unit
-    is an int8 NPU/TPU/DSP; fp16 when it is a GPU or the Neural Engine; int8 on a CPU whose int8 peak is at least
-    twice its fp32 peak; fp32 otherwise. On a microcontroller, when ``model_bytes`` (the float model file's size)
+    Rules: fp32 on the host; int8 I/O plus channel pruning on microcontrollers; elsewhere the candidate preset
+    (fp32, fp16, int8; Core ML: fp32, fp16, w8a8) that ``simulate`` runs fastest on the device, on the unit its
+    placement picks (simulate.preset_choice: a more exact one within 5 % wins), so the pick and the estimate
+    agree. Only a device the simulator cannot place anything on uses the peak-throughput rules (int8 for an
+    int8 NPU/TPU/DSP, fp16 for a GPU or the Neural Engine, int8 for a CPU with twice the int8 peak, else fp32). On a microcontroller, when ``model_bytes`` (the float model file's size)
     says the int8 weights would take over half the flash, low-rank factorization (lowrank-25) replaces channel
     pruning. With ``calibration=False`` (no calibration data) a preset that needs it is
     replaced by dynamic-range int8 (TFLite) or int8 weights (Core ML). Raises ``UnsupportedError`` when the device
@@ -84,6 +86,10 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
                + (f" and {_size(device.flash_bytes)} flash" if device.flash_bytes else "")
                + ": TFLite Micro wants integer-only int8 I/O and removing 25% of channels shrinks flash and RAM")
         return _without_calibration(load_preset(spec), spec, why, target, calibration, fallback="fp32")
+    simulated = _simulated_choice(device, target, calibration)
+    if simulated is not None:
+        return simulated
+    # a device the simulator cannot place anything on falls back to the peak-throughput rules
     fastest = max(units, key=lambda u: best_gops(u)[0])
     rate, dtype = best_gops(fastest)
     if fastest.kind in _ACCELERATORS and dtype == "int8" and target == "tflite":
@@ -110,6 +116,26 @@ def choose_preset(device: DeviceProfile, target: str, *, calibration: bool = Tru
                f"whose int8 peak is {ratio:.0f}x its fp32 peak")
         return _without_calibration(load_preset("int8"), "int8", why, target, calibration)
     return load_preset("fp32"), f"{device.name} runs {target} on its CPU without a faster int8 path: fp32 is exact"
+
+
+def _simulated_choice(device: DeviceProfile, target: str, calibration: bool) -> tuple[Preset, str] | None:
+    """The candidate preset the simulator runs fastest on ``device`` (simulate.preset_choice), with its reason;
+    None when no candidate can be simulated there."""
+    from edgeexport.simulate.preset_choice import pick, reason, simulate_candidates
+
+    def runs(name: str) -> bool:
+        try:
+            check_compatible(load_preset(name), target, device)
+        except UnsupportedError:
+            return False
+        return True
+
+    candidates = [c for c in simulate_candidates(device, target) if runs(c.preset)]
+    if not candidates:
+        return None
+    chosen = pick(candidates)
+    why = reason(device, chosen, candidates, on_reference=True)
+    return _without_calibration(load_preset(chosen.preset), chosen.preset, why, target, calibration)
 
 
 def _without_calibration(preset: Preset, spec: str, why: str, target: str, calibration: bool,

@@ -42,6 +42,7 @@ from edgeexport.simulate.cost import (
     streamed_share,
 )
 from edgeexport.simulate.estimate import residuals_path
+from edgeexport.simulate.hostterms import HostTerms, fit_host_terms
 from edgeexport.simulate.microbench import SUITE, Case, build
 from edgeexport.simulate.tflite_reader import read_tflite
 from edgeexport.targets.base import TFLITE
@@ -54,6 +55,9 @@ OWN_KERNELS = frozenset({"TRANSPOSE_CONV", "TILE", "RESIZE_BILINEAR", "TRANSPOSE
 # Cases with fewer operations than this are all per-op overhead: they check the overhead and thread-sync
 # terms (their ratios are in the residuals) but would make an efficiency estimate pure noise.
 MIN_FIT_OPS = 20_000
+
+# suite families that measure the memory system, not an op family's efficiency
+NOT_EFFICIENCY = ("chain", "stream", "cache", "handoff")
 
 # families the suite does not measure borrow the efficiency of a close relative
 BORROW = {"matmul": "conv", "attention": "conv", "recurrent": "fc", "norm": "elementwise", "resize": "pool",
@@ -147,7 +151,7 @@ def measure(threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
     out: list[Measurement] = []
     counts = (threads,) if scaling_threads <= threads else (threads, scaling_threads)
     for case in SUITE:
-        for dtype in ("fp32",) if case.family == "stream" else ("fp32", "int8"):
+        for dtype in ("fp32",) if case.family in ("stream", "cache") else ("fp32", "int8"):
             data = _quiet_build(case, dtype)
             graph = read_tflite(data)
             # the op with arithmetic, not a bigger RESHAPE view around it (UpSampling2D in fp32)
@@ -158,7 +162,7 @@ def measure(threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
             moved = sum(o.read_bytes + o.write_bytes + o.weight_bytes for o in same)
             for count in counts:
                 # DRAM bandwidth is what neighbours contend for most: more blocks, keep the best
-                ms = min(_time_ms(data, count, runs, min_seconds) for _ in range(3 if case.family == "stream" else 1))
+                ms = min(_time_ms(data, count, runs, min_seconds) for _ in range(3 if case.family in ("stream", "cache") else 1))
                 out.append(Measurement(case.name, case.family, dtype, ms, work, moved, len(graph.ops),
                                        main.op_type, count))
                 if progress is not None:
@@ -181,7 +185,12 @@ def fit(measurements: list[Measurement], facts: dict[str, object], threads: int)
     overhead_us = max((chains.get(16, 0.0) - chains.get(1, 0.0)) / 15.0, 0.02)
     invoke_us = max(chains.get(1, 0.0) - overhead_us, 0.0)
     serial, sync_us = fit_thread_scaling(scaling_rows, threads, invoke_us, overhead_us)
-    cases = [m for m in measurements if m.family not in ("chain", "stream")]
+    from edgeexport.simulate.hostterms import handoff_us
+
+    # the hand-off between back-to-back split ops, not the intercept of single-op runs (simulate.hostterms)
+    measured_sync = handoff_us(scaling_rows, threads, serial)
+    sync_us = sync_us if measured_sync is None else measured_sync
+    cases = [m for m in measurements if m.family not in NOT_EFFICIENCY]
 
     def net_s(m: Measurement) -> float:
         return max(m.ms * 1e3 - invoke_us - overhead_us * m.op_count, 0.05) * 1e-6
@@ -245,10 +254,14 @@ def fit_thread_scaling(measurements: list[Measurement], threads: int, invoke_us:
     more threads T: ``t_T - invoke - n x overhead = n x sync + a x (t_1 - invoke - n x overhead)``
     with ``a = s + (1 - s) / T``, solved by least squares on relative error (sync >= 0, 1/T <= a <= 1). Without multi-thread rows: (CPU_SERIAL_FRACTION, 0)."""
     from edgeexport.simulate.cost import CPU_SERIAL_FRACTION
+    from edgeexport.simulate.hostterms import DEFAULT_SPLIT_MIN_OPS, single_thread_kernels
 
-    base = {(m.case, m.dtype): m for m in measurements if m.threads == threads and m.family != "stream"}
-    pairs = [(base[(m.case, m.dtype)], m) for m in measurements
-             if m.threads > threads and (m.case, m.dtype) in base and m.family != "stream"]
+    # only ops the pool splits tell how splitting scales (simulate.hostterms): not the kernels that run on
+    # one thread, not the ops too small to split, not the bandwidth cases
+    alone = single_thread_kernels(measurements, threads, invoke_us)
+    base = {(m.case, m.dtype): m for m in measurements if m.threads == threads and m.family not in NOT_EFFICIENCY
+            and m.ops >= DEFAULT_SPLIT_MIN_OPS and f"{m.op_type}@{m.dtype}" not in alone}
+    pairs = [(base[(m.case, m.dtype)], m) for m in measurements if m.threads > threads and (m.case, m.dtype) in base]
     if len(pairs) < 4:
         return CPU_SERIAL_FRACTION, 0.0
     t_many = pairs[0][1].threads
@@ -297,18 +310,22 @@ def cache_bytes() -> tuple[int, int]:
     return largest, max(private, largest // 4)
 
 
-def predicted_ms(data: bytes, unit: ComputeUnit, threads: int, cache: tuple[int, int]) -> float:
+def predicted_ms(data: bytes, unit: ComputeUnit, threads: int, cache: tuple[int, int],
+                 host: HostTerms | None = None) -> float:
     graph = read_tflite(data)
-    memory = MemoryModel(cache_bytes=cache[0], weights_resident=graph.weight_bytes <= cache[1],
-                         weight_stream_share=streamed_share(graph.weight_bytes, cache[1]))
+    limit = host.private_cache_bytes if host is not None else cache[1]
+    memory = MemoryModel(cache_bytes=cache[0], weights_resident=graph.weight_bytes <= limit,
+                         weight_stream_share=streamed_share(graph.weight_bytes, cache[1]), host=host)
     return sum(op_time(op, unit, threads=threads, memory=memory).seconds for op in graph.ops) * 1e3
 
 
 def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_seconds: float = 0.15,
-              progress: Callable[[str], None] | None = None) -> CalibrationResult:
+              progress: Callable[[str], None] | None = None,
+              measured: list[Measurement] | None = None) -> CalibrationResult:
     """Measure the suite with ``threads`` LiteRT threads, fit the ``host`` CPU unit, write the TOML to ``out``
     (default: ``<user device dir>/host.toml``, which replaces the shipped placeholder) and the residuals next
-    to it. Takes about a minute here. Raises OutputPathError when ``out`` cannot be written."""
+    to it. Takes about a minute here. ``measured``: fit these suite measurements (a residuals file's
+    ``measurements``) instead of timing the suite. Raises OutputPathError when ``out`` cannot be written."""
     from edgeexport.catalog.devices import user_device_dir
 
     started = time.perf_counter()
@@ -316,21 +333,25 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
     facts = cpu_facts()
     from edgeexport.simulate.bench import default_threads
 
-    measurements = measure(threads, runs, min_seconds, progress, scaling_threads=default_threads())
+    measurements = measured if measured is not None else measure(threads, runs, min_seconds, progress,
+                                                                  scaling_threads=default_threads())
     cache = cache_bytes()
     facts["weight_cache_bytes"] = cache[1]
     unit, invoke_us = fit(measurements, facts, threads)
     from edgeexport.simulate.fit import refine_suite_fit  # the fitter `calibrate --measurements` uses too
 
     cases = [(read_tflite(_quiet_build(next(c for c in SUITE if c.name == m.case), m.dtype)), m.ms, f"{m.case}/{m.dtype}")
-             for m in measurements if m.family not in ("chain", "stream") and m.threads == threads]
+             for m in measurements if m.family not in NOT_EFFICIENCY and m.threads == threads]
     unit = refine_suite_fit(unit, cases, threads, cache, invoke_us)
+    graphs = {m.case: read_tflite(_quiet_build(next(c for c in SUITE if c.name == m.case), m.dtype))
+              for m in measurements if m.family in ("stream", "cache")}
+    unit, host = fit_host_terms(measurements, unit, threads, invoke_us, cache, graphs)
     ratios: list[tuple[str, float]] = []
     for m in measurements:
-        if m.family in ("chain", "stream"):
+        if m.family in NOT_EFFICIENCY:
             continue
         case = next(c for c in SUITE if c.name == m.case)
-        pred = predicted_ms(_quiet_build(case, m.dtype), unit, m.threads, cache) + invoke_us * 1e-3
+        pred = predicted_ms(_quiet_build(case, m.dtype), unit, m.threads, cache, host) + invoke_us * 1e-3
         ratios.append((f"{m.case}/{m.dtype}" + (f"/{m.threads}T" if m.threads != threads else ""), m.ms / pred))
     name = out.stem if out.stem.replace("-", "").replace(".", "").isalnum() and out.stem.islower() else "host"
     text = profile_toml(name, unit, facts, threads, len(measurements), covered=covered_pairs(measurements))
@@ -343,7 +364,7 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
             "ratio_p90": float(np.percentile(values, 90)), "invoke_overhead_us": invoke_us, "threads": threads,
             "ratios": dict(ratios), "note": "measured / predicted per single-op case of the calibration suite",
             "efficiency_by_dtype": {k: v for k, v in unit.efficiency.items() if "@" in k},
-            "cache_bytes": cache[0], "weight_cache_bytes": cache[1],
+            "cache_bytes": cache[0], "weight_cache_bytes": cache[1], "host_terms": host.to_json(),
             "measurements": [asdict(m) for m in measurements],
         }, indent=2), encoding="utf-8")
     except OSError as err:
@@ -356,7 +377,7 @@ def calibrate(out: Path | None = None, *, threads: int = 1, runs: int = 30, min_
 
 def covered_pairs(measurements: list[Measurement]) -> list[str]:
     """The ``family@dtype`` pairs the suite measured (the profile's evidence), sorted."""
-    return sorted({f"{m.family}@{m.dtype}" for m in measurements if m.family not in ("chain", "stream")})
+    return sorted({f"{m.family}@{m.dtype}" for m in measurements if m.family not in NOT_EFFICIENCY})
 
 
 def _mem_available() -> int:
@@ -411,11 +432,11 @@ clock_ghz = "M: cpu MHz in /proc/cpuinfo"
 peak_gops.fp32 = "D: cores x clock x {facts["flop_cycle"]} FP32 FLOP/cycle (from the CPU flags), raised if a fitted efficiency exceeded 1"
 peak_gops.fp16 = "D: same as fp32 (XNNPACK on x86 computes fp16 models in fp32)"
 peak_gops.int8 = "{measured}: fp32 peak x the int8/fp32 throughput ratio of the conv cases"
-memory_bandwidth_gbps = "{measured}: DRAM streaming, weight bytes / time of a 64 MB fp32 dense layer"
+memory_bandwidth_gbps = "{measured}: DRAM streaming, the weight bytes the caches cannot keep / their share of the time of a 64 MB fp32 dense layer"
 op_overhead_us = "{measured}: (chain of 16 adds - chain of 1) / 15"
 efficiency = "{measured}: geometric mean of achieved/peak per family (fp32); per-dtype values in {name}.residuals.json"
 serial_fraction = "{measured}: least squares over the suite timed at 1 and at all cores (Amdahl)"
-thread_sync_us = "{measured}: same fit, per-op cost of the thread pool when more than one thread runs"
+thread_sync_us = "{measured}: per-op cost of the thread pool when more than one thread runs, from chains of 1 and 16 back-to-back 1x1 convs"
 ''' + (_evidence_toml(covered, measured) if covered else "")
 
 

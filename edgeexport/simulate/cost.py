@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from edgeexport.catalog.model import ComputeUnit
 from edgeexport.simulate.graph import Op
+from edgeexport.simulate.hostterms import HostTerms, streams_weights, weight_seconds
 
 # Serial fraction of Amdahl's law for multi-threaded CPU kernels; from 2.93x at 4 threads (RPi 4 int8,
 # DEVICES.md 3.6 item 5): 1 / (s + (1 - s) / 4) = 2.93 gives s = 0.122.
@@ -68,6 +69,9 @@ class MemoryModel:
     # with an adaptive (not strict LRU) replacement policy keeps about cache / weights of a cyclic working
     # set, so a model a little over the cache streams only the excess (``streamed_share``).
     weight_stream_share: float = 1.0
+    # a calibrated host CPU's cache, bandwidth and threading terms (simulate.hostterms); None: plain roofline.
+    # With them ``weights_resident`` means "within the private cache" and other weights add their read time.
+    host: HostTerms | None = None
 
 
 def streamed_share(weight_bytes: int, weight_cache_bytes: int) -> float:
@@ -177,6 +181,8 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share * scale)
     memory_s = dram / bandwidth
     overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, threads) if work else 0.0)
+    if memory.host is not None and unit.kind == "cpu":
+        return _host_op_time(op, unit, threads, memory, memory.host, compute_s, activations, limit, run_dtype)
     bound = "compute" if compute_s >= memory_s else "memory"
     return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
 
@@ -201,3 +207,23 @@ def _bytes_scale(stored: str, run: str) -> float:
     """Activation bytes grow or shrink when a unit computes in another precision than stored."""
     size = {"fp32": 4, "fp16": 2, "int8": 1, "int16": 2}
     return size.get(run, 4) / size.get(stored, 4)
+
+
+def _host_op_time(op: Op, unit: ComputeUnit, threads: int | None, memory: MemoryModel, host: HostTerms,
+                  compute_s: float, activations: float, limit: int, run_dtype: str) -> OpTime:
+    """``op_time`` on a calibrated host CPU (see ``simulate.hostterms``): unsplit ops get one thread and no
+    hand-off, weights beyond the private cache add their read time, bandwidth scales as measured."""
+    n = effective_threads(unit, threads)
+    split = n > 1 and host.splits(op.op_type, run_dtype, op.ops)
+    if n > 1 and not split:
+        compute_s *= thread_fraction(unit, n) / thread_fraction(unit, 1)
+    dram_gbps = max(float(unit.memory_bandwidth_gbps), 1e-3)
+    act_s = (activations if activations > limit else 0.0) / (dram_gbps * 1e9 * host.bandwidth_factor(n))
+    weights_s = 0.0 if memory.weights_resident else weight_seconds(op.weight_bytes, memory.weight_stream_share,
+                                                                    host, dram_gbps, n)
+    overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, n) if split else 0.0)
+    memory_s = act_s + weights_s
+    bound = "compute" if compute_s >= memory_s else "memory"
+    if streams_weights(op.macs, op.weight_bytes, run_dtype):  # a GEMV reads and multiplies at once
+        return OpTime(max(compute_s, memory_s) + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)
+    return OpTime(max(compute_s, act_s) + weights_s + overhead_s, compute_s, memory_s, overhead_s, run_dtype, bound)

@@ -218,6 +218,11 @@ def _estimate(
 
 def _placeholder_warnings(device: DeviceProfile) -> tuple[str, ...]:
     if not is_placeholder(device):
+        data = _residuals(device)
+        if device.device_class == "host" and data is not None and "host_terms" not in data:
+            # calibrated before simulate.hostterms: its weights-beyond-cache and threading terms are missing
+            return (f"{device.name} was calibrated by an older edgeexport without its cache and thread-pool terms "
+                    "(weight reads beyond the core's cache, unsplit kernels): re-run `edgeexport calibrate`",)
         return ()
     text = (f"{device.name} is an uncalibrated placeholder profile: this estimate is a guess (off by up to 10x); "
             "run `edgeexport calibrate` (simulate --device host does it once by itself unless --no-calibrate)")
@@ -241,8 +246,14 @@ def memory_model(graph: OpGraph, device: DeviceProfile) -> MemoryModel:
                    if u.name in spill)
     # a calibrated cache streams only the weights that do not fit (cost.streamed_share); without one, all
     share = streamed_share(graph.weight_bytes, weight_cache) if data else 1.0
-    return MemoryModel(cache_bytes=cache, weights_resident=graph.weight_bytes <= weight_cache, resident_kinds=on_chip,
-                       resident_units=resident, spill_units=spill, spill_shares=shares, weight_stream_share=share)
+    from edgeexport.simulate.hostterms import from_residuals
+
+    host = from_residuals(data)
+    # with calibrated host terms only weights within the private cache are free (simulate.hostterms)
+    fits = graph.weight_bytes <= (host.private_cache_bytes if host is not None else weight_cache)
+    return MemoryModel(cache_bytes=cache, weights_resident=fits, resident_kinds=on_chip,
+                       resident_units=resident, spill_units=spill, spill_shares=shares, weight_stream_share=share,
+                       host=host)
 
 
 def _precision_warnings(device: DeviceProfile, placement: Placement) -> tuple[str, ...]:

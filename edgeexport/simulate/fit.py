@@ -191,6 +191,10 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
         params.append("serial_fraction")
     if unit.occupancy_elements is not None:
         params.append("occupancy_elements")
+    if unit.kind == "cpu" and any(memory_model(s.graph, device).weight_stream_share > 0
+                                  and not memory_model(s.graph, device).weights_resident for s in samples):
+        # rows of models whose weights stream from DRAM each run carry the CPU's bandwidth (host_fit's ResNets)
+        params.append("memory_bandwidth_gbps")
     if unit.kind in ACCELERATORS and unit.kind not in KNOWN_BANDWIDTH:
         # what an accelerator streams (spilled weights, activations beyond its on-chip memory) at a rate
         # nothing published states: fit it

@@ -4,8 +4,10 @@ Each case is one op (conv, depthwise conv, fully connected, add, pooling, mean, 
 activation) at a shape typical of mobile CNNs, in fp32 and full-integer int8, plus the kernels of decoders
 (transposed conv, UpSampling2D's TILE, bilinear resize), attention (batch matmul, softmax over sequences,
 GELU, transpose) and unrolled recurrent steps (small dense, sigmoid/tanh/mul on one state vector). Two chain cases (16 tiny adds)
-separate the per-op overhead from the per-invoke overhead; the ``stream`` case (a 64 MB fp32 dense layer)
-is bigger than the caches and measures DRAM bandwidth. TensorFlow is imported inside the functions.
+separate the per-op overhead from the per-invoke overhead, two chains of 1 and 16 small 1x1 convs (split by
+the thread pool) give the per-op thread hand-off; the ``stream`` case (a 64 MB fp32 dense layer)
+is bigger than the caches and measures DRAM bandwidth; the ``cache`` cases (4 and 6 MB dense layers) measure
+the shared cache's. TensorFlow is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ SUITE: tuple[Case, ...] = tuple(
         ("matmul", "dense_rows", (64, 64, 128)),
         ("matmul", "dense_rows", (196, 128, 128)),
         ("stream", "dense", (4096, 4096)),
+        # GEMVs whose 4 and 6 MB of weights stay in the shared cache but not the core's own (hostterms)
+        ("cache", "dense", (1024, 1024)),
+        ("cache", "dense", (1536, 1024)),
         ("elementwise", "add", (56, 56, 32)),
         ("elementwise", "add", (28, 28, 64)),
         ("elementwise", "add", (14, 14, 96)),
@@ -82,6 +87,9 @@ SUITE: tuple[Case, ...] = tuple(
         ("fc", "dense", (32, 128)),
         ("chain", "chain", (1,)),
         ("chain", "chain", (16,)),
+        # back-to-back ops big enough for the thread pool to split: the per-op hand-off (hostterms)
+        ("handoff", "chain_conv", (1,)),
+        ("handoff", "chain_conv", (16,)),
     )
 )
 
@@ -146,6 +154,16 @@ def _layers(kind: str, args: tuple[Any, ...]) -> tuple[list[tuple[int, ...]], Ca
             return y
 
         return [(4, 4, 8), (4, 4, 8)], chain
+    if kind == "chain_conv":
+        (n,) = args
+
+        def convs(x: list[Any]) -> Any:
+            y = x[0]
+            for _ in range(n):
+                y = L.Conv2D(32, 1)(y)
+            return y
+
+        return [(14, 14, 32)], convs
     raise ValueError(f"unknown micro-benchmark kind {kind!r}")
 
 

@@ -146,7 +146,8 @@ def test_auto_differs_between_npu_neural_engine_and_mcu() -> None:
     ane, why_ane = choose_preset(load_device("iphone-15-pro"), "coreml")
     mcu, why_mcu = choose_preset(load_device("stm32f746"), "tflite")
     host, _ = choose_preset(load_device(str(DEVICE_DIR / "host.toml")), "tflite")
-    assert (npu.name, tpu.name, ane.name, host.name) == ("int8", "int8", "fp16", "fp32")
+    assert (npu.name, tpu.name, host.name) == ("int8", "int8", "fp32")
+    assert ane.name in ("fp16", "w8a8")  # whichever the simulator runs faster on the Neural Engine (test_preset_choice)
     assert mcu.quantization.tflite_mode == "int8-io" and mcu.pruning is not None
     assert len({npu.name, ane.name, mcu.name, host.name}) == 4
     assert "NPU" in why_npu and "Neural Engine" in why_ane and "microcontroller" in why_mcu
