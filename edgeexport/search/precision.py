@@ -19,7 +19,8 @@ device; see ``SearchReport`` for what is recorded):
 TFLite int8 candidates that differ only in their float layers are quantized from one calibration
 (``targets.tflite_selective``), a second each instead of a conversion; other candidates are converted in full.
 
-Of every candidate that met the budget, the one with the lowest simulated latency on the device wins (a float
+Of every candidate that met the budget (the planned preset, whole-model alternatives, layers kept in float; not the
+quantize-one measurements, which keep all other layers in float), the one with the lowest simulated latency wins (a float
 layer on an NPU phone splits the graph and costs copies, which the simulator charges), then the one with fewer
 float layers. When none met it, the best one (metric first) is kept and verification fails (exit 5).
 """
@@ -223,7 +224,8 @@ def _search(item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidat
         if len(layers) > 1 and not state.out_of_time(SENSITIVITY_SHARE):
             others = tuple(n for n in layers if n != layer)
             alone[layer] = evaluate("quantize-one", f"only {layer} quantized", base, others)
-    tried += [*singles.values(), *alone.values()]
+    # A layer quantized alone measures sensitivity; it is not a recipe (it keeps every other layer in float).
+    tried += singles.values()
     ranking[:] = rank_layers(layers, singles, alone, per_layer, metric)
     order = [r.layer for r in ranking if r.layer in singles] + [r.layer for r in ranking if r.layer not in singles]
     current = singles[order[0]] if order and order[0] in singles else first

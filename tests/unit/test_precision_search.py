@@ -88,7 +88,10 @@ def test_auto_falls_back_along_the_ladder_only_as_far_as_the_budget_needs() -> N
         asked.append((base, layers))
         # a layer in float helps only when conv1 is among them; int16x8 is the fastest passing candidate
         metric = drops.get((base, layers), 0.2 if "conv1" in layers else 40.0)
-        return _candidate(base, layers, metric, p50=0.5 if base == "int16x8" else 1.0 + len(layers))
+        # int16x8 fastest; then two float layers (fastest of the layer candidates: a quantize-one measurement on a
+        # three-layer model), then fewer float layers; whole-model fp16/fp32 slowest
+        p50 = {"int16x8": 0.5, "fp16": 9.0, "fp32": 9.0}.get(base, 0.1 if len(layers) == 2 else 1.0 + len(layers))
+        return _candidate(base, layers, metric, p50=p50)
 
     item = PlanItem("tflite", load_preset("int8"), reason="auto: int8 on the NPU")
     first = evaluate("base", "int8 as planned", "int8", ())
@@ -97,6 +100,13 @@ def test_auto_falls_back_along_the_ladder_only_as_far_as_the_budget_needs() -> N
     best, stop = _search(item, _Model(["conv1", "conv2"]), evaluate, state, first, {}, "accuracy_drop", ranking)
     assert ("int16x8", ()) in asked and ("fp16", ()) not in asked and ("fp32", ()) not in asked
     assert best.base == "int16x8" and "budget met" in stop and ranking[0].layer == "conv1"
+    # A layer quantized alone (every other layer in float) passes here but is a measurement, never the recipe.
+    drops[("int16x8", ())] = 5.0
+    asked.clear()
+    best, stop = _search(item, _Model(["conv1", "conv2", "conv3"]), evaluate, _State(0.0, 1e12, []), first, {},
+                         "accuracy_drop", ranking)
+    assert ("int8", ("conv1", "conv3")) in asked  # conv2 quantized alone: passes (conv1 in float)
+    assert best.layers == ("conv1",) and "budget met" in stop
     # An explicit int8 never goes to fp16 either, and a time limit already spent stops before any layer.
     asked.clear()
     state = _State(0.0, 0.0, [])
