@@ -56,9 +56,6 @@ SENSITIVITY_SHARE = 0.6
 LADDERS = {"tflite": ("int8", "int16x8", "fp16", "fp32"), "coreml": ("w8a8", "w8", "fp16", "fp32")}
 # Keras layers that convert into the neighbouring op (BatchNorm folds into the conv) or hold no weights to quantize.
 _NOT_SEARCHED = {"BatchNormalization", "LayerNormalization", "InputLayer"}
-# Layers without weights that still become a quantized op with its own activation scale: a residual Add of two
-# float branches re-quantizes their sum, so it must be searchable too (MobileNetV2's adds).
-_MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"}
 
 
 @dataclass
@@ -80,8 +77,7 @@ class _State:
 
 
 def search_layers(model: LoadedModel) -> list[str]:
-    """Names of the model's layers that carry weights, and its merge layers (``_MERGES``), in model order (the
-    layers an override can keep in float).
+    """Names of the model's layers that carry weights, in model order (the layers an override can keep in float).
 
     Raises UnsupportedError (exit 4) for sources without layer names (only Keras sources have them for now)."""
     keras_model = getattr(model, "model", None)
@@ -89,8 +85,7 @@ def search_layers(model: LoadedModel) -> list[str]:
         raise UnsupportedError(f"the precision search needs a Keras source (layer names), not {model.source.format}",
                                hint="convert the Keras model, or write the overrides by hand")
     return [layer.name for layer in keras_model.layers
-            if type(layer).__name__ in _MERGES
-            or (type(layer).__name__ not in _NOT_SEARCHED and getattr(layer, "weights", None))]
+            if type(layer).__name__ not in _NOT_SEARCHED and getattr(layer, "weights", None)]
 
 
 def check_budget_data(options: PrecisionSearch, model: LoadedModel, data: Path | None) -> None:
