@@ -11,9 +11,12 @@ Models: the digits CNN with one outlier conv1 channel (``sample_models/outlier_c
 10 logits, weights=None: random weights, nothing downloaded; logits rather than softmax so the outputs vary, and
 BatchNorm statistics set from 32 random images so activations do not vanish) judged on SQNR (dB, ``--min-sqnr 20``) over 32
 seeded random inputs, calibrated on 64 synthetic samples, since a random-weight classifier has no accuracy to lose.
-TFLite artifacts are simulated on pixel-8 and Core ML artifacts on iphone-15-pro (each target's device; the other
-column says "-"). Search time is the search's own wall time (conversions, verification and simulation of every
-candidate); it is noisy on a shared machine.
+TFLite artifacts are simulated on pixel-8 and raspberry-pi-5, Core ML artifacts on iphone-15-pro (a TFLite file
+has no Core ML latency and the reverse: those columns say "-"). The TFLite search runs once per device
+(``--device pixel-8`` and ``--device raspberry-pi-5``; candidates are ranked by the simulated latency on that
+device), so the two "searched" rows show whether the devices lead to different recipes. Search time is the
+search's own wall time (conversions, verification and simulation of every candidate); it is noisy on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
-TARGETS = (("tflite", "pixel-8", "int8"), ("coreml", "iphone-15-pro", "w8a8"))
+TARGETS = (("tflite", ("pixel-8", "raspberry-pi-5"), "int8"), ("coreml", ("iphone-15-pro",), "w8a8"))
+COLUMNS = ("pixel-8", "raspberry-pi-5", "iphone-15-pro")
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,12 @@ def _row(case: Case, target: str, device: str, preset: str, label: str, out: Pat
         quality = f"{metrics.classifier.accuracy_drop_points:+.2f} pts"
     else:
         quality = f"{metrics.sqnr_db:.1f} dB"
-    latency = f"{entry.estimates[0].p50_ms:.3f}" if entry.estimates else "?"
+    from edgeexport import load_device
+    from edgeexport.simulate import simulate
+
+    devices = next(d for t, d, _ in TARGETS if t == target)
+    latency = {name: f"{float(simulate(out / entry.artifact.path.name, load_device(name)).p50_ms):.3f}"
+               for name in devices}
     found = entry.search
     floats = "0" if found is None else f"{len(found.chosen.layers)}" + (f" ({', '.join(found.chosen.layers)})"
                                                                          if found.chosen.layers else "")
@@ -113,8 +122,7 @@ def _row(case: Case, target: str, device: str, preset: str, label: str, out: Pat
     search_time = "-" if found is None else f"{found.seconds:.0f} s / {found.candidates} cand."
     verdict = "pass" if entry.verification.passed else "FAIL"
     return [case.name, target, label, base, quality, verdict, floats, f"{entry.artifact.size_bytes / 1024:.1f} KiB",
-            latency if device == "pixel-8" else "-", latency if device == "iphone-15-pro" else "-", search_time,
-            f"{seconds:.0f}"]
+            *(latency.get(name, "-") for name in COLUMNS), search_time, f"{seconds:.0f}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgeexport.errors import EdgeExportError
     from edgeexport.search import PrecisionSearch
 
-    header = ["model", "target", "recipe", "base", "quality", "check", "float layers", "size", "pixel-8 ms",
-              "iphone-15-pro ms", "search", "total s"]
+    header = ["model", "target", "recipe", "base", "quality", "check", "float layers", "size",
+              *(f"{name} ms" for name in COLUMNS), "search", "total s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases(work, args.models):
             search = PrecisionSearch(max_accuracy_drop=case.max_accuracy_drop, min_sqnr_db=case.min_sqnr_db,
                                      timeout_s=args.timeout)
-            for target, device, quantized in (t for t in TARGETS if t[0] in args.targets):
-                for label, preset, budget in (("fp16", "fp16", None), (f"plain {quantized}", quantized, None),
-                                              ("searched", quantized, search)):
+            for target, devices, quantized in (t for t in TARGETS if t[0] in args.targets):
+                runs = [("fp16", "fp16", None, devices[0]), (f"plain {quantized}", quantized, None, devices[0])]
+                runs += [(f"searched for {device}", quantized, search, device) for device in devices]
+                for label, preset, budget, device in runs:
                     out = work / f"{case.name}-{target}-{label.replace(' ', '-')}"
                     try:
                         row = _row(case, target, device, preset, label, out, budget)

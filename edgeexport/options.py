@@ -42,6 +42,8 @@ class VerifyOptions:
     ``samples``: how many samples (default 64). ``tighten``: limits that replace the preset's where set (a
     ``catalog.model.Tolerance`` with some fields set). ``coreml_precision``: ``"auto"`` rounds each MIL op to
     fp16 as the GPU/ANE do, ``"fp32"`` does not. ``coreml_runtime``: which engine runs Core ML artifacts.
+    ``localize``: when the per-layer error (``verify.localize``) is attached: ``"auto"`` for a failed artifact and
+    for every verified one where it is cheap (``verify.localize.cheap``), ``"always"`` for every verified artifact.
     """
 
     enabled: bool = True
@@ -50,6 +52,7 @@ class VerifyOptions:
     tighten: Tolerance | None = None
     coreml_precision: CoremlPrecision = "auto"
     coreml_runtime: CoremlRuntime = CoremlRuntime.AUTO
+    localize: Literal["auto", "always"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,12 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                     return _convert_one(replace(plan, out_dir=where), replace(item, preset=preset), exported,
                                         calibration, workdir, prune_report, lambda _message: None)
 
-                item, search, recipe = search_item(plan, item, variant, build, workdir, say)
+                from edgeexport.targets.tflite_selective import quick_builder
+
+                arrays = endpoint_arrays(calibration.arrays, exported) if calibration else None
+                quick = quick_builder(item.target, exported, arrays, workdir) if prune_report is None else None
+                item, search, recipe = search_item(plan, item, variant, build, workdir, say,
+                                                   quick.build if quick is not None else None)
                 recipes.append(recipe)
             say(f"converting to {item.target} ({item.preset.name})")
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
@@ -321,7 +326,7 @@ def _later_stages(
         verification = verify_artifact(entry.artifact, model, data=checks.data, samples=checks.samples,
                                        tolerance=tolerance, tolerance_source=f"preset {entry.artifact.preset}",
                                        precision=checks.coreml_precision, runtime=checks.coreml_runtime)
-        if verification.status is Status.VERIFICATION_FAILED:
+        if verification.status is Status.VERIFICATION_FAILED or _localize_passing(plan, model, verification):
             verification = _with_localization(verification, entry.artifact, model, plan)
     estimates: tuple[LatencyEstimate, ...] = ()
     over: tuple[str, ...] = ()
@@ -337,8 +342,18 @@ def _later_stages(
     return replace(entry, verification=verification, estimates=estimates, budget_failures=over)
 
 
+def _localize_passing(plan: Plan, model: LoadedModel, verification: Verification) -> bool:
+    """Whether a verified artifact gets its per-layer error too: ``--localize``, or when it is cheap."""
+    from edgeexport.verify.localize import DEFAULT_SAMPLES, cheap
+
+    if verification.status is not Status.OK:
+        return False
+    checks = plan.options.verify
+    return checks.localize == "always" or cheap(model.summary.macs, min(checks.samples, DEFAULT_SAMPLES))
+
+
 def _with_localization(verification: Verification, artifact: Artifact, model: LoadedModel, plan: Plan) -> Verification:
-    """A failed verification with its per-layer error attached (report.json/html), when the reference has layers."""
+    """A verification with its per-layer error attached (report.json/html), when the reference has layers."""
     from edgeexport.errors import UnsupportedError
     from edgeexport.verify.localize import DEFAULT_SAMPLES, localize
 

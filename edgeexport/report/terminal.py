@@ -77,7 +77,9 @@ def render_report(report: Report, console: Console) -> None:
             console.print(f"[red]{entry.artifact.path.name}: {failure}[/red]")
         localization = verification.localization if verification is not None else None
         if localization is not None:
-            for line in localization.lines():
+            # A passing artifact's curve is information, not a diagnosis: its three worst layers are enough here.
+            passed = verification is not None and verification.passed
+            for line in localization.lines(top=3) if passed else localization.lines():
                 console.print(f"  {line}", markup=False, highlight=False)
         for warning in getattr(entry.verification, "warnings", ()) or ():
             console.print(f"{entry.artifact.path.name}: warning: {warning}", style="yellow", markup=False)

@@ -4,16 +4,23 @@ Steps (each candidate is converted with the real converter, verified against the
 device; see ``SearchReport`` for what is recorded):
 
 1. the preset as planned; if it meets the budget the search ends there;
-2. whole-model alternatives: for ``--preset auto`` every precision below the planned one on the target's ladder
-   (TFLite int8 -> int16x8 -> fp16 -> fp32, Core ML w8a8 -> w8 -> fp16 -> fp32); for an explicit TFLite int8,
-   int16 activations (int16x8);
-3. sensitivity: each weighted layer left in float alone (as NNCF's and Polygraphy's precision debugging do), the
-   layers with the worst per-layer SQNR of the base artifact first (TFLite; model order for Core ML);
-4. greedily from the most helpful layer: add one more layer at a time, trying the ``GREEDY_WIDTH`` most helpful
-   remaining layers and keeping the one that meets the budget fastest, or else the one that helps most, until
-   the budget is met, no layer is left, or the time limit (checked between candidates) is reached.
+2. whole-model alternatives: for ``--preset auto`` the precisions below the planned one on the target's ladder
+   (TFLite int8 -> int16x8 -> fp16 -> fp32, Core ML w8a8 -> w8 -> fp16 -> fp32), down to the first that meets the
+   budget; for an explicit TFLite int8, int16 activations (int16x8: TFLite's int16x8 quantizer keeps no layer in
+   float, so 16-bit activations are a whole-model candidate, tried before any layer is kept in float);
+3. sensitivity (``search.sensitivity``), layers with the worst per-layer SQNR of the base artifact first: each
+   weighted layer kept in float alone, and each layer quantized alone (every other one in float), as NNCF's and
+   Polygraphy's precision debugging do; the sensitivity phase stops at ``SENSITIVITY_SHARE`` of the time limit so
+   the greedy phase keeps time; the three measures rank the layers;
+4. greedily along that ranking: add one more layer at a time, trying the ``GREEDY_WIDTH`` best-ranked remaining
+   layers and keeping the one that meets the budget fastest, or else the one that helps most, until the budget is
+   met, no layer is left, or the time limit (checked between candidates) is reached.
 
-Of every candidate that met the budget, the one with the lowest simulated latency on the device wins (a float
+TFLite int8 candidates that differ only in their float layers are quantized from one calibration
+(``targets.tflite_selective``), a second each instead of a conversion; other candidates are converted in full.
+
+Of every candidate that met the budget (the planned preset, whole-model alternatives, layers kept in float; not the
+quantize-one measurements, which keep all other layers in float), the one with the lowest simulated latency wins (a float
 layer on an NPU phone splits the graph and costs copies, which the simulator charges), then the one with fewer
 float layers. When none met it, the best one (metric first) is kept and verification fails (exit 5).
 """
@@ -32,6 +39,7 @@ from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
 from edgeexport.search import PrecisionSearch
 from edgeexport.search.recipe import Recipe, load_recipe, recipe_name
 from edgeexport.search.report import Candidate, SearchReport, SearchStep
+from edgeexport.search.sensitivity import LayerSensitivity, rank_layers
 from edgeexport.targets.base import COREML, TFLITE
 from edgeexport.types import Artifact
 
@@ -40,7 +48,11 @@ if TYPE_CHECKING:
     from edgeexport.sources.base import LoadedModel
 
 Build = Callable[[Preset, Path], Artifact]
+# (preset, output file, the planned artifact to copy specs from) -> the candidate, or None: convert it in full.
+QuickBuild = Callable[[Preset, Path, Artifact], "Artifact | None"]
 GREEDY_WIDTH = 3
+# The share of --search-timeout the sensitivity phase may use before the greedy phase starts.
+SENSITIVITY_SHARE = 0.6
 # Precision ladders from fastest to most exact; --preset auto falls back along them only as far as needed.
 LADDERS = {TFLITE: ("int8", "int16x8", "fp16", "fp32"), COREML: ("w8a8", "w8", "fp16", "fp32")}
 # Keras layers that convert into the neighbouring op (BatchNorm folds into the conv) or hold no weights to quantize.
@@ -56,8 +68,12 @@ class _State:
     steps: list[SearchStep]
     timed_out: bool = False
 
-    def out_of_time(self) -> bool:
-        self.timed_out = self.timed_out or time.perf_counter() - self.started > self.timeout_s
+    def out_of_time(self, share: float = 1.0) -> bool:
+        """Whether ``share`` of the time limit has passed (the whole limit sets ``timed_out``)."""
+        elapsed = time.perf_counter() - self.started
+        if share < 1.0:
+            return elapsed > share * self.timeout_s
+        self.timed_out = self.timed_out or elapsed > self.timeout_s
         return self.timed_out
 
 
@@ -102,10 +118,11 @@ def keep_precision(plan: Plan, item: PlanItem) -> str:
 
 
 def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, workdir: Path,
-                say: Callable[[str], None]) -> tuple[PlanItem, SearchReport, Recipe]:
+                say: Callable[[str], None], quick: QuickBuild | None = None) -> tuple[PlanItem, SearchReport, Recipe]:
     """Search a recipe for ``item`` that meets ``plan.options.precision_search``; return the item to build (its preset
     carries the budget as tolerance), the search report and the recipe to save. ``build(preset, directory)``
-    converts and smoke-runs one candidate into ``directory``."""
+    converts and smoke-runs one candidate into ``directory``; ``quick`` (optional) builds candidates that differ
+    from the planned artifact only in float layers without a full conversion."""
     options = plan.options.precision_search
     if options is None:
         raise ValueError("search_item needs a plan with a precision_search budget")
@@ -121,6 +138,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     state = _State(time.perf_counter(), options.timeout_s, [])
     built: dict[tuple[str, tuple[str, ...]], Candidate] = {}
     counter = [0]
+    planned: list[Artifact] = []
 
     def recipe_for(base_name: str, layers: tuple[str, ...]) -> Recipe:
         kept = f"{', '.join(layers)} kept in {keep}" if layers else "no layer kept in float"
@@ -140,7 +158,9 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
         preset = load_recipe(recipe_for(base_name, layers), directory, plan.options.preset_files)
         started = time.perf_counter()
         try:
-            candidate = _evaluate(plan, model, build, preset, directory, base_name, layers, keep, metric)
+            fast = quick if quick is not None and planned and layers and base_name == base.name else None
+            candidate = _evaluate(plan, model, build, preset, directory, base_name, layers, keep, metric, fast,
+                                  planned)
         except EdgeExportError as err:
             if phase == "base":
                 raise  # the planned preset itself does not convert: that is convert's own error (exit 4)
@@ -152,19 +172,20 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
         return candidate
 
     first = evaluate("base", f"{base.name} as planned", base.name, ())
-    per_layer, per_layer_note = _per_layer_error(plan, item, model, workdir)
+    per_layer, per_layer_note = _per_layer_error(plan, model, planned[0] if planned else None)
     best = first
+    ranking: list[LayerSensitivity] = []
     stop = "the preset meets the budget as planned"
     if first.metric is None and not first.passed:
         stop = f"the budget metric cannot be measured on this artifact: {first.failure or 'no comparable output'}"
     elif not first.passed:
-        best, stop = _search(plan, item, model, evaluate, state, first, dict(per_layer), metric)
+        best, stop = _search(item, model, evaluate, state, first, dict(per_layer), metric, ranking)
     chosen_recipe = recipe_for(best.base, best.layers)
     steps = tuple(replace(s, chosen=s.candidate is best) for s in state.steps)
     report = SearchReport(item.target, plan.device.name if plan.device else None, options.describe(), metric,
                           base.name, steps, best, best.passed, stop, chosen_recipe.name,
                           str(options.save_preset) if options.save_preset else None,
-                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note)
+                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note, tuple(ranking))
     final_dir = workdir / f"search-{item.target}-final"
     final_dir.mkdir()
     preset = load_recipe(chosen_recipe, final_dir, plan.options.preset_files)
@@ -174,8 +195,10 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     return replace(item, preset=preset), report, chosen_recipe
 
 
-def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidate], state: _State,
-            first: Candidate, per_layer: dict[str, float], metric: str) -> tuple[Candidate, str]:
+def _search(item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidate], state: _State,
+            first: Candidate, per_layer: dict[str, float], metric: str,
+            ranking: list[LayerSensitivity]) -> tuple[Candidate, str]:
+    """Whole-model alternatives, sensitivity and the greedy phase; ``ranking`` receives the layer ranking."""
     base = item.preset.name
     ladder = LADDERS.get(item.target, ())
     below = list(ladder[ladder.index(base) + 1:]) if base in ladder else []
@@ -186,18 +209,27 @@ def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[.
         if state.out_of_time():
             break
         tried.append(evaluate("sensitivity", f"whole model {rung}", rung, ()))
+        if tried[-1].passed:
+            break  # towards float only as far as the budget needs: the rungs below are more exact, not needed
     if not _overrides_apply(item.target, item.preset):
         return _verdict(tried, state, metric, f"{base} takes no per-layer overrides")
     # Worst per-layer SQNR first, so a time limit cuts the layers least likely to matter (model order otherwise).
-    layers = sorted(search_layers(model), key=lambda n: per_layer.get(n, float("inf")))
+    layers = search_layers(model)
+    measured = sorted(layers, key=lambda n: per_layer.get(n, float("inf")))
     singles: dict[str, Candidate] = {}
-    for layer in layers:
-        if state.out_of_time():
+    alone: dict[str, Candidate] = {}
+    for layer in measured:
+        if state.out_of_time(SENSITIVITY_SHARE):
             break
         singles[layer] = evaluate("sensitivity", f"+{layer} in float", base, (layer,))
+        if len(layers) > 1 and not state.out_of_time(SENSITIVITY_SHARE):
+            others = tuple(n for n in layers if n != layer)
+            alone[layer] = evaluate("quantize-one", f"only {layer} quantized", base, others)
+    # A layer quantized alone measures sensitivity; it is not a recipe (it keeps every other layer in float).
     tried += singles.values()
-    order = sorted(singles, key=lambda n: (-_score(singles[n], metric), per_layer.get(n, 0.0)))
-    current = singles[order[0]] if order else first
+    ranking[:] = rank_layers(layers, singles, alone, per_layer, metric)
+    order = [r.layer for r in ranking if r.layer in singles] + [r.layer for r in ranking if r.layer not in singles]
+    current = singles[order[0]] if order and order[0] in singles else first
     while order and not current.passed:
         remaining = [n for n in order if n not in current.layers]
         if not remaining:
@@ -206,8 +238,8 @@ def _search(plan: Plan, item: PlanItem, model: LoadedModel, evaluate: Callable[.
         for layer in remaining[:GREEDY_WIDTH]:
             if state.out_of_time():
                 break
-            tries.append(evaluate("greedy", f"+{layer} (with {', '.join(current.layers)})", base,
-                                  (*current.layers, layer)))
+            change = f"+{layer} (with {', '.join(current.layers)})" if current.layers else f"+{layer} in float"
+            tries.append(evaluate("greedy", change, base, (*current.layers, layer)))
         if not tries:
             break
         tried += tries
@@ -229,8 +261,8 @@ def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str)
 
 def _overrides_apply(target: str, preset: Preset) -> bool:
     """Whether per-layer overrides change this preset's artifact (TFLite: calibrated modes only)."""
-    if target == TFLITE:
-        return (preset.quantization.tflite_mode or "") in ("int8", "int8-io", "int16x8")
+    if target == TFLITE:  # int16x8 goes through TFLite's older quantizer, which keeps no layer in float
+        return (preset.quantization.tflite_mode or "") in ("int8", "int8-io")
     return preset.quantization.coreml_weights is not None or preset.quantization.coreml_precision == "fp16"
 
 
@@ -250,11 +282,21 @@ def _best(candidates: list[Candidate], metric: str) -> Candidate:
 
 
 def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, directory: Path, base: str,
-              layers: tuple[str, ...], keep: str, metric: str) -> Candidate:
+              layers: tuple[str, ...], keep: str, metric: str, quick: QuickBuild | None,
+              planned: list[Artifact]) -> Candidate:
+    """Build (quickly when ``quick`` can), verify and simulate one candidate; the first artifact built without
+    float layers is appended to ``planned`` (the planned preset's artifact)."""
     from edgeexport.verify.stage import verify_artifact
 
     started = time.perf_counter()
-    artifact = build(preset, directory)
+    artifact = None
+    if quick is not None and planned:
+        suffix = planned[0].path.suffix
+        artifact = quick(preset, directory / f"{preset.name.replace(':', '-')}{suffix}", planned[0])
+    if artifact is None:
+        artifact = build(preset, directory)
+    if not planned and not layers:
+        planned.append(artifact)
     tolerance = preset.tolerance.tightened_by(plan.options.verify.tighten)
     verification = verify_artifact(artifact, model, data=plan.options.verify.data, samples=plan.options.verify.samples,
                                    tolerance=tolerance, tolerance_source=f"preset {preset.name}",
@@ -265,7 +307,7 @@ def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, dire
 
         p50 = float(simulate(artifact.path, plan.device).p50_ms)
     return Candidate(base, layers, keep, _metric(verification, metric), verification.passed, p50,
-                     artifact.size_bytes, time.perf_counter() - started, verification.failure_line())
+                     artifact.size_bytes, time.perf_counter() - started, verification.failure_line(), artifact.sha256)
 
 
 def _metric(verification: Any, metric: str) -> float | None:
@@ -277,17 +319,20 @@ def _metric(verification: Any, metric: str) -> float | None:
     return max(present) if metric == "accuracy_drop" else min(present)
 
 
-def _per_layer_error(plan: Plan, item: PlanItem, model: LoadedModel, workdir: Path) -> tuple[list[tuple[str, float]], str]:
-    """The base artifact's per-layer SQNR against the float model (TFLite artifacts of Keras models), or why not."""
-    if item.target != TFLITE:
-        return [], "per-layer error is measured for TFLite artifacts only"
-    paths = sorted(workdir.glob(f"search-{item.target}-1/*.tflite"))
-    if not paths:
-        return [], "the base artifact is missing"
-    from edgeexport.verify.localize import localize_tflite
+def _per_layer_error(plan: Plan, model: LoadedModel, artifact: Artifact | None) -> tuple[list[tuple[str, float]], str]:
+    """The planned artifact's per-layer error against the float model (layer, the worse of tensor and median channel
+    SQNR in dB; a layer folded into another's tensor, a conv before its BatchNorm, gets that tensor's), or why not."""
+    if artifact is None:
+        return [], "the planned artifact was not built"
+    from edgeexport.verify.localize import localize
 
     try:
-        found = localize_tflite(paths[0], model, data=plan.options.verify.data, samples=min(plan.options.verify.samples, 64))
+        found = localize(artifact.path, model, data=plan.options.verify.data,
+                         samples=min(plan.options.verify.samples, 64), preset=artifact.preset,
+                         permutations=artifact.permutations, precision=plan.options.verify.coreml_precision)
     except EdgeExportError as err:
         return [], f"per-layer error not measured: {err.one_line()}"
-    return [(e.layer, float(e.sqnr_db)) for e in found.layers], ""
+    pairs = []
+    for e in found.layers:
+        pairs += [(name, float(e.score_db)) for name in (e.layer, *e.fused)]
+    return pairs, ""

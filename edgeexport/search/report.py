@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edgeexport.search.sensitivity import LayerSensitivity
 from edgeexport.serial import plain
 
 
@@ -15,7 +16,8 @@ class Candidate:
     ``base`` is the preset it starts from, ``layers`` the layers kept in float (``keep`` precision), ``metric``
     the budget metric (accuracy drop in points, or the worst output's SQNR in dB; None when not measured),
     ``passed`` whether the artifact passed verification under the budget, ``p50_ms`` its simulated latency on
-    the device (None without ``--device``), ``size_bytes`` the artifact size, ``seconds`` the time it took.
+    the device (None without ``--device``), ``size_bytes`` the artifact size, ``seconds`` the time it took,
+    ``sha256`` the artifact's hash (the final artifact, rebuilt from the recipe, must have the chosen one's).
     """
 
     base: str
@@ -27,6 +29,7 @@ class Candidate:
     size_bytes: int
     seconds: float
     failure: str = ""
+    sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Its fields (``serial.plain``; ``Report.from_dict`` reads them back) and ``layers_in_float``."""
@@ -37,7 +40,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SearchStep:
-    """One step: ``phase`` (``"base"``, ``"sensitivity"``, ``"greedy"``, ``"fallback"``), what changed, and the
+    """One step: ``phase`` (``"base"``, ``"sensitivity"``: a whole-model alternative or one layer kept in float,
+    ``"quantize-one"``: one layer quantized alone, ``"greedy"``), what changed, and the
     candidate that resulted; ``chosen`` marks the step whose candidate the search kept going from."""
 
     phase: str
@@ -70,6 +74,7 @@ class SearchReport:
     seconds: float
     per_layer_sqnr_db: tuple[tuple[str, float], ...] = ()
     per_layer_note: str = ""
+    sensitivity: tuple[LayerSensitivity, ...] = ()
 
     @property
     def candidates(self) -> int:
@@ -95,6 +100,14 @@ class SearchReport:
             mark = "*" if step.chosen else " "
             verdict = "meets budget" if c.passed else "misses"
             out.append(f" {mark} {step.phase:<11} {step.change:<34} {metric}{latency}, {verdict}")
+        if self.sensitivity:
+            def fmt(value: float | None, suffix: str) -> str:
+                return "n/a" if value is None else f"{value:.2f}{suffix}"
+
+            top = "; ".join(f"{r.rank}. {r.layer} (float alone {fmt(r.float_metric, '')}, quantized alone "
+                            f"{fmt(r.alone_metric, '')}, layer sqnr {fmt(r.sqnr_db, ' dB')})"
+                            for r in self.sensitivity[:5])
+            out.append(f"   sensitivity ranking ({unit}): {top}")
         floats = ", ".join(self.chosen.layers) or "none"
         out.append(f"{self.target}: {'kept' if self.met else 'budget NOT met; best kept'}: {self.chosen.base} with "
                    f"{len(self.chosen.layers)} layer(s) in float ({floats}); stopped: {self.stop_reason} "

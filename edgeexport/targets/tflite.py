@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from edgeexport.runtimes.tflite import TfliteRunner
 
 CALIBRATED_MODES = frozenset({"int8", "int8-io", "int16x8"})
+# Modes whose layers an override can keep in float (the MLIR quantizer's deny-list; int16x8 uses the older one).
+SELECTIVE_MODES = frozenset({"int8", "int8-io"})
 _FLEX_PATTERN = re.compile(r"(?:Flex ops|ops are not supported|not supported by the TFLite)[^:]*:\s*(.+)", re.I)
 _TF_OP_PATTERN = re.compile(r"tf\.(\w+)")
 
@@ -52,6 +54,35 @@ def convert(
     the converter's message, or UnsupportedOpError naming ops the builtin op set lacks.
     """
     tf = quiet_tensorflow()
+    mode = preset.quantization.tflite_mode or "fp32"
+    converter = configured_converter(tf, exported, preset, calibration, sparse=sparse)
+    warnings: list[str] = []
+    try:
+        with captured_output():
+            flatbuffer = converter.convert()
+            if preset.overrides and mode in SELECTIVE_MODES and calibration is not None:
+                flatbuffer = _keep_in_float(tf, converter, flatbuffer, preset, exported, calibration, warnings)
+    except EdgeExportError:
+        raise
+    except Exception as err:
+        raise _conversion_error(err, preset.name) from err
+    if preset.overrides and mode == "int16x8":
+        # int16x8 goes through TFLite's older quantizer, which has no deny-list: a layer cannot stay in float.
+        warnings.append("layer overrides are ignored for int16x8 (TFLite's int16x8 quantizer keeps no layer in float)")
+    elif preset.overrides and mode not in CALIBRATED_MODES:
+        warnings.append(f"layer overrides need a calibrated mode (int8, int8-io); ignored for {mode}")
+    if mode == "dynamic-int8" and not _has_int8_tensor(flatbuffer):
+        # The converter leaves small weights (< 1024 values) and tables only read by GATHER in float.
+        warnings.append("dynamic-int8 quantized no tensor to int8: this artifact is float32 under a dynamic-int8 "
+                        "name (its weights are too small or only embedding tables); use fp16 or int8 instead")
+    out_path.write_bytes(flatbuffer)
+    return warnings
+
+
+def configured_converter(tf: Any, exported: ExportedGraph, preset: Preset,
+                         calibration: Mapping[str, NDArray[Any]] | None, *, sparse: bool = False) -> Any:
+    """A TFLiteConverter for ``exported`` set up for ``preset``'s mode (optimizations, op sets, calibration data,
+    int8 interface); ConversionError (exit 4) when a calibrated mode has no calibration data."""
     mode = preset.quantization.tflite_mode or "fp32"
     converter = tf.lite.TFLiteConverter.from_saved_model(str(exported.directory), signature_keys=["serve"])
     optimizations: list[Any] = []
@@ -77,24 +108,7 @@ def convert(
             converter.inference_output_type = tf.int8
     else:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    warnings: list[str] = []
-    try:
-        with captured_output():
-            flatbuffer = converter.convert()
-            if preset.overrides and mode in CALIBRATED_MODES and calibration is not None:
-                flatbuffer = _keep_in_float(tf, converter, flatbuffer, preset, exported, calibration, warnings)
-    except EdgeExportError:
-        raise
-    except Exception as err:
-        raise _conversion_error(err, preset.name) from err
-    if preset.overrides and mode not in CALIBRATED_MODES:
-        warnings.append(f"layer overrides need a calibrated mode (int8, int8-io, int16x8); ignored for {mode}")
-    if mode == "dynamic-int8" and not _has_int8_tensor(flatbuffer):
-        # The converter leaves small weights (< 1024 values) and tables only read by GATHER in float.
-        warnings.append("dynamic-int8 quantized no tensor to int8: this artifact is float32 under a dynamic-int8 "
-                        "name (its weights are too small or only embedding tables); use fp16 or int8 instead")
-    out_path.write_bytes(flatbuffer)
-    return warnings
+    return converter
 
 
 def _has_int8_tensor(flatbuffer: bytes) -> bool:
@@ -114,13 +128,11 @@ def _keep_in_float(
     calibration: Mapping[str, NDArray[Any]],
     warnings: list[str],
 ) -> bytes:
-    """Re-quantize with the override's layers left in float (TFLite's selective quantization)."""
-    from edgeexport.runtimes.tflite import TfliteRunner
+    """Re-quantize with the override's layers left in float (TFLite's selective quantization: the calibration pass,
+    then the quantization pass with a deny-list, ``tflite_selective.quantize``)."""
+    from edgeexport.targets.tflite_selective import calibrate, node_names, quantize
 
-    runner = TfliteRunner(flatbuffer)
-    names = {int(d["index"]): str(d["name"]) for d in runner.tensor_details()}
-    node_names = [names[index] for op in runner.ops_details() for index in op["outputs"]]
-    nodes = matching_names(preset.overrides, node_names)
+    nodes = matching_names(preset.overrides, node_names(flatbuffer))
     op_types = tflite_op_types(preset.overrides)
     named = [o.name for o in preset.overrides if o.name]
     if named and not nodes:
@@ -128,12 +140,11 @@ def _keep_in_float(
             f"preset {preset.name}: no layer matches override name(s) {', '.join(named)}",
             hint="names are layer names as `edgeexport inspect` and the localization report show them",
         )
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, denylisted_ops=op_types)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=_representative_dataset(exported, calibration), debug_options=options
-    )
+    converter.representative_dataset = _representative_dataset(exported, calibration)
+    calibrated = calibrate(converter)
     warnings.append(f"kept {len(nodes)} layer(s) and op type(s) {op_types or 'none'} in float as the preset overrides ask")
-    result: bytes = debugger.get_nondebug_quantized_model()
+    result: bytes = quantize(tf, calibrated, preset.quantization.tflite_mode or "", nodes, op_types,
+                             disable_per_channel=bool(converter._experimental_disable_per_channel))
     if (preset.quantization.tflite_mode or "") == "int8-io":
         result = _int8_interface(result, preset.name)
     return result

@@ -21,7 +21,7 @@ from edgeexport.types import Permutation
 from edgeexport.verify.inputs import load_npz, seeded_inputs
 from edgeexport.verify.layers import LayerError, compare_layers, judge_layers
 
-__all__ = ["DEFAULT_SAMPLES", "LayerError", "Localization", "localize", "localize_tflite"]
+__all__ = ["CHEAP_MAC_SAMPLES", "DEFAULT_SAMPLES", "LayerError", "Localization", "cheap", "localize", "localize_tflite"]
 
 DEFAULT_SAMPLES = 32
 # Used when the tolerance sets no cosine / SQNR limit: below these a layer output is clearly not the same signal.
@@ -29,6 +29,15 @@ FALLBACK_COSINE = 0.99
 FALLBACK_SQNR_DB = 20.0
 # How many layers the terminal lists, worst first (report.json and report.html have all of them).
 TOP_LAYERS = 5
+# A passing artifact gets its per-layer error without being asked when the reference's multiply-accumulates over
+# the compared samples stay under this (the digits CNN: 7e6; MobileNetV2 0.35 at 64x64: 3e8; at 224x224: 2e9).
+CHEAP_MAC_SAMPLES = 1_000_000_000
+
+
+def cheap(macs: int, samples: int) -> bool:
+    """Whether comparing every layer of a reference with ``macs`` multiply-accumulates per sample on ``samples``
+    samples is cheap enough to do for every verified artifact (``CHEAP_MAC_SAMPLES``); unknown MACs (0) are not."""
+    return 0 < macs * samples <= CHEAP_MAC_SAMPLES
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,13 @@ def test_tflite_search_meets_one_point_on_pixel_8_and_the_recipe_rebuilds_the_sa
     assert _accuracy_drop(artifact) <= 1.0 and artifact["verification"]["passed"]
     assert search["stop_reason"] and "precision search from int8" in result.out
     assert search["per_layer_sqnr_db"], "the base artifact's per-layer error is reported"
+    # Sensitivity both ways: each layer quantized alone too, and the ranking that orders the greedy phase.
+    assert any(step["phase"] == "quantize-one" for step in search["steps"])
+    assert search["sensitivity"][0]["layer"] in ("conv1", "conv2") and search["sensitivity"][0]["rank"] == 1
+    assert all(step["p50_ms"] is not None for step in search["steps"])
+    # Candidates quantized from one calibration have the bytes the full conversion of the recipe writes.
+    assert artifact["sha256"] == search["chosen"]["sha256"]
+    assert "sensitivity ranking" in result.out
 
     name = search["recipe"]
     assert f'[presets."{name}"]' in recipe.read_text()

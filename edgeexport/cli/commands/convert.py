@@ -77,6 +77,9 @@ Examples:
               help="Time limit of the precision search.")
 @click.option("--save-preset", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE.toml",
               help="Write the searched recipe as a preset TOML (rebuild with --preset NAME --preset-file FILE).")
+@click.option("--localize", is_flag=True,
+              help="Attach the per-layer error to every verified artifact (default: failed ones, and passing ones "
+                   "where it is cheap).")
 @input_shape_option
 @click.option("--keep-layout", is_flag=True,
               help="ONNX models: keep the NCHW layout at the artifact's inputs/outputs (default: NHWC, as onnx2tf builds it).")
@@ -109,6 +112,7 @@ def command(
     min_sqnr_db: float | None,
     search_timeout: float,
     save_preset: Path | None,
+    localize: bool,
     unsafe_deserialization: bool,
     imports: tuple[str, ...],
     warn_only: bool,
@@ -142,7 +146,8 @@ def command(
         preset_files=preset_files + project_preset_files(),
         load=load,
         verify=VerifyOptions(enabled=not no_verify, data=verify_data, samples=verify_samples,
-                             coreml_precision="fp32" if coreml_precision == "fp32" else "auto"),
+                             coreml_precision="fp32" if coreml_precision == "fp32" else "auto",
+                             localize="always" if localize else "auto"),
         budgets=Budgets(max_latency_ms=max_latency_ms,
                         max_size_bytes=None if max_size_kb is None else int(max_size_kb * 1024)),
         check_budgets=check_budgets or max_latency_ms is not None or max_size_kb is not None,
