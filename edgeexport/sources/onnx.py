@@ -116,6 +116,11 @@ class OnnxModel(LoadedModel):
         endpoints = [tf_name(n, taken) for n in (*self.input_names, *self.output_names)]
         self.endpoint_names: dict[str, str] = dict(zip((*self.input_names, *self.output_names), endpoints))
 
+    @property
+    def onnx_graph(self) -> Any:
+        """The ONNX ModelProto the targets convert from (``targets.onnx_limits`` checks it first)."""
+        return self.model
+
     @cached_property
     def _session(self) -> Any:
         import onnxruntime as ort
