@@ -168,3 +168,18 @@ def test_sigint_during_a_pt2_convert_gives_130_and_leaves_nothing(tmp_path: Path
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err, err
     assert not list(out.rglob("*")), sorted(str(p) for p in out.rglob("*"))
+
+
+def test_pt2_with_an_op_tflite_cannot_run_is_refused_naming_it(run_cli: Cli, tmp_path: Path) -> None:
+    """A float64 cumulative sum: its torch.onnx.export graph holds CumSum on float64, which the TFLite route
+    cannot convert (targets/onnx_limits.py): exit 4 naming the op and the reason, before the TFLite converter."""
+    from make_torch_samples import save_program
+
+    class RunningTotal(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cumsum(x, dim=1)
+
+    model = save_program(RunningTotal(), torch.zeros(1, 8, dtype=torch.float64), tmp_path / "total.pt2")
+    result = run_cli("convert", model, "--target", "tflite", "--out", tmp_path / "o")
+    assert result.code == 4, result.err + result.out
+    assert "CumSum (float64)" in result.err and "float64 kernel" in result.err and "Traceback" not in result.err
