@@ -151,6 +151,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     say(f"loading {plan.source.path.name}")
     model = load_source(plan.source)
     summary = model.summary
+    from edgeexport.targets.onnx_limits import check_source
+
+    targets = [item.target for item in plan.items]
+    check_source(model, targets)  # an ONNX graph's ops no route of these targets converts: exit 4, named
     warnings: list[str] = []
     calibration = _calibration(plan, summary.inputs, warnings)
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))
@@ -180,6 +184,7 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                                            if distillable else ""))
                 say("exporting a fixed-shape TensorFlow graph")
                 exported = variant.export_saved_model(workdir / f"savedmodel-{len(exports)}")
+                check_source(variant, targets, exported)  # a .pt2's ONNX graph exists only now
                 exports[key] = (exported, prune_report, variant)
             exported, prune_report, variant = exports[key]
             search = None

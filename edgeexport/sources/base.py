@@ -69,6 +69,12 @@ class LoadedModel(ABC):
         """The fixed-shape (batch 1) serving concrete function of a SavedModel (None: not a SavedModel)."""
         return None
 
+    def onnx_graph(self) -> onnx.ModelProto | None:
+        """The ONNX graph a TFLite conversion goes through, which ``targets.onnx_limits`` checks before any
+        converter runs: an ONNX source's own model; a ``.pt2``'s ``torch.onnx.export`` graph once exported
+        (None before); None for a source that is not converted through ONNX."""
+        return self.onnx_model()
+
     def check_feeds(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Validate user data against the inputs: names, trailing shape, finite values; cast to the input dtype."""
         return check_feeds(self.summary.inputs, feeds)

@@ -79,6 +79,7 @@ class PyTorchModel(LoadedModel):
     def __init__(self, source: SourceModel, program: Any) -> None:
         self.source = source
         self.program = program
+        self._onnx_export: Any = None  # set by export_saved_model (torch.onnx.export)
         signature = program.graph_signature
         placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
         self._input_nodes = [placeholders[name] for name in signature.user_inputs]
@@ -95,6 +96,10 @@ class PyTorchModel(LoadedModel):
                                    hint="export a program that returns a tensor or a tuple of tensors")
         names = list(signature.user_outputs)
         self.output_names = tuple(name if name not in self.input_names else f"output_{i}" for i, name in enumerate(names))
+
+    def onnx_graph(self) -> Any:
+        """The ``torch.onnx.export`` graph of the TFLite route, once ``export_saved_model`` has run (None before)."""
+        return self._onnx_export
 
     @cached_property
     def summary(self) -> ModelSummary:
@@ -173,7 +178,9 @@ class PyTorchModel(LoadedModel):
             raise ConversionError(f"torch.onnx.export (dynamo) failed for {self.source.path.name}: {_first(err)}") from err
         onnx_source = dataclasses.replace(self.source, path=onnx_path, format="onnx",
                                           options=dataclasses.replace(self.source.options, keep_layout=True))
-        exported = load_onnx(onnx_source).export_saved_model(directory)
+        onnx_model = load_onnx(onnx_source)
+        self._onnx_export = onnx_model.model  # the graph the TFLite route converts (targets.onnx_limits checks it)
+        exported = onnx_model.export_saved_model(directory)
         notes = (*exported.notes, TFLITE_ROUTE, COREML_ROUTE, NO_LITERT_TORCH)
         # The .pt2 file, not the loaded program: the Core ML converter runs in a child process, and an
         # ExportedProgram does not survive pickling there (run_decompositions fails on the copy).

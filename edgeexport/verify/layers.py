@@ -245,6 +245,12 @@ def compare_layers(
     names are not layers, so those are matched by value (``match_by_value``), which the result records in
     ``matched_by``. Raises UnsupportedError (exit 4) for other references or when no layer could be matched.
     """
+    unsliced = [s.name for s in reference.summary.inputs if not s.shape or s.shape[0] not in (None, 1)]
+    if unsliced:
+        # Layers are compared one sample (row) at a time; a scalar or a fixed axis 0 of several rows is not a
+        # sample axis (edgeexport.runs), so slicing it would feed the model shapes it does not take.
+        raise UnsupportedError(f"per-layer comparison needs a sample axis; input(s) {', '.join(unsliced)} of "
+                               "the reference are scalars or have a fixed first dimension")
     ref = reference_layers(reference, inputs)
     probe = open_probe(Path(artifact), precision)
     feeds, _ = artifact_feeds(inputs, probe.input_specs, permutations)

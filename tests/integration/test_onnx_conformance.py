@@ -32,7 +32,25 @@ def test_node_test_result(test: str, tmp_path: Path) -> None:
     outcome = conformance.run_case(test, conformance.node_tests().get(test, "?"), "tflite", tmp_path)
     assert outcome.result == CASES[test], outcome
     if outcome.result == "refused":
-        assert "Cumsum" in outcome.detail
+        assert "cumsum" in outcome.detail.lower() and "for tflite" in outcome.detail  # named at plan time
+
+
+# Core ML: ONNX -> onnx2tf -> coremltools, run by our MIL executor against the tests' expected outputs.
+COREML_CASES = {
+    "test_abs": "pass",                       # a fixed axis 0 of 3
+    "test_cumsum_1d": "pass",                 # TFLite refuses it; Core ML runs it
+    "test_gemm_transposeA": "pass",           # two fixed inputs
+    "test_add_uint8": "refused",              # uint8 model inputs: refused at plan time, named
+    "test_maxpool_2d_dilations": "refused",   # Dilation2D: refused at plan time, named
+}
+
+
+@pytest.mark.parametrize("test", sorted(COREML_CASES))
+def test_node_test_result_coreml(test: str, tmp_path: Path) -> None:
+    outcome = conformance.run_case(test, conformance.node_tests().get(test, "?"), "coreml", tmp_path)
+    assert outcome.result == COREML_CASES[test], outcome
+    if outcome.result == "refused":
+        assert "for coreml" in outcome.detail, outcome
 
 
 def test_verify_expected_fails_on_wrong_expected_outputs(tmp_path: Path) -> None:
