@@ -151,6 +151,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     say(f"loading {plan.source.path.name}")
     model = load_source(plan.source)
     summary = model.summary
+    if plan.options.bundle is not None:  # --preprocess names fit the inputs? (exit 2) before minutes of converting
+        from edgeexport.bundle.preprocess import parse_preprocess_specs
+
+        parse_preprocess_specs(plan.options.bundle.preprocess).check_names([spec.name for spec in summary.inputs])
     warnings: list[str] = []
     calibration = _calibration(plan, summary.inputs, warnings)
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest
+from edgeexport.bundle.preprocess import PreprocessSpecs, parse_preprocess_specs
 from edgeexport.errors import ConversionError, DataError
 from edgeexport.jsonschemas import validate
 from edgeexport.report.jsonfile import write_json
@@ -55,12 +56,14 @@ def write_bundles(
     out_dir: Path,
     report: Report | None = None,
     *,
-    preprocessing: Preprocessing | None = None,
+    preprocessing: Preprocessing | PreprocessSpecs | None = None,
     info: ModelInfo | None = None,
     embed: bool = True,
 ) -> list[BundleResult]:
     """Write one bundle per artifact of ``report`` (default: read ``out_dir/report.json``) under ``out_dir/bundle``.
 
+    ``preprocessing``: one block for a single-input model, or ``PreprocessSpecs`` by input name
+    (``bundle.preprocess.parse_preprocess_specs``; UsageError when they do not fit the inputs).
     ``embed`` False copies artifacts unchanged (the manifest then lists everything as not embedded).
     Raises DataError for a missing artifact and ConversionError if a manifest would not match its schema.
     """
@@ -73,7 +76,7 @@ def write_bundles(
         raise DataError(f"the last convert into {out_dir} failed ({report.failure.message}); "
                         "there is nothing verified to bundle", hint="fix the conversion and rerun convert")
     data = report.to_dict()
-    preprocessing = preprocessing or Preprocessing()
+    specs = parse_preprocess_specs(preprocessing)
     info = info or ModelInfo()
     artifacts = [a for a in data["artifacts"] if isinstance(a, dict)]
     per_target = Counter(a.get("target") for a in artifacts)
@@ -82,12 +85,12 @@ def write_bundles(
         folder = str(artifact["target"])
         if per_target[artifact["target"]] > 1:
             folder += "-" + str(artifact.get("preset", "")).replace(":", "-").replace("+", "-")
-        results.append(_write_one(out_dir, out_dir / "bundle" / folder, data, artifact, preprocessing, info, embed))
+        results.append(_write_one(out_dir, out_dir / "bundle" / folder, data, artifact, specs, info, embed))
     return results
 
 
 def _write_one(out_dir: Path, target_dir: Path, report: Mapping[str, Any], artifact: Mapping[str, Any],
-               preprocessing: Preprocessing, info: ModelInfo, embed: bool) -> BundleResult:
+               preprocessing: PreprocessSpecs, info: ModelInfo, embed: bool) -> BundleResult:
     source = Path(str(artifact["path"]))
     source = source if source.is_absolute() else out_dir / source
     if not source.exists():

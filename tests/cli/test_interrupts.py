@@ -134,3 +134,18 @@ def test_a_converter_over_its_memory_limit_is_exit_4_with_the_peak(
     assert "convert tflite (fp32) used more than 1200 MiB of memory (peak" in line
     peak = json.loads((tmp_path / "out" / "report.json").read_text())["error"]["peak_rss_bytes"]
     assert 1200 * 2**20 < peak < 3000 * 2**20
+
+
+def test_a_converter_killed_by_the_kernel_is_one_line_naming_the_stage_and_peak(
+        run_cli: Run, tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL from outside (the kernel's out-of-memory killer; no limit of ours was set): still exit 4, one line."""
+    monkeypatch.setenv("EDGEEXPORT_TEST_HOOK", "oom:convert")
+    monkeypatch.delenv("EDGEEXPORT_MAX_CHILD_RSS_MB", raising=False)
+    result = run_cli("convert", samples / "digits_cnn.keras", "--target", "tflite", "--out", tmp_path / "out")
+    lines = [line for line in result.err.strip().splitlines() if line.strip()]
+    assert result.code == 4 and "Traceback" not in result.err
+    assert lines[-1].startswith("error: convert tflite (fp32) crashed (SIGKILL: killed, most likely out of memory) "
+                                "at a peak of "), lines[-1]
+    peak = json.loads((tmp_path / "out" / "report.json").read_text())["error"]["peak_rss_bytes"]
+    assert peak > 512 * 2**20  # the 512 MiB the hook wrote, seen by the parent's poll
+    assert f"at a peak of {peak / 2**20:,.0f} MiB resident" in lines[-1]
