@@ -29,32 +29,40 @@ class _Worker:
     def __init__(self, fmt: str, folder: Path) -> None:
         self.log = (folder / f"worker-{time.monotonic_ns()}.log").open("wb")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        # Unbuffered bytes on our side: a buffered reader could hold the answer while select() waits for more.
         self.process = subprocess.Popen([sys.executable, "-m", "tests.helpers.fuzz_worker", fmt, str(folder)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT,
-                                        env=env, text=True, bufsize=1, start_new_session=True)
+                                        env=env, bufsize=0, start_new_session=True)
         self.selector = selectors.DefaultSelector()
         assert self.process.stdout is not None
         self.selector.register(self.process.stdout, selectors.EVENT_READ)
+        self.pending = b""
 
     def ask(self, seed: int, timeout_s: float) -> int | str:
+        """The case's outcome; ``timeout_s`` counts from the question (a new worker's imports included)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(f"{seed}\n")
-            self.process.stdin.flush()
+            self.process.stdin.write(f"{seed}\n".encode())
         except BrokenPipeError:
             return f"worker died (exit {self.process.poll()})"
         deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
+        while True:
+            while b"\n" in self.pending:
+                line, self.pending = self.pending.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                if text.startswith(MARK):
+                    _, got, outcome = text.split(" ", 2)
+                    if int(got) == seed:
+                        return int(outcome) if outcome.lstrip("-").isdigit() else outcome
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return f"timeout after {timeout_s:.0f} s"
             if not self.selector.select(left):
                 continue
-            line = self.process.stdout.readline()
-            if not line:
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            if not chunk:
                 return f"worker died (exit {self.process.wait()})"
-            if line.startswith(MARK):
-                _, got, outcome = line.rstrip("\n").split(" ", 2)
-                if int(got) == seed:
-                    return int(outcome) if outcome.lstrip("-").isdigit() else outcome
-        return f"timeout after {timeout_s:.0f} s"
+            self.pending += chunk
 
     def close(self) -> None:
         if self.process.poll() is None:
