@@ -58,7 +58,13 @@ def _malformed_is_format_error(reader: _GraphReader) -> _GraphReader:
     @functools.wraps(reader)
     def checked(path: Path | bytes) -> OpGraph:
         try:
-            return reader(path)
+            graph = reader(path)
+            count = len(graph.tensors)
+            # A mutated index that the flatbuffer accessors accepted would fail later, in the cost model.
+            if any(not 0 <= t < count for op in graph.ops for t in (*op.inputs, *op.outputs)) or \
+                    any(not 0 <= t < count for t in (*graph.inputs, *graph.outputs)):
+                raise IndexError(f"a tensor index outside the subgraph's {count} tensors")
+            return graph
         except _MALFORMED as err:
             where = "data" if isinstance(path, bytes) else Path(path).name
             raise ModelFormatError(f"corrupt .tflite {where}: the flatbuffer is malformed "
