@@ -31,7 +31,8 @@ from edgeexport.sources import open_source
 from edgeexport.types import LoadOptions, ModelSummary, SourceModel
 
 if TYPE_CHECKING:
-    from edgeexport.bundle.manifest import ModelInfo, Preprocessing
+    from edgeexport.bundle.manifest import ModelInfo
+    from edgeexport.bundle.preprocess import PreprocessSpecs
     from edgeexport.pipeline import Progress
     from edgeexport.simulate.bench import BenchResult
     from edgeexport.simulate.estimate import LatencyEstimate
@@ -139,12 +140,13 @@ def convert(model: str | Path, out_dir: str | Path, options: ConvertOptions | No
     return relocated(report, txn.stage, Path(out_dir))
 
 
-def _bundle_inputs(bundle: BundleOptions) -> tuple[Preprocessing, ModelInfo]:
-    """Preprocessing and labels, read before converting so a bad file fails fast (exit 3)."""
-    from edgeexport.bundle import ModelInfo, parse_preprocessing, read_labels
+def _bundle_inputs(bundle: BundleOptions) -> tuple[PreprocessSpecs, ModelInfo]:
+    """Preprocessing specs and labels, read before converting so a bad file fails fast (exit 3); the specs'
+    input names are checked against the artifact's inputs when the bundle is written (exit 2)."""
+    from edgeexport.bundle import ModelInfo, parse_preprocess_specs, read_labels
 
     labels = read_labels(bundle.labels) if bundle.labels else None
-    return parse_preprocessing(bundle.preprocess), ModelInfo(labels=labels)
+    return parse_preprocess_specs(bundle.preprocess), ModelInfo(labels=labels)
 
 
 def verify(artifact: str | Path, *, reference: str | Path | None = None, golden: str | Path | None = None,

@@ -41,6 +41,8 @@ PRELOAD = ["edgeexport._preload"]
 _preloaded: list[str] = list(PRELOAD)
 # stage -> the child's peak resident bytes, for every call of this process (benchmarks/memory.py reads it)
 PEAKS: dict[str, int] = {}
+# stage -> this (parent) process's largest resident bytes while that child ran: what the parent holds meanwhile
+PARENT_RESIDENT: dict[str, int] = {}
 _POLL_SECONDS = 0.1
 _context: BaseContext | None = None
 
@@ -131,6 +133,9 @@ def call_timed(stage: str, target: str, *args: Any, **kwargs: Any) -> tuple[Any,
     if not enabled():
         started = time.perf_counter()
         return _resolve(target)(*args, **kwargs), time.perf_counter() - started
+    from edgeexport.release import release_memory
+
+    release_memory()  # what the parent freed before this stage is not resident while the child converts
     context = _ctx()
     receive, send = context.Pipe(duplex=False)
     process = context.Process(  # type: ignore[attr-defined]
@@ -139,7 +144,7 @@ def call_timed(stage: str, target: str, *args: Any, **kwargs: Any) -> tuple[Any,
     send.close()
     limit_mb = os.environ.get("EDGEEXPORT_MAX_CHILD_RSS_MB")
     limit = int(float(limit_mb) * 2**20) if limit_mb else None
-    peak = 0
+    peak = held = 0
 
     def kill() -> None:
         if process.is_alive():
@@ -150,6 +155,7 @@ def call_timed(stage: str, target: str, *args: Any, **kwargs: Any) -> tuple[Any,
             while True:
                 ready = wait([receive, process.sentinel], timeout=_POLL_SECONDS)
                 peak = max(peak, _peak_rss(process.pid))
+                held = max(held, _peak_rss(None, field="VmRSS"))
                 if receive in ready:
                     try:
                         message = receive.recv()
@@ -171,6 +177,7 @@ def call_timed(stage: str, target: str, *args: Any, **kwargs: Any) -> tuple[Any,
         process.join()
         receive.close()
     PEAKS[stage] = max(PEAKS.get(stage, 0), peak)
+    PARENT_RESIDENT[stage] = max(PARENT_RESIDENT.get(stage, 0), held)
     if message is None:
         raise _crash(stage, process.exitcode, peak)
     return _unpack(stage, message)
@@ -251,14 +258,13 @@ def _crash(stage: str, exitcode: int | None, peak: int) -> ChildCrashedError:
                              hint="the converter ran in a child process; try another preset or report the model")
 
 
-def _peak_rss(pid: int | None) -> int:
-    """The process's resident high-water mark (VmHWM) in bytes; 0 when it cannot be read."""
-    if pid is None:
-        return 0
+def _peak_rss(pid: int | None, *, field: str = "VmHWM") -> int:
+    """The process's resident high-water mark (VmHWM; or another /proc status ``field``) in bytes; 0 when it
+    cannot be read. ``pid`` None: this process."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return 0

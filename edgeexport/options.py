@@ -72,10 +72,11 @@ class SimulateOptions:
 @dataclass(frozen=True)
 class BundleOptions:
     """App bundles written next to the artifacts: ``labels`` a text file with one class per line,
-    ``preprocess`` ``KEY=VALUE,...`` or a TOML file (see ``bundle.parse_preprocessing``)."""
+    ``preprocess`` ``KEY=VALUE,...`` or a TOML file, or several ``NAME:KEY=VALUE,...`` for a model with several
+    inputs (see ``bundle.preprocess``)."""
 
     labels: Path | None = None
-    preprocess: str | None = None
+    preprocess: str | tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,10 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
 
     targets = [item.target for item in plan.items]
     check_source(model, targets)  # an ONNX graph's ops no route of these targets converts: exit 4, named
+    if plan.options.bundle is not None:  # --preprocess names fit the inputs? (exit 2) before minutes of converting
+        from edgeexport.bundle.preprocess import parse_preprocess_specs
+
+        parse_preprocess_specs(plan.options.bundle.preprocess).check_names([spec.name for spec in summary.inputs])
     warnings: list[str] = []
     calibration = _calibration(plan, summary.inputs, warnings)
     workdir = Path(tempfile.mkdtemp(prefix=".edgeexport-", dir=plan.out_dir))

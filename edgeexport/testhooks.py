@@ -2,7 +2,8 @@
 
 ``EDGEEXPORT_TEST_HOOK`` is a comma-separated list of ``ACTION:POINT``; actions are ``pause`` (write
 ``edgeexport-test-hook: paused at POINT`` to stderr, then sleep ``EDGEEXPORT_TEST_PAUSE`` seconds, default 60),
-``segv`` (the process sends itself SIGSEGV) and ``grow`` (allocate memory until something stops it). Points:
+``segv`` (the process sends itself SIGSEGV), ``grow`` (allocate memory until something stops it) and ``oom``
+(allocate 512 MiB, then SIGKILL itself, as the kernel's out-of-memory killer would). Points:
 ``artifact`` (an artifact is complete in the staging folder), ``commit`` (the journal is written, nothing moved
 yet), ``convert`` (inside the converter child, before the converter runs). Unset, a hook costs one lookup.
 """
@@ -32,6 +33,11 @@ def hook(point: str) -> None:
             time.sleep(float(os.environ.get("EDGEEXPORT_TEST_PAUSE", "60")))
         elif action == "segv":
             os.kill(os.getpid(), signal.SIGSEGV)
+        elif action == "oom":
+            hoard = [b"\x01" * (64 * 2**20) for _ in range(8)]  # resident, so the parent sees the peak
+            time.sleep(0.5)  # long enough for the parent's RSS poll to see it
+            os.kill(os.getpid(), signal.SIGKILL)
+            del hoard
         elif action == "grow":
             hoard = []
             while True:

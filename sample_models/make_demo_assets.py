@@ -115,7 +115,8 @@ def _summary(demo: DemoTarget, manifest: Mapping[str, Any]) -> str:
     sim = f", simulated {latency[0]['p50_ms']:.3f} ms on {latency[0]['device']}" if latency else ""
     verified = manifest["verification"]["passed"] if manifest["verification"] else "not run"
     return (f"{demo.app}: {manifest['artifact']['path']} {manifest['artifact']['size_bytes']:,} bytes -> "
-            f"{demo.assets.relative_to(ROOT)} (verified: {verified}{sim}); {json.dumps(manifest['preprocessing'])}")
+            f"{demo.assets.relative_to(ROOT)} (verified: {verified}{sim}); "
+            f"{json.dumps([t['preprocessing'] for t in manifest['inputs']])}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from edgeexport.bundle.manifest import (
            parse_preprocessing,
            read_labels,
 )
+from edgeexport.bundle.preprocess import PreprocessSpecs, parse_preprocess_specs
 from edgeexport.bundle.writer import BundleResult, read_report, write_bundles
 from edgeexport.jsonschemas import load_schema, validate
 
-__all__ = ["BundleResult", "ModelInfo", "Preprocessing", "build_manifest", "load_schema", "parse_preprocessing",
-           "read_labels", "read_report", "validate", "write_bundles"]
+__all__ = ["BundleResult", "ModelInfo", "PreprocessSpecs", "Preprocessing", "build_manifest", "load_schema",
+           "parse_preprocess_specs", "parse_preprocessing", "read_labels", "read_report", "validate", "write_bundles"]

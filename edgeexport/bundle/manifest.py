@@ -1,4 +1,8 @@
-"""Building ``manifest.json``: what an app needs to load, feed and read one artifact (schema 1.0).
+"""Building ``manifest.json``: what an app needs to load, feed and read one artifact (schema 2.0).
+
+2.0 (issue 17): preprocessing moved from one top-level block into each input (``inputs[i].preprocessing``), with
+the source model's name of that input (``inputs[i].source_name``), so a multi-input model's inputs are each
+described, in the artifact's own input order.
 
 Everything comes from the typed ``Report`` (the artifact's tensors, preset, device, verification and simulated
 latency) plus what only the user knows: preprocessing, class labels, the model's version, author and licence.
@@ -10,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,11 +25,12 @@ from edgeexport.files import sha256_of
 from edgeexport.types import Artifact, TensorSpec
 
 if TYPE_CHECKING:
+    from edgeexport.bundle.preprocess import PreprocessSpecs
     from edgeexport.report.model import ArtifactReport, Report
     from edgeexport.simulate.estimate import LatencyEstimate
     from edgeexport.verify.stage import Verification
 
-MANIFEST_SCHEMA_VERSION = "1.0"
+MANIFEST_SCHEMA_VERSION = "2.0"
 CHANNEL_ORDERS = ("none", "gray", "rgb", "bgr")
 _WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\\\/]")
 _DTYPES = {"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"}
@@ -87,7 +92,7 @@ def parse_preprocessing(spec: str | Path | None) -> Preprocessing:
         table = data.get("preprocessing", data)
         if not isinstance(table, dict):
             raise DataError(f"{path}: [preprocessing] must be a table")
-        return _from_mapping(table, where=str(path))
+        return preprocessing_from_mapping(table, where=str(path))
     pairs: dict[str, Any] = {}
     for part in str(spec).split(","):
         key, sep, value = part.partition("=")
@@ -96,10 +101,10 @@ def parse_preprocessing(spec: str | Path | None) -> Preprocessing:
                             hint="e.g. --preprocess scale=0.0625 or scale=1/255,mean=0.5,std=0.5")
         values = value.split(":")
         pairs[key.strip()] = values if len(values) > 1 or key.strip() in ("mean", "std") else value.strip()
-    return _from_mapping(pairs, where="--preprocess")
+    return preprocessing_from_mapping(pairs, where="--preprocess")
 
 
-def _from_mapping(table: Mapping[str, Any], *, where: str) -> Preprocessing:
+def preprocessing_from_mapping(table: Mapping[str, Any], *, where: str) -> Preprocessing:
     unknown = sorted(set(table) - {"scale", "mean", "std", "channel_order"})
     if unknown:
         raise DataError(f"{where}: unknown preprocessing key(s) {', '.join(unknown)}",
@@ -220,14 +225,19 @@ def build_manifest(
     entry: ArtifactReport,
     bundled: Path,
     *,
-    preprocessing: Preprocessing,
+    preprocessing: Preprocessing | PreprocessSpecs,
     info: ModelInfo,
     embedded: Sequence[str] = (),
     not_embedded: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The manifest for ``entry``, one artifact of ``report``, whose bundled copy is ``bundled`` (hashed here,
-    after any metadata was embedded into it)."""
+    after any metadata was embedded into it). ``preprocessing``: a single block (a single-input model) or the
+    ``--preprocess`` specs by input name (``bundle.preprocess``); UsageError when they do not fit the inputs."""
+    from edgeexport.bundle.preprocess import parse_preprocess_specs, plain_name
+
     source, artifact = report.source, entry.artifact
+    source_inputs = [t.name for t in report.summary.inputs] if report.summary is not None else []
+    per_input = parse_preprocess_specs(preprocessing).for_inputs([t.name for t in artifact.inputs], source_inputs)
     name = source.path.name.split(".")[0] or "model"
     files = file_entries(bundled)
     return {
@@ -253,15 +263,24 @@ def build_manifest(
             "sha256": sha256_of(bundled),
             "files": files,
         },
-        "inputs": [tensor_entry(t, _source_layout(report, artifact, t, "inputs")) for t in artifact.inputs],
+        "inputs": [{**tensor_entry(t, _source_layout(report, artifact, t, "inputs")),
+                    "source_name": _source_name(t.name, source_inputs, plain_name),
+                    "preprocessing": pre.to_dict()} for t, pre in zip(artifact.inputs, per_input, strict=True)],
         "outputs": [tensor_entry(t, _source_layout(report, artifact, t, "outputs")) for t in artifact.outputs],
-        "preprocessing": preprocessing.to_dict(),
         "labels": list(info.labels) if info.labels is not None else None,
         "verification": verification_entry(entry.verification),
         "simulated_latency": latency_entries(entry.estimates),
         "embedded": list(embedded),
         "not_embedded": [{"what": what, "why": why} for what, why in not_embedded],
     }
+
+
+def _source_name(name: str, source_inputs: Sequence[str], plain: Callable[[str], str]) -> str | None:
+    """The source model's input this artifact input is (same name, or same once decorations are cut), else None."""
+    for candidate in source_inputs:
+        if candidate == name or plain(candidate) == plain(name):
+            return candidate
+    return None
 
 
 def _source_layout(report: Report, artifact: Artifact, tensor: TensorSpec, kind: str) -> str | None:

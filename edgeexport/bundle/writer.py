@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeexport.bundle.manifest import ModelInfo, Preprocessing, build_manifest
+from edgeexport.bundle.preprocess import PreprocessSpecs, parse_preprocess_specs
 from edgeexport.errors import ConversionError, DataError
 from edgeexport.jsonschemas import validate
 from edgeexport.report.jsonfile import write_json
@@ -55,12 +56,14 @@ def write_bundles(
     out_dir: Path,
     report: Report | None = None,
     *,
-    preprocessing: Preprocessing | None = None,
+    preprocessing: Preprocessing | PreprocessSpecs | None = None,
     info: ModelInfo | None = None,
     embed: bool = True,
 ) -> list[BundleResult]:
     """Write one bundle per artifact of ``report`` (default: read ``out_dir/report.json``) under ``out_dir/bundle``.
 
+    ``preprocessing``: one block for a single-input model, or ``PreprocessSpecs`` by input name
+    (``bundle.preprocess.parse_preprocess_specs``; UsageError when they do not fit the inputs).
     ``embed`` False copies artifacts unchanged (the manifest then lists everything as not embedded).
     Raises DataError for a missing artifact and ConversionError if a manifest would not match its schema.
     """
@@ -72,7 +75,7 @@ def write_bundles(
     if report.failure is not None:
         raise DataError(f"the last convert into {out_dir} failed ({report.failure.message}); "
                         "there is nothing verified to bundle", hint="fix the conversion and rerun convert")
-    preprocessing = preprocessing or Preprocessing()
+    specs = parse_preprocess_specs(preprocessing)
     info = info or ModelInfo()
     per_target = Counter(entry.artifact.target for entry in report.artifacts)
     results = []
@@ -80,12 +83,12 @@ def write_bundles(
         folder = entry.artifact.target
         if per_target[folder] > 1:
             folder += "-" + entry.artifact.preset.replace(":", "-").replace("+", "-")
-        results.append(_write_one(out_dir, out_dir / "bundle" / folder, report, entry, preprocessing, info, embed))
+        results.append(_write_one(out_dir, out_dir / "bundle" / folder, report, entry, specs, info, embed))
     return results
 
 
 def _write_one(out_dir: Path, target_dir: Path, report: Report, entry: ArtifactReport,
-               preprocessing: Preprocessing, info: ModelInfo, embed: bool) -> BundleResult:
+               preprocessing: PreprocessSpecs, info: ModelInfo, embed: bool) -> BundleResult:
     # Relative to the report's out_dir, then under the out_dir being bundled: a report made in a staging
     # directory names artifacts where they will be, a report read from disk where they are.
     source = Path(report.relative(entry.artifact.path))

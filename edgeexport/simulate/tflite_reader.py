@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -44,6 +47,33 @@ def compute_dtype(activation_dtypes: list[str], weight_dtypes: list[str]) -> str
     return "fp32"
 
 
+_GraphReader = TypeVar("_GraphReader", bound=Callable[..., OpGraph])
+# What the generated flatbuffer accessors raise on an offset, length or enum that points outside the buffer.
+_MALFORMED = (IndexError, KeyError, ValueError, TypeError, AttributeError, OverflowError, struct.error,
+              UnicodeDecodeError, MemoryError)
+
+
+def _malformed_is_format_error(reader: _GraphReader) -> _GraphReader:
+    """A corrupt flatbuffer is bad input (exit 3), never a traceback: any lookup past the end of a table or
+    buffer while walking the graph becomes a ModelFormatError naming what failed (issue 17)."""
+    @functools.wraps(reader)
+    def checked(path: Path | bytes) -> OpGraph:
+        try:
+            graph = reader(path)
+            count = len(graph.tensors)
+            # A mutated index that the flatbuffer accessors accepted would fail later, in the cost model.
+            if any(not 0 <= t < count for op in graph.ops for t in (*op.inputs, *op.outputs)) or \
+                    any(not 0 <= t < count for t in (*graph.inputs, *graph.outputs)):
+                raise IndexError(f"a tensor index outside the subgraph's {count} tensors")
+            return graph
+        except _MALFORMED as err:
+            where = "data" if isinstance(path, bytes) else Path(path).name
+            raise ModelFormatError(f"corrupt .tflite {where}: the flatbuffer is malformed "
+                                   f"({type(err).__name__}: {str(err)[:200]})") from err
+    return cast(_GraphReader, checked)
+
+
+@_malformed_is_format_error
 def read_tflite(path: Path | bytes) -> OpGraph:
     """Parse a ``.tflite`` file (or its bytes) into a costed ``OpGraph`` of its main subgraph.
 

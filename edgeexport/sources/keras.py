@@ -19,9 +19,8 @@ from edgeexport.errors import ModelFormatError, UnsafeModelError
 from edgeexport.quiet import captured_output
 from edgeexport.sources.base import LoadedModel
 from edgeexport.sources.tfgraph import (
-    count_macs_noted,
+    count_function_macs,
     fixed_signature,
-    frozen_graph_def,
     quiet_tensorflow,
 )
 from edgeexport.types import ExportedGraph, ModelSummary, PruneReport, SourceModel, TensorSpec
@@ -125,7 +124,7 @@ class KerasModel(LoadedModel):
     @cached_property
     def summary(self) -> ModelSummary:
         ops = Counter(type(layer).__name__ for layer in self.model.layers if type(layer).__name__ != "InputLayer")
-        graph_def = frozen_graph_def(self._concrete_function())
+        concrete = self._concrete_function()  # profiled as traced: no frozen copy of the weights (issue 17)
         return ModelSummary(
             inputs=self._input_specs(),
             outputs=tuple(
@@ -134,12 +133,12 @@ class KerasModel(LoadedModel):
             ),
             ops=tuple(sorted(ops.items())),
             params=int(self.model.count_params()),
-            macs=self._macs(graph_def),
+            macs=self._macs(concrete),
         )
 
-    def _macs(self, graph_def: Any) -> int:
+    def _macs(self, concrete: Any) -> int:
         """The profiler's count plus the recurrent layers it cannot see inside their While loops."""
-        macs, notes = count_macs_noted(graph_def)
+        macs, notes = count_function_macs(concrete)
         extra = recurrent_macs(self.model)
         if extra and macs:
             notes = tuple(n for n in notes if "While loop" not in n)

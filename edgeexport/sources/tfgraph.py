@@ -48,6 +48,13 @@ def count_macs(graph_def: Any) -> int:
     return count_macs_noted(graph_def)[0]
 
 
+def count_function_macs(concrete_function: Any) -> tuple[int, tuple[str, ...]]:
+    """``count_macs_noted`` for a traced function, profiled as traced: its variables stay captured handles whose
+    shapes the FLOP statistics read, so no weight is copied (freezing a 240 MB model first cost the loading
+    stage over 2 GB of copies; issue 17). Same count as on the frozen graph (tests/unit checks it)."""
+    return _profile(concrete_function.graph, concrete_function.graph.as_graph_def())
+
+
 def count_macs_noted(graph_def: Any) -> tuple[int, tuple[str, ...]]:
     """Multiply-accumulates of one inference: TensorFlow's registered FLOP statistics divided by 2, and the
     notes that say what the count misses.
@@ -57,11 +64,17 @@ def count_macs_noted(graph_def: Any) -> tuple[int, tuple[str, ...]]:
     loops there are; when the profiler fails the count is 0 and a note says so (never a silent 0).
     """
     tf = quiet_tensorflow()
-    notes: list[str] = []
-    loops = sum(1 for node in graph_def.node if node.op in _LOOP_OPS)
     graph = tf.Graph()
     with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
+        tf.graph_util.import_graph_def(_without_weights(graph_def), name="")
+    return _profile(graph, graph_def)
+
+
+def _profile(graph: Any, graph_def: Any) -> tuple[int, tuple[str, ...]]:
+    tf = quiet_tensorflow()
+    notes: list[str] = []
+    loops = sum(1 for node in graph_def.node if node.op in _LOOP_OPS)
+    with graph.as_default():
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
         try:
@@ -76,6 +89,30 @@ def count_macs_noted(graph_def: Any) -> tuple[int, tuple[str, ...]]:
         notes.append(f"MACs inside {loops} While loop(s) (recurrent layers that are not unrolled) are not "
                      "counted in this figure")
     return int(profile.total_float_ops // 2), tuple(notes)
+
+
+# A constant larger than this (bytes) is a weight: the profiler needs its shape, not its values.
+_WEIGHT_BYTES = 1024
+
+
+def _without_weights(graph_def: Any) -> Any:
+    """``graph_def`` with each large constant replaced by a Placeholder of the same dtype and shape: the FLOP
+    statistics read shapes only, and importing a frozen graph copied every weight once more (a 240 MB model cost
+    another 240 MB here, plus the profiler's own copy; issue 17, bounded memory)."""
+    from tensorflow.core.framework import graph_pb2
+
+    light = graph_pb2.GraphDef()
+    light.versions.CopyFrom(graph_def.versions)
+    light.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        value = node.attr["value"].tensor if node.op == "Const" and "value" in node.attr else None
+        if value is None or len(value.tensor_content) <= _WEIGHT_BYTES:
+            light.node.add().CopyFrom(node)
+            continue
+        stub = light.node.add(name=node.name, op="Placeholder", device=node.device)
+        stub.attr["dtype"].type = value.dtype
+        stub.attr["shape"].shape.CopyFrom(value.tensor_shape)
+    return light
 
 
 def op_histogram(graph_def: Any) -> tuple[tuple[str, int], ...]:

@@ -22,7 +22,8 @@ from edgeexport.errors import ConversionError
 TFLITE_METADATA_NAME = "edgeexport.manifest"
 # These are the manifest fields a runtime-only consumer needs; hashes cannot be embedded (they would change
 # the bytes they describe).
-_EMBEDDED_FIELDS = ("model", "target", "preset", "inputs", "outputs", "preprocessing", "labels")
+# (Manifest 2.0 keeps each input's preprocessing inside its input entry.)
+_EMBEDDED_FIELDS = ("model", "target", "preset", "inputs", "outputs", "labels")
 
 Pairs = tuple[list[str], list[tuple[str, str]]]
 
@@ -53,7 +54,9 @@ def embed_coreml(package: Path, manifest: Mapping[str, Any]) -> Pairs:
             embedded.append(f"coreml.metadata.{field_name}")
     user = meta.userDefined
     user["com.edgeexport.preset"] = manifest["preset"]
-    user["com.edgeexport.preprocessing"] = json.dumps(manifest["preprocessing"], sort_keys=True)
+    # Per input name, as in the manifest's inputs (schema 2.0).
+    user["com.edgeexport.preprocessing"] = json.dumps({t["name"]: t["preprocessing"] for t in manifest["inputs"]},
+                                                      sort_keys=True)
     user["com.edgeexport.source_sha256"] = model["source_sha256"]
     embedded += ["coreml.userDefined.preset", "coreml.userDefined.preprocessing", "coreml.userDefined.source_sha256"]
     if manifest.get("labels"):
@@ -77,8 +80,8 @@ def _default_description(manifest: Mapping[str, Any]) -> str:
 def _tensor_text(tensor: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
     dims = "x".join("?" if d is None else str(d) for d in tensor["shape"])
     text = f"{tensor['dtype']}[{dims}]" + (f" {tensor['layout']}" if tensor.get("layout") else "")
-    if any(t["name"] == tensor["name"] for t in manifest["inputs"]):
-        pre = manifest["preprocessing"]
+    if "preprocessing" in tensor:
+        pre = tensor["preprocessing"]
         if pre["kind"] != "identity":
             text += f"; x = (raw * {pre['scale']:g} - mean) / std, mean {pre['mean']}, std {pre['std']}"
     elif manifest.get("labels"):

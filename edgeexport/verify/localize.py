@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from numpy.typing import NDArray
 
 from edgeexport.catalog.model import Tolerance
 from edgeexport.sources.base import LoadedModel
@@ -24,6 +27,11 @@ from edgeexport.verify.layers import LayerError, compare_layers, judge_layers
 __all__ = ["CHEAP_MAC_SAMPLES", "DEFAULT_SAMPLES", "LayerError", "Localization", "cheap", "localize", "localize_tflite"]
 
 DEFAULT_SAMPLES = 32
+# Every layer's output is kept for every sample (reference and artifact side), so the sample count is cut to what
+# fits this many bytes of reference layer outputs, measured on one sample first (at least 2 samples). Seen
+# (issue 17): MobileNetV2 224 int8 at 32 samples took the parent to 5.6 GiB while localizing.
+LAYER_OUTPUT_BYTES = 512 * 2**20
+MIN_SAMPLES = 2
 # Used when the tolerance sets no cosine / SQNR limit: below these a layer output is clearly not the same signal.
 FALLBACK_COSINE = 0.99
 FALLBACK_SQNR_DB = 20.0
@@ -121,7 +129,9 @@ def localize(
     precision: str = "auto",
 ) -> Localization:
     """Compare every reference layer output of ``model`` with the artifact tensor that computes it, on ``samples``
-    inputs (the ``test`` split of ``data``, else seeded random inputs), and judge them against ``tolerance``.
+    inputs (the ``test`` split of ``data``, else seeded random inputs; fewer, at least ``MIN_SAMPLES``, when
+    their layer outputs would pass ``LAYER_OUTPUT_BYTES``; the result records the count used), and judge them
+    against ``tolerance``.
 
     Raises UnsupportedError (exit 4) for references without layers (SavedModel) or when nothing could be matched.
     """
@@ -131,6 +141,8 @@ def localize(
     specs = model.summary.inputs
     dataset = (load_npz(data, specs, split="test", what="verification data").head(samples) if data
                else seeded_inputs(specs, samples))
+    if dataset.count > MIN_SAMPLES:
+        dataset = dataset.head(_samples_that_fit(model, dataset.head(1).arrays, dataset.count))
     errors, unmapped = compare_layers(artifact, model, dataset.arrays, permutations=permutations,
                                         precision=precision)
     cos_limit = tolerance.cosine_min if tolerance.cosine_min is not None else FALLBACK_COSINE
@@ -152,6 +164,16 @@ def localize(
                       "problem or an artifact converted from another model")
     return Localization(tuple(curve), first, largest, suggestion, tuple(unmapped), dataset.count, cos_limit,
                         sqnr_limit, dataset.origin)
+
+
+def _samples_that_fit(model: LoadedModel, one: Mapping[str, NDArray[Any]], wanted: int) -> int:
+    """How many samples keep the reference's layer outputs within ``LAYER_OUTPUT_BYTES`` (one sample measured)."""
+    from edgeexport.release import release_memory
+    from edgeexport.verify.layers import reference_layers
+
+    per_sample = sum(value.nbytes for value in reference_layers(model, one).values.values())
+    release_memory()
+    return max(MIN_SAMPLES, min(wanted, LAYER_OUTPUT_BYTES // max(per_sample, 1)))
 
 
 # The name this function had when only TFLite artifacts were supported.

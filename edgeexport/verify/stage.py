@@ -42,6 +42,10 @@ from edgeexport.verify.localize import Localization
 DEFAULT_PRESET = "fp32"
 # Reference models run in chunks of this many samples: bounds memory for image models at 256+ samples.
 REFERENCE_CHUNK = 64
+# ...and of at most this many bytes of input per chunk (at least one sample). Measured (issue 17): an eager call
+# of Keras ResNet152V2 at 299x299 leaves the process ~570 MiB larger per sample in the batch (1: +530 MiB, 3: +1.7
+# GiB, 8: +4.5 GiB; the allocator keeps it), about 500x the input, so 16 samples at once needed over 7 GiB.
+REFERENCE_CHUNK_INPUT_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -194,13 +198,15 @@ def run_artifact(runner: Runner, feeds: dict[str, NDArray[Any]]) -> dict[str, ND
 
 
 def run_reference(model: LoadedModel, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples (runs of its fixed
-    input shapes where it has them)."""
+    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples and at most
+    ``REFERENCE_CHUNK_INPUT_BYTES`` of input (runs of its fixed input shapes where it has them)."""
     shapes = {spec.name: spec.shape for spec in model.summary.inputs}
     count = count_samples([shapes.get(k, (None,)) for k in feeds], list(feeds.values()))
+    per_sample = sum(np.asarray(v).nbytes for v in feeds.values()) // max(count, 1)
+    step = max(1, min(REFERENCE_CHUNK, REFERENCE_CHUNK_INPUT_BYTES // max(per_sample, 1)))
     parts = []
-    for start in range(0, max(count, 1), REFERENCE_CHUNK):
-        stop = min(start + REFERENCE_CHUNK, count)
+    for start in range(0, max(count, 1), step):
+        stop = min(start + step, count)
         chunk = {k: v[head_rows(shapes.get(k, (None,)), start):head_rows(shapes.get(k, (None,)), stop)] if v.ndim else v
                  for k, v in feeds.items()}
         parts.append(model.run(chunk))

@@ -134,3 +134,46 @@ def test_a_converter_over_its_memory_limit_is_exit_4_with_the_peak(
     assert "convert tflite (fp32) used more than 1200 MiB of memory (peak" in line
     peak = json.loads((tmp_path / "out" / "report.json").read_text())["error"]["peak_rss_bytes"]
     assert 1200 * 2**20 < peak < 3000 * 2**20
+
+
+def test_a_converter_killed_by_the_kernel_is_one_line_naming_the_stage_and_peak(
+        run_cli: Run, tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL from outside (the kernel's out-of-memory killer; no limit of ours was set): still exit 4, one line."""
+    monkeypatch.setenv("EDGEEXPORT_TEST_HOOK", "oom:convert")
+    monkeypatch.delenv("EDGEEXPORT_MAX_CHILD_RSS_MB", raising=False)
+    result = run_cli("convert", samples / "digits_cnn.keras", "--target", "tflite", "--out", tmp_path / "out")
+    lines = [line for line in result.err.strip().splitlines() if line.strip()]
+    assert result.code == 4 and "Traceback" not in result.err
+    assert lines[-1].startswith("error: convert tflite (fp32) crashed (SIGKILL: killed, most likely out of memory) "
+                                "at a peak of "), lines[-1]
+    peak = json.loads((tmp_path / "out" / "report.json").read_text())["error"]["peak_rss_bytes"]
+    assert peak > 512 * 2**20  # the 512 MiB the hook wrote, seen by the parent's poll
+    assert f"at a peak of {peak / 2**20:,.0f} MiB resident" in lines[-1]
+
+
+@pytest.mark.parametrize("after", [pytest.param("loading digits_cnn.keras", marks=pytest.mark.slow),
+                                   "running the tflite artifact once"], ids=["during-export", "during-verification"])
+def test_sigint_in_a_parent_stage_is_exit_130_within_two_seconds(tmp_path: Path, samples: Path, after: str) -> None:
+    """Ctrl-C while the parent itself is in TensorFlow (exporting the graph, running the reference model), not
+    only while it waits for the converter child: the issue saw 2 of 17 SIGINTs ignored there. No hook pauses the
+    run; the signal is sent the moment the previous stage's line appears (one line per stage off a terminal)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EDGEEXPORT_TEST_HOOK", None)
+    # 20000 seeded samples: verification lasts seconds, so the signal lands inside it.
+    process = subprocess.Popen([sys.executable, "-m", "edgeexport", "convert", str(samples / "digits_cnn.keras"),
+                                "--target", "tflite", "--samples", "20000", "--out", str(out)],
+                               env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith(f"  done  {after} ("):
+            break
+    else:
+        raise AssertionError(f"no stage line for {after!r} (exit {process.wait()}): {''.join(seen)[-2000:]}")
+    code, seconds, err = _signal_and_time(process, signal.SIGINT)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert seconds < 2.5
+    assert not out.exists() or (not list(out.glob("*.tflite")) and not list(out.glob(".*"))
+                                and not (out / "report.json").exists())

@@ -49,7 +49,8 @@ def test_convert_bundle_writes_valid_manifests(converted: Path, target: str) -> 
     assert [t["name"] for t in manifest["inputs"]] == [t["name"] for t in entry["inputs"]] == ["image"]
     assert manifest["inputs"][0]["shape"] == [1, 8, 8, 1] and manifest["inputs"][0]["layout"] == "NHWC"
     assert manifest["labels"] == list(LABELS)
-    assert manifest["preprocessing"]["scale"] == 0.0625 and manifest["preprocessing"]["source"] == "user"
+    pre = manifest["inputs"][0]["preprocessing"]  # manifest 2.0: per input
+    assert pre["scale"] == 0.0625 and pre["source"] == "user"
     if entry.get("verification"):
         assert manifest["verification"]["passed"] is entry["verification"]["passed"]
     assert len(manifest["simulated_latency"]) == len(entry["estimates"])
@@ -64,7 +65,7 @@ def test_tflite_metadata_is_embedded_and_outputs_are_unchanged(converted: Path,
     original = converted / manifest["artifact"]["path"]
     assert bundled.read_bytes() != original.read_bytes()
     embedded = json.loads(read_tflite_metadata(bundled) or b"null")
-    assert embedded["labels"] == list(LABELS) and embedded["preprocessing"] == manifest["preprocessing"]
+    assert embedded["labels"] == list(LABELS) and embedded["inputs"] == manifest["inputs"]
     assert read_tflite_metadata(original) is None
     assert f"tflite.metadata.{TFLITE_METADATA_NAME}" in manifest["embedded"]
     assert [n["what"] for n in manifest["not_embedded"]] == ["tflite.TFLITE_METADATA"]
@@ -85,7 +86,7 @@ def test_coreml_metadata_is_embedded(converted: Path) -> None:
     spec.ParseFromString(next(package.rglob("*.mlmodel")).read_bytes())
     meta = spec.description.metadata
     assert json.loads(meta.userDefined["com.edgeexport.labels"]) == list(LABELS)
-    assert json.loads(meta.userDefined["com.edgeexport.preprocessing"])["scale"] == 0.0625
+    assert json.loads(meta.userDefined["com.edgeexport.preprocessing"])["image"]["scale"] == 0.0625
     assert meta.versionString == manifest["model"]["version"]
     assert "fp16" in meta.shortDescription
     assert spec.description.input[0].shortDescription.startswith("float32[1x8x8x1] NHWC; x = (raw * 0.0625")
@@ -115,7 +116,7 @@ def test_bundle_command(converted: Path, tmp_path: Path, run_cli: Callable[..., 
     written = json.loads(result.out)
     assert sorted(w["manifest"]["target"] for w in written) == ["coreml", "tflite"]
     assert all(w["manifest"]["model"]["version"] == "2.1.0" for w in written)
-    assert _manifest(copy, "tflite")["preprocessing"]["scale"] == 0.0625
+    assert _manifest(copy, "tflite")["inputs"][0]["preprocessing"]["scale"] == 0.0625
     bad = run_cli("bundle", copy, "--preprocess", "scale=abc")
     assert bad.code == 3 and "scale value 'abc' is not a number" in bad.err
     # convert reads --preprocess before converting, so a bad one costs nothing and leaves nothing behind.

@@ -165,3 +165,29 @@ def test_outlier_coreml_w8a8_failure_is_localized_at_conv1(outlier: dict[str, An
     assert found is not None and found.first_over == "conv1"
     conv1 = next(e for e in found.layers if e.layer == "conv1")
     assert conv1.sqnr_db > 25 and conv1.channel_sqnr_db < 10
+
+
+def test_localization_keeps_its_layer_outputs_within_a_byte_budget(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every layer output is held for every sample, so the sample count is cut to a byte budget measured on one
+    sample (issue 17: MobileNetV2 int8 at 32 samples took 5.6 GiB here); the count used is what is reported."""
+    import importlib
+
+    from edgeexport.sources import load, open_source
+    from edgeexport.verify.layers import reference_layers
+
+    localize_module = importlib.import_module("edgeexport.verify.localize")  # the module, not its function
+
+    support.convert(DIGITS, tmp_path, targets=("tflite",), verify=False, write_report=False)
+    model = load(open_source(DIGITS))
+    with np.load(DATA) as data:
+        one = {"image": data["test__image"][:1]}
+    per_sample = sum(v.nbytes for v in reference_layers(model, one).values.values())
+    assert per_sample > 1000  # conv feature maps, not a vacuous budget
+    monkeypatch.setattr(localize_module, "LAYER_OUTPUT_BYTES", 5 * per_sample)
+    found = localize_module.localize(tmp_path / "digits_cnn.fp32.tflite", model, data=DATA, samples=32)
+    assert found.samples == 5 and found.layers
+    assert "5 samples" in " ".join(found.lines())
+    monkeypatch.setattr(localize_module, "LAYER_OUTPUT_BYTES", 1)
+    assert localize_module.localize(tmp_path / "digits_cnn.fp32.tflite", model, data=DATA,
+                                    samples=32).samples == localize_module.MIN_SAMPLES

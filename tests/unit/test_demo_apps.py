@@ -69,7 +69,7 @@ def test_bundled_assets_exist_and_validate(assets: Path) -> None:
     assert artifact_sha256(artifact) == manifest["artifact"]["sha256"]
     for entry in manifest["artifact"]["files"]:
         assert hashlib.sha256((assets / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
-    assert manifest["preprocessing"]["scale"] == 0.0625 and manifest["labels"] == [str(d) for d in range(10)]
+    assert [t["preprocessing"]["scale"] for t in manifest["inputs"]] == [0.0625] and manifest["labels"] == [str(d) for d in range(10)]
     assert manifest["verification"] is not None and manifest["verification"]["passed"] is True
     assert manifest["simulated_latency"] and manifest["simulated_latency"][0]["device"] == manifest["device"]
     # Tens of KB: fine to commit with the app.
@@ -101,8 +101,10 @@ def test_sources_read_only_schema_fields(files: list[Path], reader: Any) -> None
             assert not unknown, f"{path.name}: {pointer} has no properties {sorted(unknown)}"
             checked.setdefault(pointer, set()).update(keys)
     # The apps must read what they need: tensors, preprocessing, labels, the simulated latency and the sample.
-    assert {"inputs", "outputs", "preprocessing", "labels", "simulated_latency", "artifact"} <= checked["#"]
-    assert {"scale", "mean", "std"} <= checked["#/properties/preprocessing"]
+    assert {"inputs", "outputs", "labels", "simulated_latency", "artifact"} <= checked["#"]
+    # Manifest 2.x: each input carries its own preprocessing.
+    assert {"preprocessing"} <= checked["#/$defs/input"]
+    assert {"scale", "mean", "std"} <= checked["#/$defs/preprocessing"]
     assert {"name", "shape", "dtype", "layout"} <= checked["#/$defs/tensor"]
     assert {"p50_ms", "device"} <= checked["#/$defs/latency"]
     assert {"raw", "input", "label"} <= checked["#/$defs/sample_input"]
@@ -110,7 +112,7 @@ def test_sources_read_only_schema_fields(files: list[Path], reader: Any) -> None
 
 def test_key_extractors_see_keys_outside_the_schema() -> None:
     """The check above would pass vacuously if the regexes found nothing; make sure a wrong key is caught."""
-    kotlin = '// schema: #/properties/preprocessing\nval s = o.getDouble("scale"); val g = o.optString("gamma")\n'
+    kotlin = '// schema: #/$defs/preprocessing\nval s = o.getDouble("scale"); val g = o.optString("gamma")\n'
     swift = ('// schema: #/$defs/latency\nstruct L: Decodable {\n enum CodingKeys: String, CodingKey {\n'
              '  case device\n  case p50Ms = "p50_ms", p90 = "p90_ms"\n }\n}\n')
     (pointer, block), = schema_blocks(kotlin)

@@ -41,8 +41,9 @@ def test_manifest_from_report_is_valid_and_exact(manifest: dict[str, Any], tmp_p
                                  "license": "", "source_format": "keras", "source_sha256": SOURCE_SHA}
     assert manifest["inputs"][0]["quantization"] == {"scale": 0.0039, "zero_point": -128}
     assert manifest["outputs"][0]["shape"] == [None, 10]
-    assert manifest["preprocessing"] == {"kind": "affine", "scale": 0.0625, "mean": [0.0], "std": [1.0],
-                                         "channel_order": "none", "source": "user"}
+    assert "preprocessing" not in manifest  # schema 2.0: per input
+    assert manifest["inputs"][0]["preprocessing"] == {"kind": "affine", "scale": 0.0625, "mean": [0.0], "std": [1.0],
+                                                      "channel_order": "none", "source": "user"}
     assert manifest["labels"] == list("0123456789")
     # Wall time and local paths would make the same conversion give a different manifest on each machine.
     assert manifest["verification"] == {"passed": True, "summary": {
@@ -60,7 +61,8 @@ def test_absent_stages_are_recorded_as_absent(tmp_path: Path) -> None:
     manifest = build_manifest(report, entry, model, preprocessing=Preprocessing(), info=ModelInfo())
     assert validate(manifest) == []
     assert manifest["verification"] is None and manifest["simulated_latency"] == [] and manifest["labels"] is None
-    assert manifest["preprocessing"]["kind"] == "identity" and manifest["preprocessing"]["source"] == "default"
+    pre = manifest["inputs"][0]["preprocessing"]
+    assert pre["kind"] == "identity" and pre["source"] == "default"
 
 
 def test_package_files_are_listed_with_hashes(tmp_path: Path) -> None:
@@ -85,9 +87,12 @@ def test_package_files_are_listed_with_hashes(tmp_path: Path) -> None:
     (lambda m: m["inputs"][0].update(shape=[1, "8"]), "inputs/0/shape/1: '8' is not of type 'integer', 'null'"),
     (lambda m: m["inputs"][0]["quantization"].update(zero_point=True), "True is not of type 'integer'"),
     (lambda m: m.update(extra=1), "('extra' was unexpected)"),
-    (lambda m: m["preprocessing"].update(channel_order="rgba"), "preprocessing/channel_order: 'rgba'"),
+    (lambda m: m["inputs"][0]["preprocessing"].update(channel_order="rgba"),
+     "inputs/0/preprocessing/channel_order: 'rgba'"),
+    (lambda m: m["inputs"][0].pop("preprocessing"), "'preprocessing' is a required property"),
+    (lambda m: m.update(preprocessing=m["inputs"][0]["preprocessing"]), "('preprocessing' was unexpected)"),
     (lambda m: m["verification"]["summary"].update(nested={"a": 1}), "verification/summary/nested: {'a': 1} is not"),
-    (lambda m: m.update(schema_version="2.0"), "schema_version: '2.0' does not match"),
+    (lambda m: m.update(schema_version="1.0"), "schema_version: '1.0' does not match"),
     (lambda m: m["simulated_latency"][0].update(p50_ms=-1.0), "simulated_latency/0/p50_ms: -1.0 is less"),
 ])
 def test_invalid_manifests_are_refused(manifest: dict[str, Any], mutate: Any, expected: str) -> None:

@@ -59,8 +59,9 @@ Examples:
               help="Also write app bundles (artifact + manifest.json) under OUT/bundle/<target>/.")
 @click.option("--labels", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Class labels for the bundle manifest, one per line.")
-@click.option("--preprocess", default=None, metavar="KEY=VALUE,...|FILE.toml",
-              help="Input preprocessing for the bundle manifest, e.g. scale=0.0625 (default: none).")
+@click.option("--preprocess", "preprocess", multiple=True, metavar="[NAME:]KEY=VALUE,...|FILE.toml",
+              help="Input preprocessing for the bundle manifest, e.g. scale=0.0625; for a model with several "
+                   "inputs one per input, NAME:scale=... (repeat), or *:scale=... for all (default: none).")
 @click.option("--check-budgets", is_flag=True,
               help="Fail (exit 6) when the simulated model does not fit the device's RAM/flash or the budgets below.")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0), default=None,
@@ -101,7 +102,7 @@ def command(
     preset_files: tuple[Path, ...],
     bundle: bool,
     labels: Path | None,
-    preprocess: str | None,
+    preprocess: tuple[str, ...],
     input_shapes: tuple[str, ...],
     keep_layout: bool,
     check_budgets: bool,

@@ -1,6 +1,7 @@
 import Foundation
 
-// manifest.json as written by `edgeexport bundle` (schema edgeexport/schemas/manifest.schema.json, 1.x).
+// manifest.json as written by `edgeexport bundle` (schema edgeexport/schemas/manifest.schema.json, 2.x:
+// preprocessing is per input, inside each entry of "inputs").
 // Each Decodable type reads one object of the schema; the `schema:` comment above it names that object so
 // tests/unit/test_demo_apps.py can check every CodingKey exists in the schema.
 
@@ -11,23 +12,22 @@ struct BundleManifest: Decodable {
     let preset: String
     let device: String?
     let artifact: ArtifactInfo
-    let inputs: [TensorInfo]
+    let inputs: [InputInfo]
     let outputs: [TensorInfo]
-    let preprocessing: Preprocessing
     let labels: [String]?
     let verification: Verification?
     let simulatedLatency: [SimulatedLatency]
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"
-        case model, preset, device, artifact, inputs, outputs, preprocessing, labels, verification
+        case model, preset, device, artifact, inputs, outputs, labels, verification
         case simulatedLatency = "simulated_latency"
     }
 
     static func load(from url: URL) throws -> BundleManifest {
         let manifest = try JSONDecoder().decode(BundleManifest.self, from: Data(contentsOf: url))
-        guard manifest.schemaVersion.split(separator: ".").first == "1" else {
-            throw DemoError.unsupported("manifest schema \(manifest.schemaVersion) is not 1.x")
+        guard manifest.schemaVersion.split(separator: ".").first == "2" else {
+            throw DemoError.unsupported("manifest schema \(manifest.schemaVersion) is not 2.x")
         }
         return manifest
     }
@@ -69,8 +69,27 @@ struct TensorInfo: Decodable {
     var channels: Int { (layout == "NHWC" || layout == "NWC") ? (fixedShape.last ?? 1) : 1 }
 }
 
+/// An input tensor with its preprocessing and the source model's name for it (manifest 2.x).
+// schema: #/$defs/input
+struct InputInfo: Decodable {
+    let name: String
+    let shape: [Int?]
+    let dtype: String
+    let layout: String?
+    let sourceName: String?
+    let preprocessing: Preprocessing
+
+    enum CodingKeys: String, CodingKey {
+        case name, shape, dtype, layout, preprocessing
+        case sourceName = "source_name"
+    }
+
+    var fixedShape: [Int] { shape.map { $0 ?? 1 } }
+    var channels: Int { (layout == "NHWC" || layout == "NWC") ? (fixedShape.last ?? 1) : 1 }
+}
+
 /// x = (raw * scale - mean[c]) / std[c], c the channel of each element (channels-last order).
-// schema: #/properties/preprocessing
+// schema: #/$defs/preprocessing
 struct Preprocessing: Decodable {
     let kind: String
     let scale: Double

@@ -35,7 +35,7 @@ final class Classifier {
               let output = manifest.outputs.first else {
             throw DemoError.unsupported("manifest has no input named \(sample.input)")
         }
-        let features = manifest.preprocessing.apply(sample.raw, channels: input.channels)
+        let features = input.preprocessing.apply(sample.raw, channels: input.channels)
         let array = try MLMultiArray(shape: input.fixedShape.map { NSNumber(value: $0) }, dataType: .float32)
         guard array.count == features.count else {
             throw DemoError.unsupported("sample has \(features.count) values, input needs \(array.count)")

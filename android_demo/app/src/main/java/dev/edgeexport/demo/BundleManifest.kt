@@ -3,7 +3,8 @@ package dev.edgeexport.demo
 import org.json.JSONArray
 import org.json.JSONObject
 
-// manifest.json as written by `edgeexport bundle` (schema edgeexport/schemas/manifest.schema.json, 1.x).
+// manifest.json as written by `edgeexport bundle` (schema edgeexport/schemas/manifest.schema.json, 2.x:
+// preprocessing is per input, inside each entry of "inputs").
 // Each parse function reads one object of the schema; the `schema:` comment above it names that object so
 // tests/unit/test_demo_apps.py can check every key read here exists in the schema.
 
@@ -16,6 +17,9 @@ data class TensorInfo(
     val dtype: String,
     val layout: String?,
     val quantization: Quantization?,
+    /** Inputs only: how raw values become this input, and the source model's name for it. */
+    val preprocessing: Preprocessing? = null,
+    val sourceName: String? = null,
 ) {
     val elementCount: Int get() = shape.fold(1) { acc, d -> acc * d }
 
@@ -45,19 +49,18 @@ data class BundleManifest(
     val device: String?,
     val inputs: List<TensorInfo>,
     val outputs: List<TensorInfo>,
-    val preprocessing: Preprocessing,
     val labels: List<String>?,
     val verified: Boolean?,
     val simulated: List<SimulatedLatency>,
 ) {
     companion object {
-        private const val SUPPORTED_MAJOR = "1"
+        private const val SUPPORTED_MAJOR = "2"
 
         // schema: #
         fun parse(text: String): BundleManifest {
             val root = JSONObject(text)
             val version = root.getString("schema_version")
-            require(version.substringBefore('.') == SUPPORTED_MAJOR) { "manifest schema $version is not 1.x" }
+            require(version.substringBefore('.') == SUPPORTED_MAJOR) { "manifest schema $version is not 2.x" }
             val model = parseModel(root.getJSONObject("model"))
             val artifact = parseArtifact(root.getJSONObject("artifact"))
             return BundleManifest(
@@ -67,9 +70,8 @@ data class BundleManifest(
                 artifactSha256 = artifact.second,
                 preset = root.getString("preset"),
                 device = if (root.isNull("device")) null else root.getString("device"),
-                inputs = tensors(root.getJSONArray("inputs")),
+                inputs = inputs(root.getJSONArray("inputs")),
                 outputs = tensors(root.getJSONArray("outputs")),
-                preprocessing = parsePreprocessing(root.getJSONObject("preprocessing")),
                 labels = if (root.isNull("labels")) null else strings(root.getJSONArray("labels")),
                 verified = if (root.isNull("verification")) null else parseVerification(root.getJSONObject("verification")),
                 simulated = latencies(root.getJSONArray("simulated_latency")),
@@ -85,7 +87,13 @@ data class BundleManifest(
         // schema: #/properties/verification
         private fun parseVerification(o: JSONObject): Boolean? = if (o.isNull("passed")) null else o.getBoolean("passed")
 
-        // schema: #/properties/preprocessing
+        // schema: #/$defs/input
+        private fun parseInput(o: JSONObject): TensorInfo = parseTensor(o).copy(
+            preprocessing = parsePreprocessing(o.getJSONObject("preprocessing")),
+            sourceName = if (o.isNull("source_name")) null else o.getString("source_name"),
+        )
+
+        // schema: #/$defs/preprocessing
         private fun parsePreprocessing(o: JSONObject) = Preprocessing(
             kind = o.getString("kind"),
             scale = o.getDouble("scale"),
@@ -119,6 +127,7 @@ data class BundleManifest(
         )
 
         private fun tensors(a: JSONArray) = List(a.length()) { parseTensor(a.getJSONObject(it)) }
+        private fun inputs(a: JSONArray) = List(a.length()) { parseInput(a.getJSONObject(it)) }
         private fun latencies(a: JSONArray) = List(a.length()) { parseLatency(a.getJSONObject(it)) }
         private fun strings(a: JSONArray) = List(a.length()) { a.getString(it) }
         private fun doubles(a: JSONArray) = List(a.length()) { a.getDouble(it) }

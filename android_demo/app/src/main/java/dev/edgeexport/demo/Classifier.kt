@@ -29,7 +29,8 @@ class Classifier(context: Context, private val manifest: BundleManifest) : AutoC
     fun classify(sample: SampleInput, runs: Int = 50): Prediction {
         val input = manifest.inputs.first { it.name == sample.input }
         require(sample.raw.size == input.elementCount) { "sample has ${sample.raw.size} values, input needs ${input.elementCount}" }
-        val features = manifest.preprocessing.apply(sample.raw, input.channels)
+        val preprocessing = checkNotNull(input.preprocessing) { "manifest input ${input.name} has no preprocessing" }
+        val features = preprocessing.apply(sample.raw, input.channels)
         val inBuffer = encode(features, input)
         val output = manifest.outputs.first()
         val outBuffer = ByteBuffer.allocateDirect(output.elementCount * bytesPer(output.dtype)).order(ByteOrder.nativeOrder())

@@ -49,7 +49,9 @@ class MainActivity : Activity() {
                         "Simulated on ${sim.device}: %.3f ms".format(sim.p50Ms) +
                             (if (sim.lowMs != null && sim.highMs != null) " (%.3f–%.3f)".format(sim.lowMs, sim.highMs) else "")
                     details.text = "Artifact ${manifest.artifactPath}; verified: ${manifest.verified ?: "not run"}; " +
-                        "preprocessing ${manifest.preprocessing.kind} scale ${manifest.preprocessing.scale}"
+                        manifest.inputs.joinToString("; ") { input ->
+                            "${input.name}: preprocessing ${input.preprocessing?.kind} scale ${input.preprocessing?.scale}"
+                        }
                 }.onFailure { error ->
                     title.text = "Could not run the bundle"
                     prediction.text = error.toString()

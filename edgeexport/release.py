@@ -1,0 +1,36 @@
+"""Give memory back to the operating system between stages (issue 17, bounded memory).
+
+TensorFlow's graphs (a traced function, a frozen GraphDef, an exported SavedModel's objects) are Python object
+cycles: they are freed by the cycle collector, not when the last name goes away, and glibc keeps freed heap in
+its arenas instead of returning it. So after loading a large model the parent still holds gigabytes it no longer
+uses while the converter child runs; ``release_memory`` collects the cycles and asks glibc to trim (a no-op
+where ``malloc_trim`` does not exist).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+from collections.abc import Callable
+from functools import cache
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+def release_memory() -> None:
+    """Collect garbage (all generations) and return the freed heap to the system where glibc allows it."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
