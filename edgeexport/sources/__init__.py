@@ -57,6 +57,9 @@ def detect_format(path: Path) -> str:
     if suffix in (".h5", ".hdf5"):
         if head != _HDF5_MAGIC:
             raise ModelFormatError(f"{path} is not an HDF5 file (corrupt or truncated legacy Keras .h5?)")
+        from edgeexport.hdf5probe import check_hdf5
+
+        check_hdf5(path)  # a corrupt file can hang HDF5 itself, beyond Ctrl-C: walk it in a child first
         return "h5"
     if suffix == ".onnx":
         return "onnx"

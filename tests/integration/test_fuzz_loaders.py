@@ -214,3 +214,23 @@ def test_fuzz_regressions(fmt: str, seed: int, tmp_path: Path) -> None:
     before it turned malformed flatbuffers into ModelFormatError: 14 of 300 mutations did; seed 69: an operator
     naming a tensor index past the subgraph's, which failed later in the memory model)."""
     assert run_case(fmt, seed, tmp_path) == 3
+
+
+def test_an_h5_that_hangs_hdf5_is_refused_within_the_probe_deadline(tmp_path: Path) -> None:
+    """h5 seeds 31, 241 and 244 of the slow set made HDF5 itself loop forever while Keras read the file (no
+    answer in 60 s, Ctrl-C ignored); the child-process walk (``hdf5probe``) turns them into exit 3 at its
+    deadline, and a valid .h5 passes the same walk."""
+    import time
+
+    from edgeexport.errors import ModelFormatError
+    from edgeexport.hdf5probe import check_hdf5
+
+    sample, name, mutate, _ = FORMATS["h5"]
+    assert isinstance(sample, Path)
+    check_hdf5(sample, seconds=20)
+    path = tmp_path / name
+    path.write_bytes(mutate(sample.read_bytes(), random.Random("h5-241")))
+    started = time.monotonic()
+    with pytest.raises(ModelFormatError, match="corrupt HDF5"):
+        check_hdf5(path, seconds=3)
+    assert time.monotonic() - started < 10
