@@ -86,7 +86,13 @@ class TargetInfo:
     ``OpGraph`` (named, not imported: the readers import the graph module). ``preload``: a module the
     converter's forkserver imports besides TensorFlow (None: none). ``keeps_loops``: its converter keeps a
     recurrent layer's loop (short ones are still unrolled for speed); False: every Keras RNN must be unrolled
-    before conversion.
+    before conversion. ``has_delegates``: the runtime picks a unit through LiteRT delegates (cpu/gpu/npu paths,
+    ``--delegate``); False: through Core ML compute units. ``runtime_prefix``: the prefix of the simulator's runtime
+    paths that belong to this target only (None: the shared cpu/gpu/npu paths). ``precision_ladder``: its presets
+    from fastest to most exact, along which the precision search falls back. ``widens``: the preset an explicit
+    choice may still widen by one rung (None: none). ``calibrated_modes``: the ``tflite_mode`` values whose
+    artifacts per-layer overrides change (empty: overrides change a compressed or fp16 program).
+    ``auto_candidates``: (preset, compute dtype of its artifact) pairs ``--preset auto`` simulates, most exact first.
     """
 
     name: str
@@ -96,14 +102,25 @@ class TargetInfo:
     graph_reader: str
     preload: str | None = None
     keeps_loops: bool = False
+    has_delegates: bool = False
+    runtime_prefix: str | None = None
+    precision_ladder: tuple[str, ...] = ()
+    widens: str | None = None
+    calibrated_modes: tuple[str, ...] = ()
+    auto_candidates: tuple[tuple[str, str], ...] = ()
 
 
 _REGISTRY: dict[str, TargetInfo] = {
     TFLITE: TargetInfo(TFLITE, "edgeexport.targets.tflite", (".tflite",), "tflite",
-                         "edgeexport.simulate.tflite_reader:read_tflite", keeps_loops=True),
+                         "edgeexport.simulate.tflite_reader:read_tflite", keeps_loops=True, has_delegates=True,
+                         precision_ladder=("int8", "int16x8", "fp16", "fp32"), widens="int8",
+                         calibrated_modes=("int8", "int8-io"),
+                         auto_candidates=(("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8"))),
     COREML: TargetInfo(COREML, "edgeexport.targets.coreml", (".mlpackage", ".mlmodel"), "mlpackage",
                          "edgeexport.simulate.coreml_reader:read_mlpackage",
-                       preload="edgeexport._preload_coreml"),
+                       preload="edgeexport._preload_coreml", runtime_prefix="coreml-",
+                       precision_ladder=("w8a8", "w8", "fp16", "fp32"),
+                       auto_candidates=(("fp32", "fp32"), ("fp16", "fp16"), ("w8a8", "int8"))),
 }
 
 
@@ -118,6 +135,15 @@ def target_of_graph_format(graph_format: str) -> str:
         if entry.graph_format == graph_format:
             return name
     raise UnsupportedError(f"no target writes {graph_format} artifacts", hint=f"targets: {', '.join(_REGISTRY)}")
+
+
+def target_of_runtime_path(path: str) -> str:
+    """The target a simulator runtime path belongs to: the one whose ``runtime_prefix`` starts it, else the
+    (first) target with delegates, whose cpu/gpu/npu paths are the shared ones."""
+    for name, entry in _REGISTRY.items():
+        if entry.runtime_prefix is not None and path.startswith(entry.runtime_prefix):
+            return name
+    return next(name for name, entry in _REGISTRY.items() if entry.has_delegates)
 
 
 def target_names() -> tuple[str, ...]:
