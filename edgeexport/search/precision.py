@@ -40,7 +40,7 @@ from edgeexport.search import PrecisionSearch
 from edgeexport.search.recipe import Recipe, load_recipe, recipe_name
 from edgeexport.search.report import Candidate, SearchReport, SearchStep
 from edgeexport.search.sensitivity import LayerSensitivity, rank_layers
-from edgeexport.targets.base import COREML, TFLITE
+from edgeexport.targets.base import target_info, target_names
 from edgeexport.types import Artifact
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ GREEDY_WIDTH = 3
 # The share of --search-timeout the sensitivity phase may use before the greedy phase starts.
 SENSITIVITY_SHARE = 0.6
 # Precision ladders from fastest to most exact; --preset auto falls back along them only as far as needed.
-LADDERS = {TFLITE: ("int8", "int16x8", "fp16", "fp32"), COREML: ("w8a8", "w8", "fp16", "fp32")}
+LADDERS = {name: target_info(name).precision_ladder for name in target_names()}
 # Keras layers that convert into the neighbouring op (BatchNorm folds into the conv) or hold no weights to quantize.
 _NOT_SEARCHED = {"BatchNormalization", "LayerNormalization", "InputLayer"}
 
@@ -108,13 +108,13 @@ def keep_precision(plan: Plan, item: PlanItem) -> str:
     (the layer then keeps float weights and activations); fp32 otherwise (TFLite's selective quantization leaves
     float32 ops)."""
     quantization = item.preset.quantization
-    if item.target != COREML or quantization.coreml_precision != "fp16" or quantization.coreml_weights is None:
+    if target_info(item.target).has_delegates or quantization.coreml_precision != "fp16" or quantization.coreml_weights is None:
         return "fp32"  # an fp16 program without compression gains only from fp32 layers
     if plan.device is None:
         return "fp16"
     from edgeexport.catalog.policy import usable_units
 
-    return "fp16" if any("fp16" in u.dtypes for u in usable_units(plan.device, COREML)) else "fp32"
+    return "fp16" if any("fp16" in u.dtypes for u in usable_units(plan.device, item.target)) else "fp32"
 
 
 def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, workdir: Path,
@@ -203,7 +203,7 @@ def _search(item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidat
     ladder = LADDERS.get(item.target, ())
     below = list(ladder[ladder.index(base) + 1:]) if base in ladder else []
     # --preset auto may move along the whole ladder; an explicit TFLite int8 may widen activations to int16.
-    rungs = below if item.reason else below[:1] if item.target == TFLITE and base == "int8" else []
+    rungs = below if item.reason else below[:1] if base == target_info(item.target).widens else []
     tried = [first]
     for rung in rungs:
         if state.out_of_time():
@@ -261,8 +261,9 @@ def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str)
 
 def _overrides_apply(target: str, preset: Preset) -> bool:
     """Whether per-layer overrides change this preset's artifact (TFLite: calibrated modes only)."""
-    if target == TFLITE:  # int16x8 goes through TFLite's older quantizer, which keeps no layer in float
-        return (preset.quantization.tflite_mode or "") in ("int8", "int8-io")
+    modes = target_info(target).calibrated_modes
+    if modes:  # int16x8 goes through TFLite's older quantizer, which keeps no layer in float
+        return (preset.quantization.tflite_mode or "") in modes
     return preset.quantization.coreml_weights is not None or preset.quantization.coreml_precision == "fp16"
 
 
