@@ -15,13 +15,10 @@ from dataclasses import dataclass, replace
 from edgeexport.catalog.model import DeviceProfile
 from edgeexport.simulate.graph import Op, OpGraph, Tensor
 from edgeexport.simulate.ops import tflite_family, work_of
-from edgeexport.targets.base import COREML, TFLITE, target_info
+from edgeexport.targets.base import TFLITE, target_info, target_names
 
 # (preset, compute dtype its artifact has), most exact first, per target
-CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
-    TFLITE: (("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8")),
-    COREML: (("fp32", "fp32"), ("fp16", "fp16"), ("w8a8", "int8")),
-}
+CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {name: target_info(name).auto_candidates for name in target_names()}
 # A more exact preset within this share of the fastest one's latency is picked instead (5 %: below the
 # simulator's own band, so the difference is not one the estimate can tell apart)
 EXACT_MARGIN = 0.05
