@@ -22,7 +22,7 @@ from edgeexport.simulate.evidence import coverage, uncosted_ops, uncosted_warnin
 from edgeexport.simulate.graph import OpGraph, read_graph
 from edgeexport.simulate.memory import peak_activation_bytes
 from edgeexport.simulate.placement import Partition, Placement, available_paths, place
-from edgeexport.targets.base import TFLITE
+from edgeexport.targets.base import target_info
 
 # Band used when the profile has no calibration residuals: the +-20-30 % spread a single efficiency per
 # family gives on phone CPUs (DEVICES.md section 4.3), widened to a 10th-90th percentile band.
@@ -127,7 +127,7 @@ def simulate(
     graph = graph if graph is not None else read_graph(Path(artifact_path))
     device = apply_calibration(device)
     paths = available_paths(graph, device, compute_units)
-    if delegate != "auto" and graph.target == TFLITE:
+    if delegate != "auto" and target_info(graph.target).has_delegates:
         if delegate not in paths:
             from edgeexport.errors import UnsupportedError
 
