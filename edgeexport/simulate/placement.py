@@ -23,7 +23,7 @@ from edgeexport.catalog.model import ComputeUnit, DeviceProfile
 from edgeexport.errors import ProfileError
 from edgeexport.simulate.cost import MemoryModel, OpTime, op_time, unit_dtype
 from edgeexport.simulate.graph import OpGraph
-from edgeexport.targets.base import COREML, TFLITE
+from edgeexport.targets.base import COREML, target_of_runtime_path
 
 # Per-crossing synchronisation in microseconds (buffer hand-over, fence, cache maintenance), on top of the
 # copy of the crossing tensors. The delegates' fixed floors (DEVICES.md section 4.3: 1.6 ms for the smallest
@@ -40,6 +40,8 @@ FUSING = frozenset({"gpu"})
 LINKABLE = frozenset({"elementwise", "activation"})
 # names LiteRT's GPU delegate goes by in the profiles' ``litert_delegates`` (Android OpenCL/GL, iOS Metal)
 GPU_DELEGATES = frozenset({"gpu", "metal", "opencl", "opengl", "webgpu"})
+# LiteRT's delegate that reaches the ANE is named like the Core ML target (a delegate name, not a target)
+ANE_DELEGATES = frozenset({COREML})
 COREML_COMPUTE_UNITS = ("all", "cpu_and_gpu", "cpu_only", "cpu_and_ne")
 
 
@@ -94,7 +96,7 @@ def available_paths(graph: OpGraph, device: DeviceProfile, compute_units: str = 
     if any(u.kind == "gpu" for u in units) and (not delegates or delegates & GPU_DELEGATES):
         paths.append("gpu")
     if any(u.kind in ("npu", "dsp", "tpu") for u in units) or (
-        any(u.kind == "ane" for u in units) and (not delegates or COREML in delegates)
+        any(u.kind == "ane" for u in units) and (not delegates or delegates & ANE_DELEGATES)
     ):
         paths.append("npu")
     return paths
@@ -117,7 +119,7 @@ def _preference(path: str, device: DeviceProfile) -> list[ComputeUnit]:
         order = ["ane"]
     else:
         order = []
-    target = COREML if path.startswith("coreml-") else TFLITE
+    target = target_of_runtime_path(path)
     units = [u for kind in order for u in device.units if u.kind == kind and usable(u, target)]
     return units + [cpu]
 
