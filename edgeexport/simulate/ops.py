@@ -13,9 +13,13 @@ op moves bytes), ``view`` (no work: LiteRT and Core ML change the shape without 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from edgeexport.simulate.graph import Tensor
 from edgeexport.targets.base import TFLITE
+
+# The layout the Core ML reader passes ([Cout, Cin/g, Kh, Kw] filters); any other is LiteRT's (filters end in Cin)
+MIL: Final = "mil"
 
 FAMILIES = (
     "conv", "depthwise", "fc", "matmul", "elementwise", "activation", "pool", "reduce", "softmax", "norm",
@@ -158,9 +162,9 @@ def _conv_macs(family: str, op_type: str, activations_in: Sequence[Tensor], weig
         # each input element scatters into Kh x Kw x Cout outputs: LiteRT filter [Cout, Kh, Kw, Cin],
         # MIL [Cin, Cout/groups, Kh, Kw]
         src = max((t.elements for t in activations_in if len(t.shape) >= 3), default=out_elems)
-        per_in = _prod(weight.shape[:-1]) if layout == TFLITE else _prod(weight.shape[1:])
+        per_in = _prod(weight.shape[:-1]) if layout != MIL else _prod(weight.shape[1:])
         return src * per_in
-    if family == "depthwise" and layout == TFLITE:
+    if family == "depthwise" and layout != MIL:
         return out_elems * _prod(weight.shape[1:-1])  # [1, Kh, Kw, Cout]: one window per output
     return out_elems * _prod(weight.shape[1:])  # LiteRT [Cout, Kh, Kw, Cin/g], MIL [Cout, Cin/g, Kh, Kw]
 
