@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeexport.errors import DataError
-from edgeexport.targets.base import COREML, TFLITE
+from edgeexport.targets.base import COREML, TFLITE, target_info, target_names
 
 _NPU_NAMES = {"npu", "dsp", "tpu", "nnapi", "hexagon", "qnn", "edgetpu", COREML, "delegate", "ane"}
 _COREML_UNITS = {"cpu": "coreml-cpu_only", "gpu": "coreml-cpu_and_gpu", "ane": "coreml-cpu_and_ne",
@@ -58,7 +58,7 @@ def runtime_path(unit: str, target: str) -> str:
     name = unit.strip().lower()
     if name.startswith("coreml-"):
         return name
-    if target == COREML:
+    if target in target_names() and not target_info(target).has_delegates:
         if name not in _COREML_UNITS:
             raise DataError(f"unknown Core ML unit {unit!r}", hint="cpu, gpu, ane, all or coreml-<compute units>")
         return _COREML_UNITS[name]
@@ -91,7 +91,7 @@ def _read_csv(text: str, path: Path) -> list[Row]:
     rows: list[Row] = []
     for number, raw in enumerate(reader, start=2):
         try:
-            target = (raw.get("target") or "").strip() or (COREML if raw["model"].endswith((".mlpackage", ".mlmodel")) else TFLITE)
+            target = (raw.get("target") or "").strip() or next((n for n in target_names() if raw["model"].endswith(target_info(n).suffixes)), TFLITE)
             model = raw["model"].strip()
             if model.endswith((".tflite", ".mlpackage", ".mlmodel")) and not Path(model).is_absolute():
                 model = str(path.parent / model)
