@@ -39,7 +39,8 @@ File layout (one device per file, ``data/devices/<name>.toml``)::
     efficiency.conv = "D: ..."
 
 Fitted profiles add, per unit, ``invoke_us``, ``partition_us``, ``serial_fraction``, ``on_chip_bytes``,
-``occupancy_elements`` (GPUs: output elements a kernel needs to fill the unit) and
+``occupancy_elements`` (GPUs: output elements a kernel needs to fill the unit), ``vector_gbps`` (compiled
+accelerators: the rate at which ops without MACs move their activations) and
 ``family@dtype`` efficiency keys (e.g. ``conv@int8``), and device-level ``[fit.<unit>]`` (rows, source,
 parameters, residuals_pct) and ``[validation.<unit>]`` tables (see ``model.FitRecord`` / ``model.Validation``).
 
@@ -95,7 +96,7 @@ _THREAD_KEYS = {"serial_fraction", "thread_sync_us"}
 _UNIT_KEYS = {
     "kind", "detail", "cores", "clock_ghz", "peak_gops", "memory_bandwidth_gbps", "op_overhead_us", "dtypes",
     "op_families", "efficiency", "runtime", "targets", "power_w", "sources",
-    "invoke_us", "partition_us", "serial_fraction", "on_chip_bytes", "occupancy_elements",
+    "invoke_us", "partition_us", "serial_fraction", "on_chip_bytes", "occupancy_elements", "vector_gbps",
 }
 _UNIT_KEYS |= _THREAD_KEYS
 
@@ -254,6 +255,7 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
     sync = reader.number(raw, "thread_sync_us", where, required=False, positive=False)
     on_chip = reader.number(raw, "on_chip_bytes", where, required=False, integer=True, positive=False)
     occupancy = reader.number(raw, "occupancy_elements", where, required=False)
+    vector = reader.number(raw, "vector_gbps", where, required=False)
     _flatten_sources(reader, reader.table(raw, "sources", where, required=False), where, sources)
     return ComputeUnit(
         name=name, kind=str(kind), cores=int(cores or 0), clock_ghz=float(clock or 0), peak_gops=peak,
@@ -264,6 +266,7 @@ def _read_unit(reader: _Reader, name: str, raw: Any, device_targets: frozenset[s
         serial_fraction=None if serial is None else float(serial), thread_sync_us=float(sync or 0.0),
         on_chip_bytes=None if on_chip is None else int(on_chip),
         occupancy_elements=None if occupancy is None else float(occupancy),
+        vector_gbps=None if vector is None else float(vector),
     )
 
 

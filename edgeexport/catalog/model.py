@@ -150,6 +150,10 @@ class ComputeUnit:
     # ``occupancy_elements``: output elements a kernel needs to keep every lane of a GPU busy; a kernel with
     # fewer runs at (elements / occupancy_elements) of the unit's throughput (None: no occupancy limit)
     occupancy_elements: float | None = None
+    # ``vector_gbps``: GB/s at which a graph-compiled accelerator moves the activations of its ops without
+    # MACs (element-wise, concatenation, pooling, padding) through its vector path; such an op then costs
+    # (read + write bytes) / vector_gbps (None: the plain roofline, which prices them near zero on an NPU)
+    vector_gbps: float | None = None
 
     def efficiency_for(self, family: str) -> float:
         return float(self.efficiency.get(family, self.efficiency.get("default", 0.5)))

@@ -83,6 +83,8 @@ def device_to_toml(profile: DeviceProfile, *, header: str = "") -> str:
             lines.append(f"on_chip_bytes = {int(unit.on_chip_bytes)}")
         if unit.occupancy_elements is not None:
             lines.append(f"occupancy_elements = {_value(float(unit.occupancy_elements))}")
+        if unit.vector_gbps is not None:
+            lines.append(f"vector_gbps = {_value(float(unit.vector_gbps))}")
         unit_sources = _leaf_sources(profile.sources, f"units.{unit.name}")
         if unit_sources:
             lines += ["", f"[units.{unit.name}.sources]"] + [f"{_key(k)} = {_value(v)}" for k, v in unit_sources]

@@ -4,6 +4,8 @@
                DRAM bytes / bandwidth)  + op_overhead
 
 ``occupancy`` (GPUs with ``occupancy_elements``) is the share of the unit's lanes the op's output elements fill.
+An op without MACs on a unit with ``vector_gbps`` (a compiled accelerator's vector path) also takes at least
+its activation bytes / ``vector_gbps``.
 
 DRAM bytes (``MemoryModel``): an op's activations when they do not fit in the cache, and its weights unless
 the whole model's weights fit in the cache. Cache-resident traffic is folded into the fitted efficiencies.
@@ -180,6 +182,12 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     # weights are stored in the precision the unit computes in (a GPU delegate converts fp32 weights to fp16)
     dram = (activations if activations > limit else 0.0) + (0 if resident else op.weight_bytes * share * scale)
     memory_s = dram / bandwidth
+    if unit.vector_gbps is not None and not op.macs:
+        # a compiled accelerator's matrix unit does the MACs; an op without any (ADD, MUL, CONCATENATION, PAD,
+        # pooling) streams every activation byte through the narrower vector path instead: Coral DenseNet-121
+        # (127 such ops on 45 M activation elements) takes 25 ms where its 2.9 GMAC and 121 conv layers give
+        # about 10, while MobileNet (6 such ops, 3 M elements) takes 2.4 (DEVICES.md 5.12)
+        memory_s = max(memory_s, activations / (max(float(unit.vector_gbps), 1e-3) * 1e9))
     overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, threads) if work else 0.0)
     if memory.host is not None and unit.kind == "cpu":
         return _host_op_time(op, unit, threads, memory, memory.host, compute_s, activations, limit, run_dtype)

@@ -42,6 +42,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "serial_fraction": (1e-3, 0.95),
     "memory_bandwidth_gbps": (1e-3, 1e3),
     "occupancy_elements": (1.0, 1e7),
+    "vector_gbps": (1e-2, 1e3),
 }
 _OVERHEADS = frozenset({"op_overhead_us", "invoke_us", "partition_us"})
 # accelerators that run a delegate's compiled graph: no CPU-style per-op dispatch is assumed (the fitted
@@ -65,6 +66,14 @@ KNOWN_BANDWIDTH = ("gpu",)
 FIXED_COST_SCALE_US = 5000.0
 # families a unit's efficiencies are fitted for separately when the rows spend time in them
 MAIN_FAMILIES = ("conv", "depthwise")
+# units fitted with a robust (Cauchy) loss on the log residual instead of plain least squares. Their rows
+# are few (8 per Edge TPU) and some are of uncertain identity (the Coral "densenet" may not be DenseNet-121,
+# DEVICES.md section 1; Inception-ResNet-v2 runs twice as fast as its 56 MB of weights streamed at the
+# ResNets' rate allow): with squares, one such row moves every parameter and the other rows pay for it.
+# Cauchy (rho(r) = c^2 ln(1 + (r / c)^2), c = ROBUST_SCALE) is quadratic below c and grows only
+# logarithmically above it, so a row the physics cannot explain stops pulling once it is clearly off.
+ROBUST_KINDS = ("tpu",)
+ROBUST_SCALE = 0.2  # log residual (about +-20 %, the validation goal's tolerance) where rows stop being trusted
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,10 @@ def default_parameters(device: DeviceProfile, unit: ComputeUnit, samples: Sequen
         params.append("serial_fraction")
     if unit.occupancy_elements is not None:
         params.append("occupancy_elements")
+    if unit.vector_gbps is not None:
+        # the rate of the accelerator's ops without MACs: what separates DenseNet's concatenations from
+        # MobileNet's convs, which per-layer cost and MAC throughput alone cannot (see cost.op_time)
+        params.append("vector_gbps")
     if unit.kind == "cpu" and any(memory_model(s.graph, device).weight_stream_share > 0
                                   and not memory_model(s.graph, device).weights_resident for s in samples):
         # rows of models whose weights stream from DRAM each run carry the CPU's bandwidth (host_fit's ResNets)
@@ -217,8 +230,9 @@ def _bounds(name: str, kind: str = "") -> tuple[float, float]:
 
 
 def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
-             parameters: Sequence[str] | None = None, *, prior: float = PRIOR) -> UnitFit:
-    """Fit ``unit_name``'s parameters of ``device`` to ``samples`` (see the module docstring)."""
+             parameters: Sequence[str] | None = None, *, prior: float = PRIOR, robust: bool | None = None) -> UnitFit:
+    """Fit ``unit_name``'s parameters of ``device`` to ``samples`` (see the module docstring); ``robust``:
+    Cauchy loss on the rows (default: for units of a kind in ``ROBUST_KINDS``)."""
     from scipy.optimize import least_squares
 
     if not samples:
@@ -239,6 +253,7 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     weights = np.array([0.0 if n in _OVERHEADS and not (n == "op_overhead_us" and base.kind in ("cpu", "mcu", "gpu", *PER_LAYER))
                         else prior for n in names])
     measured = np.log([s.ms for s in samples])
+    robust = base.kind in ROBUST_KINDS if robust is None else robust
 
     def unit_of(z: np.ndarray[Any, Any]) -> ComputeUnit:
         assert base is not None
@@ -247,10 +262,11 @@ def fit_unit(device: DeviceProfile, unit_name: str, samples: Sequence[Sample],
     def residuals(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         dev = with_unit(device, unit_of(z))
         pred = np.log([max(predict(s, dev).total_ms, 1e-9) for s in samples])
+        rows = robust_residuals(pred - measured) if robust else pred - measured
         # a fixed cost is presumed small unless the rows demand it: prior x (cost / FIXED_COST_SCALE_US)
         fixed = np.array([prior * math.exp(v) / FIXED_COST_SCALE_US if n in ("invoke_us", "partition_us") else 0.0
                           for n, v in zip(names, z, strict=True)])
-        return np.concatenate([pred - measured, weights * (z - z0), fixed])
+        return np.concatenate([rows, weights * (z - z0), fixed])
 
     z = z0
     for _ in range(4):
@@ -298,6 +314,14 @@ def fit_device(device: DeviceProfile, samples: Sequence[Sample],
             progress(f"{device.name} {name}: {len(by_unit[name])} rows, rms log residual {fitted.rms_log:.3f}, "
                      + ", ".join(f"{k}={v:.4g}" for k, v in fitted.parameters.items()))
     return device, fits
+
+
+def robust_residuals(r: np.ndarray[Any, Any], scale: float = ROBUST_SCALE) -> np.ndarray[Any, Any]:
+    """Signed residuals whose squares are the Cauchy loss of the log residuals ``r``:
+    ``scale^2 x ln(1 + (r / scale)^2)``; ~``r`` for ``|r| << scale``. Only the row residuals go through it;
+    the priors on the parameters stay quadratic."""
+    out: np.ndarray[Any, Any] = np.sign(r) * scale * np.sqrt(np.log1p(np.square(r / scale)))
+    return out
 
 
 def baseline_k(train: Sequence[Sample], precision: str) -> float:

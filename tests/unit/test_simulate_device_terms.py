@@ -109,3 +109,33 @@ def test_occupancy_elements_round_trip_through_the_profile(tmp_path: Path) -> No
     back = parse_device(path)
     assert back.unit("gpu").occupancy_elements == 16384.0
     assert back.unit("cpu").occupancy_elements is None
+
+
+def test_robust_fit_is_not_dragged_by_one_row_of_another_model() -> None:
+    """One row of six measured 2.5x slower than the model it names (a mislabelled published model, like the
+    Coral 'densenet'): the robust (Cauchy) fit keeps the other five within 3 % and the per-layer cost within
+    10 % of the truth, while plain least squares moves the parameters so that the five pay for it (21-25 %)."""
+    device = _tpu_device()
+    truth = {"efficiency.conv@int8": 0.4, "op_overhead_us": 60.0, "memory_bandwidth_gbps": 0.4}
+    rows = _rows(device, "tpu", truth, "npu")
+    rows[0] = replace(rows[0], ms=rows[0].ms * 2.5)
+    robust = fit_unit(device, "tpu", rows, list(truth), prior=0.0, robust=True)
+    plain = fit_unit(device, "tpu", rows, list(truth), prior=0.0, robust=False)
+    good = [r.label for r in rows[1:]]
+    assert max(abs(robust.residuals_pct[k]) for k in good) < 3.0
+    assert robust.parameters["op_overhead_us"] == pytest.approx(60.0, rel=0.1)
+    assert max(abs(plain.residuals_pct[k]) for k in good) > 2 * max(abs(robust.residuals_pct[k]) for k in good)
+
+
+def test_robust_residuals_are_the_cauchy_loss() -> None:
+    import numpy as np
+
+    from edgeexport.simulate.fit import robust_residuals
+
+    r = np.array([0.0, 0.02, -0.02, 0.2, 1.0])
+    out = robust_residuals(r, scale=0.2)
+    # Cauchy: rho = c^2 ln(1 + (r/c)^2); at r = c: 0.04 x ln 2 = 0.027726
+    assert out[3] ** 2 == pytest.approx(0.027726, rel=1e-4)
+    assert out[1] == pytest.approx(0.02, rel=0.01) and out[2] == pytest.approx(-0.02, rel=0.01)
+    assert out[4] ** 2 == pytest.approx(0.04 * np.log(26.0), rel=1e-6)  # 0.130 where squares give 1.0
+    assert out[0] == 0.0
