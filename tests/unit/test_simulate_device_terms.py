@@ -139,3 +139,42 @@ def test_robust_residuals_are_the_cauchy_loss() -> None:
     assert out[1] == pytest.approx(0.02, rel=0.01) and out[2] == pytest.approx(-0.02, rel=0.01)
     assert out[4] ** 2 == pytest.approx(0.04 * np.log(26.0), rel=1e-6)  # 0.130 where squares give 1.0
     assert out[0] == 0.0
+
+
+def test_tpu_ops_without_macs_cost_their_activation_bytes_at_vector_gbps() -> None:
+    """Hand count: the ADD of a 56x56x32 int8 chain reads 2 x 100 352 bytes and writes 100 352: 301 056 bytes
+    at 2 GB/s = 150.5 us, plus the 30 us per-layer cost (the activations fit on chip: no DRAM trip); a conv
+    (it has MACs) is not priced by vector_gbps."""
+    from edgeexport.simulate.cost import op_time
+
+    device = _tpu_device()
+    tpu = replace(device.unit("tpu"), vector_gbps=2.0, on_chip_bytes=8_000_000)
+    graph = _conv_graph(32, 56, 1)
+    conv, add = graph.ops
+    assert add.read_bytes + add.write_bytes == 301_056
+    t = op_time(add, tpu, dtype="int8")
+    assert t.seconds == pytest.approx(301_056 / 2e9 + 30e-6, rel=1e-9)
+    assert t.bound == "memory"
+    # without the term the same ADD costs its per-layer cost and a negligible share of the 4 TOPS peak
+    plain = op_time(add, replace(tpu, vector_gbps=None), dtype="int8")
+    assert plain.seconds < 31e-6
+    assert op_time(conv, tpu, dtype="int8").seconds == pytest.approx(op_time(conv, replace(tpu, vector_gbps=None),
+                                                                             dtype="int8").seconds)
+
+
+def test_fitter_recovers_tpu_vector_rate_and_the_profile_keeps_it(tmp_path: Path) -> None:
+    base = Path(__file__).resolve().parents[2] / "edgeexport/catalog/data/measurements/base/coral-dev-board.toml"
+    device = parse_device(base)  # the base profile states vector_gbps (4 GB/s) with its source
+    assert device.unit("tpu").vector_gbps == 4.0
+    device = with_unit(device, replace(device.unit("tpu"), vector_gbps=5.0, on_chip_bytes=200_000,
+                                       memory_bandwidth_gbps=1.0))
+    truth = {"efficiency.conv@int8": 0.4, "op_overhead_us": 60.0, "vector_gbps": 1.5}
+    rows = _rows(device, "tpu", truth, "npu")
+    assert "vector_gbps" in default_parameters(device, device.unit("tpu"), rows)
+    fitted = fit_unit(device, "tpu", rows, list(truth), prior=0.0)
+    for name, value in truth.items():
+        assert fitted.parameters[name] == pytest.approx(value, rel=0.05), name
+    path = tmp_path / "tpu.toml"
+    sources = {**device.sources, **{f"units.tpu.{k}": "F: test" for k in fitted.parameters}}
+    path.write_text(device_to_toml(replace(with_unit(device, fitted.unit), sources=sources), header="test"), encoding="utf-8")
+    assert parse_device(path).unit("tpu").vector_gbps == pytest.approx(1.5, rel=0.05)
