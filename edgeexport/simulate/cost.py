@@ -184,9 +184,10 @@ def op_time(op: Op, unit: ComputeUnit, *, threads: int | None = None, dtype: str
     memory_s = dram / bandwidth
     if unit.vector_gbps is not None and not op.macs:
         # a compiled accelerator's matrix unit does the MACs; an op without any (ADD, MUL, CONCATENATION, PAD,
-        # pooling) streams every activation byte through the narrower vector path instead: Coral DenseNet-121
-        # (127 such ops on 45 M activation elements) takes 25 ms where its 2.9 GMAC and 121 conv layers give
-        # about 10, while MobileNet (6 such ops, 3 M elements) takes 2.4 (DEVICES.md 5.12)
+        # pooling) streams every activation byte through the narrower vector path instead: on the Coral Dev
+        # Board DenseNet-121 (62 MUL + 58 CONCATENATION moving 41 MB of int8 activations) takes 25 ms where its
+        # 2.8 GMAC in 120 conv layers take about 8, while MobileNet (no such op but its final MEAN) takes 2.4
+        # (DEVICES.md 5.12; fitted 3-4 GB/s, benchmarks/RESULTS.md issue 12)
         memory_s = max(memory_s, activations / (max(float(unit.vector_gbps), 1e-3) * 1e9))
     overhead_s = float(unit.op_overhead_us) * 1e-6 + (thread_sync_s(unit, threads) if work else 0.0)
     if memory.host is not None and unit.kind == "cpu":
