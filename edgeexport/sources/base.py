@@ -62,6 +62,11 @@ class LoadedModel(ABC):
         The caller collects the memory (``release.release_memory``)."""
         return False
 
+    def activation_bytes(self) -> int | None:
+        """Bytes of every layer output for one sample (the reference's working memory per sample in a call: an
+        eager Keras call keeps all of them until it returns); None when the source cannot tell."""
+        return None
+
     # What per-layer localization (verify.layers) opens: the framework's own model, by kind. A source answers
     # the one question that fits it; None from all three means its layers cannot be compared.
     def keras_model(self) -> keras.Model | None:

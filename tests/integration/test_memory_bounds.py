@@ -69,3 +69,22 @@ def test_a_large_model_leaves_the_parent_while_the_converter_child_runs(
         assert entry.verification is not None and entry.verification.passed
         assert entry.verification.outputs[0].metrics is not None
     assert held[True] < held[False] - 60 * 2**20, {k: v / 2**20 for k, v in held.items()}
+
+
+def test_keras_activation_bytes_sum_every_layer_output() -> None:
+    """The estimate that sizes reference chunks: input 8x8x1 (256 B), conv 8x8x4 (1024 B), flatten (1024 B) and
+    dense 10 (40 B) per sample, float32; a dynamic spatial axis makes it unknown (None)."""
+    import keras
+
+    from edgeexport.sources.keras import KerasModel
+    from edgeexport.types import SourceModel
+
+    def built(shape: tuple[int | None, ...]) -> KerasModel:
+        inputs = keras.Input(shape, name="image")
+        hidden = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+        hidden = keras.layers.Flatten()(hidden) if shape[0] is not None else keras.layers.GlobalAveragePooling2D()(hidden)
+        model = keras.Model(inputs, keras.layers.Dense(10)(hidden))
+        return KerasModel(SourceModel(Path("tiny.keras"), "keras", "0" * 64), model)
+
+    assert built((8, 8, 1)).activation_bytes() == 256 + 1024 + 1024 + 40
+    assert built((None, None, 1)).activation_bytes() is None
