@@ -1,12 +1,13 @@
 """How long ``verify`` takes for 256 samples, and its overhead over running the two models bare, in one run.
 
-    .venv/bin/python benchmarks/verify_speed.py [--samples 256] [--size 96]
+    .venv/bin/python benchmarks/verify_speed.py [--samples 256] [--size 96] [--mobilenet-only] [--one-per-call]
 
 Models: the digits CNN (fp32 TFLite, and fp32 Core ML through the numpy MIL executor) with digits.npz, and a
 MobileNetV2 (keras.applications, weights=None, input SIZE x SIZE x 3, fp32 TFLite) with seeded inputs.
 "bare" is the reference model's ``run`` plus the artifact runner's ``run`` on the same feeds (interpreter
 already loaded); "verify" is the whole ``verify_artifact`` call (data loading, runner creation, both runs,
-metrics). Each figure is the fastest of 3 timed calls after one untimed warm-up call of the same size; timings on a shared machine are noisy,
+metrics). ``--one-per-call`` adds a MobileNetV2 row with the reference run one sample per call (the rule
+before the byte budget, issue 17) next to the default chunking. Each figure is the fastest of 3 timed calls after one untimed warm-up call of the same size; timings on a shared machine are noisy,
 so compare the ratio, not absolute times across runs.
 """
 
@@ -73,18 +74,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--size", type=int, default=96, help="MobileNetV2 input size in pixels (96 or 224)")
+    parser.add_argument("--mobilenet-only", action="store_true", help="skip the digits rows")
+    parser.add_argument("--one-per-call", action="store_true",
+                        help="also time MobileNetV2 with one reference sample per call")
     args = parser.parse_args()
-    print(f"command: python benchmarks/verify_speed.py --samples {args.samples} --size {args.size}")
+    print("command: python benchmarks/verify_speed.py " + " ".join(sys.argv[1:]))
     import keras
 
     from edgeexport.api import ConvertOptions, VerifyOptions, convert
+    from edgeexport.sources import load, open_source
+    from edgeexport.verify import stage
 
     digits = ROOT / "sample_models" / "digits_cnn.keras"
     data = ROOT / "sample_models" / "digits.npz"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        for target in ("tflite", "coreml"):
+        for target in () if args.mobilenet_only else ("tflite", "coreml"):
             convert(digits, out / "digits", ConvertOptions(targets=(target,), verify=VerifyOptions(enabled=False),
                                                            write_report=False))
         mobilenet = keras.applications.MobileNetV2(input_shape=(args.size, args.size, 3), weights=None, classes=1000)
@@ -92,15 +98,21 @@ def main() -> int:
         convert(out / "mobilenetv2.keras", out / "mnv2",
                 ConvertOptions(targets=("tflite",), verify=VerifyOptions(enabled=False), write_report=False))
         print(f"{'model':34} {'samples':>7} {'ref s':>9} {'art s':>9} {'verify s':>9} {'overhead':>9}  result")
-        rows.append(_measure("digits_cnn fp32 tflite", digits, out / "digits" / "digits_cnn.fp32.tflite", data,
-                             args.samples))
-        print(rows[-1])
-        rows.append(_measure("digits_cnn fp32 coreml (MIL executor)", digits,
-                             out / "digits" / "digits_cnn.fp32.mlpackage", data, args.samples))
-        print(rows[-1])
-        rows.append(_measure(f"mobilenetv2 {args.size}x{args.size} fp32 tflite", out / "mobilenetv2.keras",
-                             out / "mnv2" / "mobilenetv2.fp32.tflite", None, args.samples))
-        print(rows[-1])
+        if not args.mobilenet_only:
+            rows.append(_measure("digits_cnn fp32 tflite", digits, out / "digits" / "digits_cnn.fp32.tflite", data,
+                                 args.samples))
+            print(rows[-1])
+            rows.append(_measure("digits_cnn fp32 coreml (MIL executor)", digits,
+                                 out / "digits" / "digits_cnn.fp32.mlpackage", data, args.samples))
+            print(rows[-1])
+        default = stage.reference_chunk(args.size**2 * 12, load(open_source(out / "mobilenetv2.keras")).activation_bytes())
+        budgets = [("1 sample/call", 1)] if args.one_per_call else []  # a budget of 1 byte: one sample per call
+        budgets.append((f"{default} samples/call", stage.REFERENCE_CHUNK_BYTES))
+        for label, budget in budgets:
+            stage.REFERENCE_CHUNK_BYTES = budget
+            rows.append(_measure(f"mobilenetv2 {args.size} fp32 tflite ({label})", out / "mobilenetv2.keras",
+                                 out / "mnv2" / "mobilenetv2.fp32.tflite", None, args.samples))
+            print(rows[-1], flush=True)
     return 0
 
 

@@ -254,10 +254,7 @@ def run_cell(config: CheckConfig, cell: Cell, progress: Callable[[str], None] | 
         report = convert(model.path, out, options, progress=lambda message: say(f"{classname}: {message}"))
         verify_committed(out, read_report(out))  # the report on disk describes these very artifacts
     except EdgeExportError as err:
-        seconds = time.perf_counter() - begun
-        return CellOutcome(cell, (TestCase(classname, "convert", seconds, error=err.one_line()),),
-                           ({"model": model.path.name, "device": device, "preset": preset, "target": "-",
-                             "status": f"error: {err.one_line()}"},), err.exit_code, seconds=seconds)
+        return error_outcome(config, cell, err, time.perf_counter() - begun)
     cases: list[TestCase] = []
     rows: list[dict[str, Any]] = []
     metrics: dict[str, Mapping[str, float | None]] = {}
@@ -271,6 +268,13 @@ def run_cell(config: CheckConfig, cell: Cell, progress: Callable[[str], None] | 
     code = Status.worst(statuses).exit_code  # the same Status convert gives each artifact decides the cell
     return CellOutcome(cell, tuple(cases), tuple(rows), code, str((out / "report.json").relative_to(config.out)),
                        metrics, conversions=len(report.artifacts), seconds=time.perf_counter() - begun)
+
+
+def error_outcome(config: CheckConfig, cell: Cell, err: EdgeExportError, seconds: float) -> CellOutcome:
+    """The outcome of a cell that could not be checked: one error case, its exit code (``seconds``: wall time)."""
+    return CellOutcome(cell, (TestCase(cell.classname(config), "convert", seconds, error=err.one_line()),),
+                       ({"model": config.models[cell.model].path.name, "device": cell.device, "preset": cell.preset,
+                         "target": "-", "status": f"error: {err.one_line()}"},), err.exit_code, seconds=seconds)
 
 
 def gather(config: CheckConfig, outcomes: Sequence[CellOutcome], seconds: float) -> CheckResult:

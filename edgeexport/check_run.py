@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeexport.check import CheckConfig, CheckResult, cells_of, gather
+from edgeexport.check import CellOutcome, CheckConfig, CheckResult, cells_of, error_outcome, gather
 from edgeexport.check_baseline import Regression, cell_record, compare, fingerprint, load_baseline, reuse
-from edgeexport.errors import EXIT_REGRESSED
+from edgeexport.errors import EXIT_REGRESSED, EdgeExportError
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,12 @@ def execute(config: CheckConfig, *, jobs: int, console: Any, ray_address: str | 
     for cell in cells:
         record = old.get(cell.classname(config))
         if reuse_cells and record is not None and record.get("fingerprint") == prints[cell.index]:
-            reused.append(reuse(record, cell))
+            reused.append(_trusted(config, reuse(record, cell)))
         else:
             todo.append(cell)
-    if reused:
-        console.print(f"reused {len(reused)} of {len(cells)} cells from the baseline (same inputs)")
+    trusted = sum(o.reused for o in reused)  # a reused cell refused for a stale report is not counted
+    if trusted:
+        console.print(f"reused {trusted} of {len(cells)} cells from the baseline (same inputs)")
     runner = "ray" if ray_address is not None else ("serial" if jobs <= 1 or len(todo) <= 1 else f"jobs {jobs}")
     progress = make_progress(len(todo), jobs, console)
     try:
@@ -71,7 +72,23 @@ def execute(config: CheckConfig, *, jobs: int, console: Any, ray_address: str | 
         result = dataclasses.replace(result, cases=result.cases + tuple(cases),
                                      exit_code=max(result.exit_code, EXIT_REGRESSED if regressions else 0))
     records = tuple(cell_record(config, o, prints[o.cell.index]) for o in result.cells)
-    return CheckRun(result, records, tuple(regressions), len(reused), runner)
+    return CheckRun(result, records, tuple(regressions), trusted, runner)
+
+
+def _trusted(config: CheckConfig, outcome: CellOutcome) -> CellOutcome:
+    """A reused cell whose report.json is in this run's ``--out`` vouches for the artifacts there: it must still
+    describe them (sha256), or the cell is refused (exit 3) instead of passed on the baseline's word. A reused cell
+    with no report there (the baseline came from another ``--out``) claims nothing about this directory's files."""
+    from edgeexport.bundle.writer import read_report
+
+    if outcome.report is None or not (config.out / outcome.report).is_file():
+        return outcome
+    folder = (config.out / outcome.report).parent
+    try:
+        read_report(folder)  # validated, and every artifact's sha256 checked against the file
+    except EdgeExportError as err:
+        return error_outcome(config, outcome.cell, err, 0.0)
+    return outcome
 
 
 def check_json(run: CheckRun, *, junit: Path, markdown: Path) -> dict[str, Any]:

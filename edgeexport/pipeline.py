@@ -166,6 +166,12 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
     tolerances: dict[Path, Tolerance] = {}
     searches: dict[Path, SearchReport] = {}
     recipes: list[Recipe] = []
+    from edgeexport.release import release_memory, should_release
+
+    # A large model leaves the parent while the converter child runs (issue 17: the tree's peak memory); not
+    # during a precision search, which runs its reference between conversions.
+    releasing = plan.options.precision_search is None and should_release(size_of(plan.source.path),
+                                                                          isolate.enabled())
     try:
         exports: dict[str, tuple[ExportedGraph, PruneReport | None, LoadedModel]] = {}
         for item in plan.items:
@@ -208,6 +214,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                                                    quick.build if quick is not None else None)
                 recipes.append(recipe)
             say(f"converting to {item.target} ({item.preset.name})")
+            if releasing and model.release():
+                release_memory()
             artifact = _convert_one(plan, item, exported, calibration, workdir, prune_report, say)
             entries.append(ArtifactReport(artifact, item.reason, prune_report))
             if search is not None:
@@ -222,6 +230,8 @@ def run_plan(plan: Plan, progress: Progress | None = None) -> Report:
                                  "--preset NAME --preset-file THIS_FILE")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if releasing:
+        isolate.shutdown()  # the forkserver's TensorFlow is not needed while verifying (a later run starts one)
     entries = [_later_stages(plan, entry, model, tolerances[entry.artifact.path], say) for entry in entries]
     entries = [replace(e, search=searches[e.artifact.path]) if e.artifact.path in searches else e for e in entries]
     return Report(

@@ -34,3 +34,16 @@ def release_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+# A source model whose file holds at least this many bytes is dropped from the parent while the converter child
+# runs, and opened again for verification: ResNet152V2's 240 MB of weights (and the Keras objects around them,
+# about 340 MiB resident) would otherwise sit idle next to the child's own copies. Below it, opening the file again
+# costs more time than the memory is worth.
+RELEASE_MIN_BYTES = 64 * 2**20
+
+
+def should_release(model_bytes: int, isolated: bool) -> bool:
+    """Whether a run drops its reference model during conversions: only when the converter runs in another
+    process (in-process, the converter itself needs the graph the model built) and the model is large."""
+    return isolated and model_bytes >= RELEASE_MIN_BYTES

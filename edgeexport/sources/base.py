@@ -55,6 +55,18 @@ class LoadedModel(ABC):
             hint="convert without a prune-* preset, or start from the Keras model",
         )
 
+    def release(self) -> bool:
+        """Drop the framework's model (weights, graphs) while other processes work, e.g. the converter child;
+        the next use opens the file again. True when something was dropped; False for a source that cannot be
+        reopened as it is (a model pruned or rebuilt in memory) or that keeps nothing large (the default).
+        The caller collects the memory (``release.release_memory``)."""
+        return False
+
+    def activation_bytes(self) -> int | None:
+        """Bytes of every layer output for one sample (the reference's working memory per sample in a call: an
+        eager Keras call keeps all of them until it returns); None when the source cannot tell."""
+        return None
+
     # What per-layer localization (verify.layers) opens: the framework's own model, by kind. A source answers
     # the one question that fits it; None from all three means its layers cannot be compared.
     def keras_model(self) -> keras.Model | None:

@@ -28,10 +28,11 @@ __all__ = ["CHEAP_MAC_SAMPLES", "DEFAULT_SAMPLES", "LayerError", "Localization",
 
 DEFAULT_SAMPLES = 32
 # Every layer's output is kept for every sample (reference and artifact side), so the sample count is cut to what
-# fits this many bytes of reference layer outputs, measured on one sample first (at least 2 samples). Seen
-# (issue 17): MobileNetV2 224 int8 at 32 samples took the parent to 5.6 GiB while localizing.
+# fits this many bytes of reference layer outputs, measured on one sample first (at least one sample). Seen
+# (issue 17): MobileNetV2 224 int8 at 32 samples took the parent to 5.6 GiB while localizing; ResNet152V2 at
+# 299x299 holds 530 MiB of layer outputs per sample on each side, so a floor of 2 samples cost it 2 GiB.
 LAYER_OUTPUT_BYTES = 512 * 2**20
-MIN_SAMPLES = 2
+MIN_SAMPLES = 1
 # Used when the tolerance sets no cosine / SQNR limit: below these a layer output is clearly not the same signal.
 FALLBACK_COSINE = 0.99
 FALLBACK_SQNR_DB = 20.0

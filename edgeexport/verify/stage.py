@@ -42,10 +42,15 @@ from edgeexport.verify.localize import Localization
 DEFAULT_PRESET = "fp32"
 # Reference models run in chunks of this many samples: bounds memory for image models at 256+ samples.
 REFERENCE_CHUNK = 64
-# ...and of at most this many bytes of input per chunk (at least one sample). Measured (issue 17): an eager call
-# of Keras ResNet152V2 at 299x299 leaves the process ~570 MiB larger per sample in the batch (1: +530 MiB, 3: +1.7
-# GiB, 8: +4.5 GiB; the allocator keeps it), about 500x the input, so 16 samples at once needed over 7 GiB.
-REFERENCE_CHUNK_INPUT_BYTES = 2**20
+# ...and of as many samples as fit this many bytes of input plus the reference's layer outputs (at least one).
+# Measured (issue 17): an eager Keras ResNet152V2 call at 299x299 leaves the process ~530 MiB larger per sample in
+# the batch (the allocator keeps it), which is the sum of its layer outputs (``LoadedModel.activation_bytes``), so
+# it runs one sample per call; MobileNetV2 at 224x224 (83 MiB per sample) runs 3.
+REFERENCE_CHUNK_BYTES = 256 * 2**20
+# Layer-output bytes per input byte assumed when the source cannot say: a call then takes 1 MiB of input,
+# the rule before the estimate (one sample per call at 224x224 and above).
+UNKNOWN_ACTIVATION_RATIO = 255
+REFERENCE_CHUNK_INPUT_BYTES = REFERENCE_CHUNK_BYTES // (1 + UNKNOWN_ACTIVATION_RATIO)
 
 
 @dataclass(frozen=True)
@@ -198,12 +203,12 @@ def run_artifact(runner: Runner, feeds: dict[str, NDArray[Any]]) -> dict[str, ND
 
 
 def run_reference(model: LoadedModel, feeds: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-    """The reference model's outputs, computed in chunks of ``REFERENCE_CHUNK`` samples and at most
-    ``REFERENCE_CHUNK_INPUT_BYTES`` of input (runs of its fixed input shapes where it has them)."""
+    """The reference model's outputs, computed in chunks of at most ``REFERENCE_CHUNK`` samples whose input and
+    layer outputs fit ``REFERENCE_CHUNK_BYTES`` (runs of its fixed input shapes where it has them)."""
     shapes = {spec.name: spec.shape for spec in model.summary.inputs}
     count = count_samples([shapes.get(k, (None,)) for k in feeds], list(feeds.values()))
     per_sample = sum(np.asarray(v).nbytes for v in feeds.values()) // max(count, 1)
-    step = max(1, min(REFERENCE_CHUNK, REFERENCE_CHUNK_INPUT_BYTES // max(per_sample, 1)))
+    step = reference_chunk(per_sample, model.activation_bytes())
     parts = []
     for start in range(0, max(count, 1), step):
         stop = min(start + step, count)
@@ -211,6 +216,13 @@ def run_reference(model: LoadedModel, feeds: dict[str, NDArray[Any]]) -> dict[st
                  for k, v in feeds.items()}
         parts.append(model.run(chunk))
     return {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in parts], axis=0) for k in parts[0]}
+
+
+def reference_chunk(input_bytes: int, activation_bytes: int | None) -> int:
+    """Samples per reference call: ``input_bytes`` and ``activation_bytes`` are one sample's (None: unknown, then
+    ``UNKNOWN_ACTIVATION_RATIO`` times the input); never below 1 nor above ``REFERENCE_CHUNK``."""
+    activations = activation_bytes if activation_bytes is not None else UNKNOWN_ACTIVATION_RATIO * input_bytes
+    return max(1, min(REFERENCE_CHUNK, REFERENCE_CHUNK_BYTES // max(input_bytes + activations, 1)))
 
 
 def _dataset(model: LoadedModel, data: Path | None, samples: int) -> Dataset:

@@ -103,3 +103,40 @@ def test_not_verifiable_artifact_gives_the_same_exit_code_as_convert(
     assert (root.get("failures"), root.get("errors")) == ("0", "1")
     assert "not verifiable on this platform: op softmax" in next(root.iter("error")).get("message", "")
     assert json.loads((tmp_path / "check" / "check.json").read_text())["exit_code"] == 4
+
+
+def test_a_reused_cell_whose_artifact_was_replaced_is_refused_exit_3(
+        run_cli: Callable[..., CliResult], tmp_path: Path, samples: Path) -> None:
+    """The path in which ``check`` trusts a report it did not just write: a cell reused from ``--baseline`` (same
+    inputs) whose report.json is in ``--out``. Another model's artifact put under the name the report describes
+    (what an interrupted or hand-made re-run leaves) must not pass on the baseline's word: exit 3, named."""
+    config = tmp_path / "edgeexport.toml"
+    config.write_text('[check]\nout = "out"\nsamples = 8\n[[check.models]]\n'
+                      f'path = "{samples / "digits_cnn.keras"}"\ndevices = ["pixel-8"]\npresets = ["fp32"]\n'
+                      'targets = ["tflite"]\n')
+    out = tmp_path / "out"
+    first = run_cli("check", "--config", config, "--update-baseline", tmp_path / "base.json", "--json")
+    assert first.code == 0, first.err
+    cell = out / "digits_cnn" / "pixel-8" / "fp32"
+    artifact = cell / "digits_cnn.fp32.tflite"
+    assert artifact.is_file()
+    # unchanged, the cell is reused (nothing converted) and passes
+    again = run_cli("check", "--config", config, "--baseline", tmp_path / "base.json", "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["reused_cells"] == 1
+    # another model's artifact under the name the committed report describes
+    other = run_cli("convert", samples / "digits_mlp.h5", "--target", "tflite", "--out", tmp_path / "mlp",
+                    "--no-verify")
+    assert other.code == 0, other.err
+    artifact.write_bytes((tmp_path / "mlp" / "digits_mlp.fp32.tflite").read_bytes())
+    stale = run_cli("check", "--config", config, "--baseline", tmp_path / "base.json", "--json")
+    assert stale.code == 3, stale.err
+    data = json.loads(stale.out)
+    assert data["exit_code"] == 3 and data["reused_cells"] == 0
+    (record,) = data["cells"]
+    assert record["error_code"] == 3 and not record["reused"]
+    (case,) = record["cases"]
+    assert "digits_cnn.fp32.tflite does not match report.json" in case["error"]
+    root = ET.parse(out / "junit.xml").getroot()
+    messages = [e.get("message", "") for e in root.iter("error")]
+    assert len(messages) == 1 and messages[0].startswith("digits_cnn.fp32.tflite does not match")
