@@ -125,6 +125,12 @@ class KerasModel(LoadedModel):
     def model(self) -> Any:
         """The Keras model; opened again from its file (same safe mode and imports) after ``release``."""
         if self._model is None:
+            from edgeexport.files import sha256_of
+
+            # the reference must be the model that was converted: a file replaced meanwhile is refused
+            if sha256_of(self.source.path) != self.source.sha256:
+                raise ModelFormatError(f"{self.source.path.name} changed while it was being converted",
+                                       hint="convert again once the file is no longer being written")
             self._model = load(self.source)._model
             self.reloads += 1
         return self._model

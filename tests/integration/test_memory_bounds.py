@@ -88,3 +88,23 @@ def test_keras_activation_bytes_sum_every_layer_output() -> None:
 
     assert built((8, 8, 1)).activation_bytes() == 256 + 1024 + 1024 + 40
     assert built((None, None, 1)).activation_bytes() is None
+
+
+def test_a_released_model_whose_file_changed_is_refused(samples: Path, tmp_path: Path) -> None:
+    """Reopening a released reference checks the file's sha256: a model replaced on disk while the converter
+    child ran would otherwise be verified in place of the converted one (a pass for the wrong model)."""
+    import shutil
+
+    from edgeexport.errors import ModelFormatError
+    from edgeexport.sources import load, open_source
+
+    path = tmp_path / "model.keras"
+    shutil.copy(samples / "digits_cnn.keras", path)
+    model = load(open_source(path))
+    assert model.release()
+    assert model.model is not None  # unchanged file: reopened
+    assert model.release()
+    with path.open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelFormatError, match="changed while it was being converted"):
+        _ = model.model
