@@ -88,11 +88,11 @@ def test_coreml_fp16_per_layer_errors(tmp_path: Path) -> None:
     import edgeexport
     from edgeexport.sources import load, open_source
     from edgeexport.verify.localize import localize
-    from edgeexport.verify.stage import tolerance_for
+    from edgeexport.verify.stage import preset_tolerance
 
     support.convert(DIGITS, tmp_path, targets=("coreml",), preset="fp16", verify_data=DATA, write_report=False)
     found = localize(tmp_path / "digits_cnn.fp16.mlpackage", load(open_source(DIGITS)), data=DATA, samples=16,
-                     tolerance=tolerance_for("fp16")[0])
+                     tolerance=preset_tolerance("fp16")[0])
     names = [e.layer for e in found.layers]
     # MIL tensors are NCHW: compared through the layout permutation. Layers whose MIL op carries no scope of theirs
     # (the max pool, the softmax output var) are listed as not compared rather than guessed.
@@ -130,7 +130,7 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
     import edgeexport
     from edgeexport.sources import load, open_source
     from edgeexport.verify.localize import localize
-    from edgeexport.verify.stage import artifact_from_path, tolerance_for
+    from edgeexport.verify.stage import artifact_from_path, preset_tolerance
 
     samples = ROOT / "sample_models"
     support.convert(samples / "digits_cnn.onnx", tmp_path, targets=("tflite",), preset="fp32",
@@ -138,7 +138,7 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
     art = artifact_from_path(tmp_path / "digits_cnn.fp32.tflite")
     assert art.permutations  # NCHW reference, NHWC artifact
     found = localize(art.path, load(open_source(samples / "digits_cnn.onnx")), data=samples / "digits_nchw.npz",
-                     samples=8, tolerance=tolerance_for("fp32")[0], permutations=art.permutations)
+                     samples=8, tolerance=preset_tolerance("fp32")[0], permutations=art.permutations)
     names = [e.layer for e in found.layers]
     # onnx2tf fuses Conv+Relu: the fused tensor is the Relu's output; the Conv has no tensor of its own.
     assert {"Relu_2", "Relu_4", "MaxPool_5", "Relu_7", "Softmax_13"} <= set(names) and "Conv_1" in found.unmapped
@@ -148,7 +148,7 @@ def test_onnx_and_savedmodel_references_are_matched_by_value(tmp_path: Path) -> 
                        write_report=False)
     saved = localize(tmp_path / "digits_mlp_savedmodel.dynamic-int8.tflite",
                      load(open_source(samples / "digits_mlp_savedmodel")), samples=8,
-                     tolerance=tolerance_for("dynamic-int8")[0])
+                     tolerance=preset_tolerance("dynamic-int8")[0])
     relu = next(e for e in saved.layers if e.layer.endswith("hidden_1/Relu"))
     assert 30 < relu.score_db < 100  # int8 weights: close, not exact
 
