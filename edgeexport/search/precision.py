@@ -37,6 +37,7 @@ from edgeexport.catalog import load_preset
 from edgeexport.catalog.model import Preset
 from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
 from edgeexport.search import PrecisionSearch
+from edgeexport.search.latency import Deployment, deployment, place_candidate
 from edgeexport.search.recipe import Recipe, load_recipe, recipe_name
 from edgeexport.search.report import Candidate, SearchReport, SearchStep
 from edgeexport.search.sensitivity import LayerSensitivity, rank_layers
@@ -133,6 +134,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
                                hint="search int8 / w8a8 alone, then prune separately")
     metric = "accuracy_drop" if options.max_accuracy_drop is not None else "sqnr_db"
     keep = keep_precision(plan, item)
+    where = deployment(plan.device, item.target, base)
     limits = {k: v for k, v in (("accuracy_drop_max", options.max_accuracy_drop),
                                 ("sqnr_db_min", options.min_sqnr_db)) if v is not None}
     state = _State(time.perf_counter(), options.timeout_s, [])
@@ -160,7 +162,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
         try:
             fast = quick if quick is not None and planned and layers and base_name == base.name else None
             candidate = _evaluate(plan, model, build, preset, directory, base_name, layers, keep, metric, fast,
-                                  planned)
+                                  planned, where)
         except EdgeExportError as err:
             if phase == "base":
                 raise  # the planned preset itself does not convert: that is convert's own error (exit 4)
@@ -185,7 +187,8 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     report = SearchReport(item.target, plan.device.name if plan.device else None, options.describe(), metric,
                           base.name, steps, best, best.passed, stop, chosen_recipe.name,
                           str(options.save_preset) if options.save_preset else None,
-                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note, tuple(ranking))
+                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note, tuple(ranking),
+                          where.why)
     final_dir = workdir / f"search-{item.target}-final"
     final_dir.mkdir()
     preset = load_recipe(chosen_recipe, final_dir, plan.options.preset_files)
@@ -284,7 +287,7 @@ def _best(candidates: list[Candidate], metric: str) -> Candidate:
 
 def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, directory: Path, base: str,
               layers: tuple[str, ...], keep: str, metric: str, quick: QuickBuild | None,
-              planned: list[Artifact]) -> Candidate:
+              planned: list[Artifact], where: Deployment) -> Candidate:
     """Build (quickly when ``quick`` can), verify and simulate one candidate; the first artifact built without
     float layers is appended to ``planned`` (the planned preset's artifact)."""
     from edgeexport.verify.stage import verify_artifact
@@ -302,13 +305,15 @@ def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, dire
     verification = verify_artifact(artifact, model, data=plan.options.verify.data, samples=plan.options.verify.samples,
                                    tolerance=tolerance, tolerance_source=f"preset {preset.name}",
                                    precision=plan.options.verify.coreml_precision)
-    p50 = None
-    if plan.device is not None:
-        from edgeexport.simulate import simulate
-
-        p50 = float(simulate(artifact.path, plan.device).p50_ms)
-    return Candidate(base, layers, keep, _metric(verification, metric), verification.passed, p50,
-                     artifact.size_bytes, time.perf_counter() - started, verification.failure_line(), artifact.sha256)
+    candidate = Candidate(base, layers, keep, _metric(verification, metric), verification.passed, None,
+                          artifact.size_bytes, time.perf_counter() - started, verification.failure_line(),
+                          artifact.sha256)
+    if plan.device is None:
+        return candidate
+    placed = place_candidate(artifact.path, plan.device, where)
+    return replace(candidate, p50_ms=placed.p50_ms, path=placed.path,
+                   accelerator_partitions=placed.accelerator_partitions, float_on=placed.float_on,
+                   fastest_ms=placed.fastest_ms, seconds=time.perf_counter() - started)
 
 
 def _metric(verification: Any, metric: str) -> float | None:
