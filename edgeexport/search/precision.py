@@ -249,17 +249,34 @@ def _search(item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidat
         met = [c for c in tries if c.passed]
         current = _fastest(met) if met else max(tries, key=lambda c: (_score(c, metric), -(c.p50_ms or 0.0)))
     exhausted = "every layer was tried in float" if order else "no layer could be tried"
-    return _verdict(tried, state, metric, exhausted)
+    return _verdict(tried, state, metric, exhausted, _ceiling(alone, metric))
 
 
-def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str) -> tuple[Candidate, str]:
-    """The fastest candidate that meets the budget (simulated latency, then fewer float layers), else the best."""
+def _ceiling(alone: dict[str, Candidate], metric: str) -> str:
+    """When every layer-quantized-alone candidate (all other weighted layers in float) misses the budget, say so:
+    keeping more layers in float cannot meet it (what stays quantized in every candidate is the input's
+    quantization and the weightless ops); empty otherwise."""
+    if not alone or any(c.passed for c in alone.values()):
+        return ""
+    layer, best = max(alone.items(), key=lambda kv: _score(kv[1], metric))
+    unit = " pts drop" if metric == "accuracy_drop" else " dB"
+    value = "n/a" if best.metric is None else f"{best.metric:.2f}{unit}"
+    return (f"even with every weighted layer but one in float the budget is missed (all {len(alone)} such "
+            f"candidates; best: only {layer} quantized, {value}), per-layer float overrides do not reach it on this model: what "
+            "stays quantized in every candidate is the input's quantization and the weightless ops")
+
+
+def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str,
+             ceiling: str = "") -> tuple[Candidate, str]:
+    """The fastest candidate that meets the budget (simulated latency, then fewer float layers), else the best;
+    ``ceiling`` (``_ceiling``) is added to the reason when the budget is missed."""
     passing = [c for c in tried if c.passed]
     if passing:
         chosen = _fastest(passing)
         return chosen, (f"budget met; {len(passing)} candidate(s) met it and the fastest on the device was kept "
                         f"({chosen.base}, {len(chosen.layers)} layer(s) in float)")
-    return _best(tried, metric), ("time limit reached" if state.timed_out else exhausted) + ": budget missed"
+    return _best(tried, metric), (("time limit reached" if state.timed_out else exhausted) + ": budget missed"
+                                  + (f"; {ceiling}" if ceiling else ""))
 
 
 def _overrides_apply(target: str, preset: Preset) -> bool:

@@ -124,3 +124,22 @@ def test_the_same_budget_is_placed_differently_on_pixel_8_and_raspberry_pi_5(
     s24 = load_device("galaxy-s24")
     placed = place_candidate(artifact, s24, deployment(s24, "tflite", load_preset("int8")))
     assert placed.float_on == "fp16 on npu" and placed.accelerator_partitions == 1 and placed.cpu_partitions == 0
+
+
+def test_a_budget_beyond_every_layer_but_one_in_float_says_so(run_cli: Callable[..., CliResult], outlier: Path,
+                                                              tmp_path: Path) -> None:
+    """80 dB is beyond what the int8 artifact reaches with every weighted layer but one in float (its input
+    QUANTIZE and weightless ops stay int8): the search must say that float overrides cannot reach the budget."""
+    out = tmp_path / "out"
+    result = run_cli("convert", outlier, "--target", "tflite", "--preset", "int8", "--device", "raspberry-pi-5",
+                     "--calibration", DATA, "--data", DATA, "--samples", "360", "--min-sqnr", "80",
+                     "--search-timeout", "60", "--out", out)
+    assert result.code == 5, result.out + result.err
+    (artifact,) = json.loads((out / "report.json").read_text())["artifacts"]
+    search = artifact["search"]
+    alone = [s for s in search["steps"] if s["phase"] == "quantize-one"]
+    assert alone and all(not s["passed"] and s["metric"] < 80 for s in alone)
+    best = max(alone, key=lambda s: s["metric"])
+    assert (f"even with every weighted layer but one in float the budget is missed (all {len(alone)} such "
+            f"candidates; best: {best['change']}, {best['metric']:.2f} dB)") in search["stop_reason"]
+    assert "per-layer float overrides do not reach it" in " ".join(result.out.split())
