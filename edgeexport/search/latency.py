@@ -6,7 +6,8 @@ path the way LiteRT's delegate partitions it (``placement.PARTITIONERS`` "delega
 stays on it): a layer kept in float that the unit cannot run splits the graph into partitions, and each crossing
 costs a copy of the tensors plus a synchronisation. Elsewhere (a Raspberry Pi 5, an int8 preset on a device
 whose accelerators run only float, Core ML, which picks its compute units itself) each candidate gets the
-fastest path ``simulate`` would report. Each candidate also records the fastest path's latency, so the report
+fastest path ``simulate`` would report; so does ``--preset auto``, whose choice of precision ranked the fastest
+placements (``simulate/preset_choice.py``), so the two stay consistent. Each candidate also records the fastest path's latency, so the report
 says when the CPU would beat the accelerator on a graph this small.
 """
 
@@ -54,10 +55,15 @@ class Placed:
     fastest_ms: float
 
 
-def deployment(device: DeviceProfile | None, target: str, preset: Preset) -> Deployment:
-    """Where ``preset``'s candidates run on ``device`` (see the module docstring)."""
+def deployment(device: DeviceProfile | None, target: str, preset: Preset, *, auto: bool = False) -> Deployment:
+    """Where ``preset``'s candidates run on ``device`` (see the module docstring). ``auto``: the preset was
+    chosen by ``--preset auto``, which ranks precisions by their fastest placement (simulate/preset_choice.py),
+    so its candidates are ranked the same way."""
     if device is None:
         return Deployment("auto", "cost", "no --device: candidates are not simulated")
+    if auto:
+        return Deployment("auto", "cost", "--preset auto chose by the fastest placement (as simulate does): each "
+                          "candidate on its fastest placement")
     if not target_info(target).has_delegates:
         return Deployment("auto", "cost", f"{target} picks its compute units itself: each candidate on the "
                           "fastest placement")

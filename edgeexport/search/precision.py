@@ -134,7 +134,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
                                hint="search int8 / w8a8 alone, then prune separately")
     metric = "accuracy_drop" if options.max_accuracy_drop is not None else "sqnr_db"
     keep = keep_precision(plan, item)
-    where = deployment(plan.device, item.target, base)
+    where = deployment(plan.device, item.target, base, auto=bool(item.reason))
     limits = {k: v for k, v in (("accuracy_drop_max", options.max_accuracy_drop),
                                 ("sqnr_db_min", options.min_sqnr_db)) if v is not None}
     state = _State(time.perf_counter(), options.timeout_s, [])
