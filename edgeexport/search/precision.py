@@ -254,16 +254,17 @@ def _search(item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidat
 
 def _ceiling(alone: dict[str, Candidate], metric: str) -> str:
     """When every layer-quantized-alone candidate (all other weighted layers in float) misses the budget, say so:
-    keeping more layers in float cannot meet it (what stays quantized in every candidate is the input's
-    quantization and the weightless ops); empty otherwise."""
+    keeping layers in float does not meet it (what stays quantized in every candidate: the model input's
+    quantization, the weightless ops, any weights no override reached); empty otherwise."""
     if not alone or any(c.passed for c in alone.values()):
         return ""
     layer, best = max(alone.items(), key=lambda kv: _score(kv[1], metric))
     unit = " pts drop" if metric == "accuracy_drop" else " dB"
     value = "n/a" if best.metric is None else f"{best.metric:.2f}{unit}"
     return (f"even with every weighted layer but one in float the budget is missed (all {len(alone)} such "
-            f"candidates; best: only {layer} quantized, {value}), per-layer float overrides do not reach it on this model: what "
-            "stays quantized in every candidate is the input's quantization and the weightless ops")
+            f"candidates; best: only {layer} quantized, {value}), so per-layer float overrides do not "
+            "reach it on this model (quantized in every candidate: the model input, the weightless ops, and any "
+            "weights no override reached)")
 
 
 def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str,
