@@ -133,10 +133,12 @@ def test_a_budget_beyond_every_layer_but_one_in_float_says_so(run_cli: Callable[
     out = tmp_path / "out"
     result = run_cli("convert", outlier, "--target", "tflite", "--preset", "int8", "--device", "raspberry-pi-5",
                      "--calibration", DATA, "--data", DATA, "--samples", "360", "--min-sqnr", "80",
-                     "--search-timeout", "60", "--out", out)
+                     "--search-timeout", "300", "--out", out)
     assert result.code == 5, result.out + result.err
     (artifact,) = json.loads((out / "report.json").read_text())["artifacts"]
     search = artifact["search"]
+    # 300 s is a ceiling, not the run time: the search ends when every layer was tried (about 30 s on an idle
+    # machine); a shorter limit let a loaded machine spend the sensitivity share before any layer was quantized alone
     alone = [s for s in search["steps"] if s["phase"] == "quantize-one"]
     assert alone and all(not s["passed"] and s["metric"] < 80 for s in alone)
     best = max(alone, key=lambda s: s["metric"])
