@@ -11,8 +11,10 @@ Models: the digits CNN with one outlier conv1 channel (``sample_models/outlier_c
 10 logits, weights=None: random weights, nothing downloaded; logits rather than softmax so the outputs vary, and
 BatchNorm statistics set from 32 random images so activations do not vanish) judged on SQNR (dB, ``--min-sqnr 20``) over 32
 seeded random inputs, calibrated on 64 synthetic samples, since a random-weight classifier has no accuracy to lose.
-TFLite artifacts are simulated on pixel-8 and raspberry-pi-5, Core ML artifacts on iphone-15-pro (a TFLite file
-has no Core ML latency and the reverse: those columns say "-"). The TFLite search runs once per device
+TFLite artifacts are simulated on pixel-8, raspberry-pi-5 and iphone-15-pro (its LiteRT paths), Core ML artifacts on
+iphone-15-pro (a Core ML package has no LiteRT latency: those columns say "-"); "pixel-8 TPU path" is the TFLite
+artifact placed on the Pixel 8's TPU as its NNAPI delegate partitions it (what the search ranks int8 candidates on
+there, ``search.latency``), with the number of TPU partitions. The TFLite search runs once per device
 (``--device pixel-8`` and ``--device raspberry-pi-5``; candidates are ranked by the simulated latency on that
 device), so the two "searched" rows show whether the devices lead to different recipes. Search time is the
 search's own wall time (conversions, verification and simulation of every candidate); it is noisy on a shared
@@ -36,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 TARGETS = (("tflite", ("pixel-8", "raspberry-pi-5"), "int8"), ("coreml", ("iphone-15-pro",), "w8a8"))
 COLUMNS = ("pixel-8", "raspberry-pi-5", "iphone-15-pro")
+# Devices each target's artifacts are simulated on (iphone-15-pro's LiteRT too: its GPU delegate and CPU)
+SIMULATED = {"tflite": COLUMNS, "coreml": ("iphone-15-pro",)}
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,17 @@ def _row(case: Case, target: str, device: str, preset: str, label: str, out: Pat
     from edgeexport import load_device
     from edgeexport.simulate import simulate
 
-    devices = next(d for t, d, _ in TARGETS if t == target)
-    latency = {name: f"{float(simulate(out / entry.artifact.path.name, load_device(name)).p50_ms):.3f}"
-               for name in devices}
+    artifact = out / entry.artifact.path.name
+    latency = {name: f"{float(simulate(artifact, load_device(name)).p50_ms):.3f}" for name in SIMULATED[target]}
+    npu = "-"
+    if target == "tflite":
+        # where the search ranks int8 candidates on a Pixel 8: its TPU through NNAPI, as the delegate partitions
+        from edgeexport.catalog import load_preset
+        from edgeexport.search.latency import deployment, place_candidate
+
+        pixel = load_device("pixel-8")
+        placed = place_candidate(artifact, pixel, deployment(pixel, "tflite", load_preset("int8")))
+        npu = f"{placed.p50_ms:.3f} ({placed.accelerator_partitions} part.)"
     found = entry.search
     floats = "0" if found is None else f"{len(found.chosen.layers)}" + (f" ({', '.join(found.chosen.layers)})"
                                                                          if found.chosen.layers else "")
@@ -122,7 +134,7 @@ def _row(case: Case, target: str, device: str, preset: str, label: str, out: Pat
     search_time = "-" if found is None else f"{found.seconds:.0f} s / {found.candidates} cand."
     verdict = "pass" if entry.verification.passed else "FAIL"
     return [case.name, target, label, base, quality, verdict, floats, f"{entry.artifact.size_bytes / 1024:.1f} KiB",
-            *(latency.get(name, "-") for name in COLUMNS), search_time, f"{seconds:.0f}"]
+            *(latency.get(name, "-") for name in COLUMNS), npu, search_time, f"{seconds:.0f}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeexport.search import PrecisionSearch
 
     header = ["model", "target", "recipe", "base", "quality", "check", "float layers", "size",
-              *(f"{name} ms" for name in COLUMNS), "search", "total s"]
+              *(f"{name} ms" for name in COLUMNS), "pixel-8 TPU path ms", "search", "total s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     with tempfile.TemporaryDirectory() as tmp:

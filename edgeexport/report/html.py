@@ -246,9 +246,7 @@ def _localization_note(localization: Localization | None) -> str:
     """The localization verdict under its curve: first layer over tolerance, largest drop, the suggestion."""
     if localization is None:
         return ""
-    facts = [f"first layer over tolerance: {localization.first_over or 'none'}"]
-    if localization.largest_drop:
-        facts.append(f"largest SQNR drop at {localization.largest_drop}")
+    facts = [f"first layer over tolerance: {localization.first_over or 'none'}" + localization.drop_phrase()]
     if localization.suggestion:
         facts.append(f"suggestion: {localization.suggestion}")
     return f'<p class="note">{escape("; ".join(facts))}</p>'

@@ -37,6 +37,7 @@ from edgeexport.catalog import load_preset
 from edgeexport.catalog.model import Preset
 from edgeexport.errors import DataError, EdgeExportError, UnsupportedError
 from edgeexport.search import PrecisionSearch
+from edgeexport.search.latency import Deployment, deployment, place_candidate
 from edgeexport.search.recipe import Recipe, load_recipe, recipe_name
 from edgeexport.search.report import Candidate, SearchReport, SearchStep
 from edgeexport.search.sensitivity import LayerSensitivity, rank_layers
@@ -133,6 +134,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
                                hint="search int8 / w8a8 alone, then prune separately")
     metric = "accuracy_drop" if options.max_accuracy_drop is not None else "sqnr_db"
     keep = keep_precision(plan, item)
+    where = deployment(plan.device, item.target, base, auto=bool(item.reason))
     limits = {k: v for k, v in (("accuracy_drop_max", options.max_accuracy_drop),
                                 ("sqnr_db_min", options.min_sqnr_db)) if v is not None}
     state = _State(time.perf_counter(), options.timeout_s, [])
@@ -160,7 +162,7 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
         try:
             fast = quick if quick is not None and planned and layers and base_name == base.name else None
             candidate = _evaluate(plan, model, build, preset, directory, base_name, layers, keep, metric, fast,
-                                  planned)
+                                  planned, where)
         except EdgeExportError as err:
             if phase == "base":
                 raise  # the planned preset itself does not convert: that is convert's own error (exit 4)
@@ -185,7 +187,8 @@ def search_item(plan: Plan, item: PlanItem, model: LoadedModel, build: Build, wo
     report = SearchReport(item.target, plan.device.name if plan.device else None, options.describe(), metric,
                           base.name, steps, best, best.passed, stop, chosen_recipe.name,
                           str(options.save_preset) if options.save_preset else None,
-                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note, tuple(ranking))
+                          time.perf_counter() - state.started, tuple(per_layer), per_layer_note, tuple(ranking),
+                          where.why)
     final_dir = workdir / f"search-{item.target}-final"
     final_dir.mkdir()
     preset = load_recipe(chosen_recipe, final_dir, plan.options.preset_files)
@@ -246,17 +249,35 @@ def _search(item: PlanItem, model: LoadedModel, evaluate: Callable[..., Candidat
         met = [c for c in tries if c.passed]
         current = _fastest(met) if met else max(tries, key=lambda c: (_score(c, metric), -(c.p50_ms or 0.0)))
     exhausted = "every layer was tried in float" if order else "no layer could be tried"
-    return _verdict(tried, state, metric, exhausted)
+    return _verdict(tried, state, metric, exhausted, _ceiling(alone, metric))
 
 
-def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str) -> tuple[Candidate, str]:
-    """The fastest candidate that meets the budget (simulated latency, then fewer float layers), else the best."""
+def _ceiling(alone: dict[str, Candidate], metric: str) -> str:
+    """When every layer-quantized-alone candidate (all other weighted layers in float) misses the budget, say so:
+    keeping layers in float does not meet it (what stays quantized in every candidate: the model input's
+    quantization, the weightless ops, any weights no override reached); empty otherwise."""
+    if not alone or any(c.passed for c in alone.values()):
+        return ""
+    layer, best = max(alone.items(), key=lambda kv: _score(kv[1], metric))
+    unit = " pts drop" if metric == "accuracy_drop" else " dB"
+    value = "n/a" if best.metric is None else f"{best.metric:.2f}{unit}"
+    return (f"even with every weighted layer but one in float the budget is missed (all {len(alone)} such "
+            f"candidates; best: only {layer} quantized, {value}), so per-layer float overrides do not "
+            "reach it on this model (quantized in every candidate: the model input, the weightless ops, and any "
+            "weights no override reached)")
+
+
+def _verdict(tried: list[Candidate], state: _State, metric: str, exhausted: str,
+             ceiling: str = "") -> tuple[Candidate, str]:
+    """The fastest candidate that meets the budget (simulated latency, then fewer float layers), else the best;
+    ``ceiling`` (``_ceiling``) is added to the reason when the budget is missed."""
     passing = [c for c in tried if c.passed]
     if passing:
         chosen = _fastest(passing)
         return chosen, (f"budget met; {len(passing)} candidate(s) met it and the fastest on the device was kept "
                         f"({chosen.base}, {len(chosen.layers)} layer(s) in float)")
-    return _best(tried, metric), ("time limit reached" if state.timed_out else exhausted) + ": budget missed"
+    return _best(tried, metric), (("time limit reached" if state.timed_out else exhausted) + ": budget missed"
+                                  + (f"; {ceiling}" if ceiling else ""))
 
 
 def _overrides_apply(target: str, preset: Preset) -> bool:
@@ -284,7 +305,7 @@ def _best(candidates: list[Candidate], metric: str) -> Candidate:
 
 def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, directory: Path, base: str,
               layers: tuple[str, ...], keep: str, metric: str, quick: QuickBuild | None,
-              planned: list[Artifact]) -> Candidate:
+              planned: list[Artifact], where: Deployment) -> Candidate:
     """Build (quickly when ``quick`` can), verify and simulate one candidate; the first artifact built without
     float layers is appended to ``planned`` (the planned preset's artifact)."""
     from edgeexport.verify.stage import verify_artifact
@@ -302,13 +323,15 @@ def _evaluate(plan: Plan, model: LoadedModel, build: Build, preset: Preset, dire
     verification = verify_artifact(artifact, model, data=plan.options.verify.data, samples=plan.options.verify.samples,
                                    tolerance=tolerance, tolerance_source=f"preset {preset.name}",
                                    precision=plan.options.verify.coreml_precision)
-    p50 = None
-    if plan.device is not None:
-        from edgeexport.simulate import simulate
-
-        p50 = float(simulate(artifact.path, plan.device).p50_ms)
-    return Candidate(base, layers, keep, _metric(verification, metric), verification.passed, p50,
-                     artifact.size_bytes, time.perf_counter() - started, verification.failure_line(), artifact.sha256)
+    candidate = Candidate(base, layers, keep, _metric(verification, metric), verification.passed, None,
+                          artifact.size_bytes, time.perf_counter() - started, verification.failure_line(),
+                          artifact.sha256)
+    if plan.device is None:
+        return candidate
+    placed = place_candidate(artifact.path, plan.device, where)
+    return replace(candidate, p50_ms=placed.p50_ms, path=placed.path,
+                   accelerator_partitions=placed.accelerator_partitions, float_on=placed.float_on,
+                   fastest_ms=placed.fastest_ms, seconds=time.perf_counter() - started)
 
 
 def _metric(verification: Any, metric: str) -> float | None:

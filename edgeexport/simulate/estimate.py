@@ -116,6 +116,7 @@ def simulate(
     compute_units: str = "all",
     delegate: str = "auto",
     graph: OpGraph | None = None,
+    partitioner: str = "cost",
 ) -> LatencyEstimate:
     """Estimate latency, memory and energy of ``artifact_path`` (.tflite or .mlpackage) on ``device``.
 
@@ -134,7 +135,7 @@ def simulate(
             raise UnsupportedError(f"{device.name} has no {delegate!r} path for LiteRT", hint=f"available: {', '.join(paths)}")
         paths = [delegate] + [p for p in paths if p != delegate]
     memory = memory_model(graph, device)
-    placements = [place(graph, device, p, threads=threads, memory=memory) for p in paths]
+    placements = [place(graph, device, p, threads=threads, memory=memory, partitioner=partitioner) for p in paths]
     chosen = placements[0] if delegate != "auto" else min(placements, key=lambda pl: pl.total_ms)
     cpu = device.unit("cpu") or device.unit("mcu")
     used = threads if threads is not None or cpu is None else effective_threads(cpu, None)  # what the estimate assumed

@@ -33,8 +33,17 @@ SYNC_US: dict[str, float] = {"gpu": 50.0, "npu": 80.0, "dsp": 80.0, "tpu": 80.0,
 
 ACCELERATORS = ("gpu", "npu", "dsp", "tpu", "ane")
 # units whose compiler maps a graph only up to the first op it cannot run; every op after it runs on the CPU
-# (S: Coral's Edge TPU compiler, coral.ai/docs/edgetpu/models-intro "the compiler ... first unsupported op")
+# (S: Coral's Edge TPU compiler, coral.ai/docs/edgetpu/models-intro "the compiler ... first unsupported op").
 PREFIX_ONLY = frozenset({"tpu"})
+# ... except a TPU whose runtime is NNAPI (Pixel 7/8's Tensor TPU): NNAPI partitions a graph like for any of its
+# accelerators, so a float layer in the middle splits the graph into two TPU partitions instead of ending it.
+PARTITIONING_RUNTIMES = frozenset({"nnapi"})
+# ``place(partitioner=...)``: "cost" moves an accelerator partition back to the CPU when its crossings cost more
+# than it saves (the fastest deployment of the artifact; what ``simulate`` and ``--preset auto`` rank);
+# "delegate" keeps every op the unit supports on it, as LiteRT's delegates claim ops by support, not by cost
+# (their only knobs are max_delegated_partitions / min_nodes_per_partition, S: tensorflow/tensorflow
+# tensorflow/lite/tools/delegates/README.md): the latency when the app runs the artifact with that delegate.
+PARTITIONERS = ("cost", "delegate")
 # units that link element-wise ops and activations into the preceding kernel, and the families they link
 FUSING = frozenset({"gpu"})
 LINKABLE = frozenset({"elementwise", "activation"})
@@ -149,13 +158,15 @@ def _supports(unit: ComputeUnit, family: str, dtype: str, path: str) -> str | No
 
 
 def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | None = None,
-          memory: MemoryModel | None = None) -> Placement:
-    """Assign each op of ``graph`` to a unit on ``path`` and time it (see the module docstring)."""
+          memory: MemoryModel | None = None, partitioner: str = "cost") -> Placement:
+    """Assign each op of ``graph`` to a unit on ``path`` and time it (see the module docstring and PARTITIONERS)."""
+    if partitioner not in PARTITIONERS:
+        raise ValueError(f"unknown partitioner {partitioner!r}: one of {', '.join(PARTITIONERS)}")
     prefs = _preference(path, device)
     cpu = prefs[-1]
     assigned: list[ComputeUnit] = []
     times: list[OpTime] = []
-    prefix_only = prefs[0].kind in PREFIX_ONLY
+    prefix_only = prefs[0].kind in PREFIX_ONLY and prefs[0].runtime not in PARTITIONING_RUNTIMES
     started = False
     for op in graph.ops:
         for unit in prefs:
@@ -172,7 +183,8 @@ def place(graph: OpGraph, device: DeviceProfile, path: str, *, threads: int | No
     if not graph.ops:
         return Placement(path, (), (), (), 0.0)
     times = _fuse_linked(graph, assigned, times)
-    assigned, times = _merge_small_islands(graph, assigned, times, cpu, threads, memory)
+    if partitioner == "cost":
+        assigned, times = _merge_small_islands(graph, assigned, times, cpu, threads, memory)
     partitions, boundary = _partitions(graph, assigned, times)
     used = {u.name: u for u in assigned}
     invoke_ms = sum(float(u.invoke_us) for u in used.values()) * 1e-3

@@ -52,7 +52,9 @@ def cheap(macs: int, samples: int) -> bool:
 @dataclass(frozen=True)
 class Localization:
     """The per-layer error curve (reference layer order), the first layer over tolerance, the layer where SQNR
-    dropped most, and a suggested preset override. ``unmapped`` lists layers with no artifact tensor."""
+    dropped most from the layer before it (``largest_drop``, by ``largest_drop_db`` dB: where the error is
+    introduced, which need not be the layer with the lowest SQNR, where errors have accumulated), and a suggested
+    preset override. ``unmapped`` lists layers with no artifact tensor."""
 
     layers: tuple[LayerError, ...]
     first_over: str | None
@@ -63,6 +65,7 @@ class Localization:
     cosine_limit: float
     sqnr_limit: float
     data_origin: str = ""
+    largest_drop_db: float = 0.0
 
     @property
     def worst(self) -> tuple[LayerError, ...]:
@@ -70,22 +73,34 @@ class Localization:
         return tuple(sorted(self.layers, key=lambda e: (e.score_db, e.cosine)))
 
     def lines(self, top: int = TOP_LAYERS) -> list[str]:
-        """The ``top`` worst layers and the verdict, one string per line."""
+        """The ``top`` layers by error (lowest SQNR first) and the verdict, one string per line."""
         over = sum(e.over for e in self.layers)
+        shown = self.worst[:top]
         out = [(f"per-layer error ({len(self.layers)} layers compared, {over} over tolerance; {self.samples} samples; "
-                f"limits cos >= {self.cosine_limit:g}, sqnr and channel sqnr >= {self.sqnr_limit:g} dB); worst {top}:")]
-        for e in self.worst[:top]:
-            flag = "  <-- first over tolerance" if e.layer == self.first_over else ("  over" if e.over else "")
+                f"limits cos >= {self.cosine_limit:g}, sqnr and channel sqnr >= {self.sqnr_limit:g} dB); "
+                f"top {len(shown)} by error (lowest SQNR first; all {len(self.layers)} in report.json):")]
+        for e in shown:
+            flags = [f for f, on in (("<-- first over tolerance", e.layer == self.first_over),
+                                     ("over", e.over and e.layer != self.first_over),
+                                     ("<-- largest drop", e.layer == self.largest_drop)) if on]
             fused = f" (+{', '.join(e.fused)})" if e.fused else ""
             out.append(f"  {e.layer + fused:<34} {e.layer_type:<20} cos {e.cosine:.5f}  sqnr {_db(e.sqnr_db)} dB  "
-                       f"channel sqnr {_db(e.channel_sqnr_db)} dB{flag}")
-        out.append(f"first layer over tolerance: {self.first_over or 'none'}"
-                   + (f"; largest SQNR drop at {self.largest_drop}" if self.largest_drop else ""))
+                       f"channel sqnr {_db(e.channel_sqnr_db)} dB" + "".join(f"  {f}" for f in flags))
+        out.append(f"first layer over tolerance: {self.first_over or 'none'}" + self.drop_phrase(shown))
         if self.unmapped:
             out.append(f"not compared (no artifact tensor computes them): {len(self.unmapped)} layers")
         if self.suggestion:
             out.append(f"suggestion: {self.suggestion}")
         return out
+
+    def drop_phrase(self, shown: tuple[LayerError, ...] | None = None) -> str:
+        """``"; error grows most at X (-N dB from the layer before)"``, saying when X is not among ``shown`` (the
+        listed layers rank by accumulated error, the drop by the error a layer adds); empty without a drop."""
+        if not self.largest_drop:
+            return ""
+        listed = shown is None or any(e.layer == self.largest_drop for e in shown)
+        return (f"; error grows most at {self.largest_drop} (SQNR -{self.largest_drop_db:.1f} dB from the layer "
+                f"before it{'' if listed else '; not among the layers listed'})")
 
     def to_dict(self) -> dict[str, Any]:
         from edgeexport.serial import plain
@@ -164,7 +179,7 @@ def localize(
         suggestion = (f'the float artifact already differs at "{first}": not a precision loss, but a conversion '
                       "problem or an artifact converted from another model")
     return Localization(tuple(curve), first, largest, suggestion, tuple(unmapped), dataset.count, cos_limit,
-                        sqnr_limit, dataset.origin)
+                        sqnr_limit, dataset.origin, drop)
 
 
 def _samples_that_fit(model: LoadedModel, one: Mapping[str, NDArray[Any]], wanted: int) -> int:
