@@ -133,7 +133,7 @@ def _compute_precision(ct: Any, precision: str, preset: Preset) -> Any:
     op_types = set(mil_op_types(kept))
 
     def in_fp16(op: Any) -> bool:
-        return op.op_type not in op_types and not matching_names(kept, [op.name])
+        return op.op_type not in op_types and not matching_names(kept, op_names(op))
 
     return ct.transform.FP16ComputePrecision(op_selector=in_fp16)
 
@@ -192,9 +192,31 @@ def _uncompressed_ops(model: Any, preset: Preset) -> tuple[dict[str, None], dict
     """Op names and op types whose weights the preset's overrides keep uncompressed (config value None)."""
     if not preset.overrides or model._mil_program is None:
         return {}, {}
-    names = [op.name for op in model._mil_program.functions["main"].operations]
-    return (dict.fromkeys(matching_names(preset.overrides, names)),
-            dict.fromkeys(mil_op_types(preset.overrides)))
+    names = [op.name for op in model._mil_program.functions["main"].operations
+             if matching_names(preset.overrides, op_names(op))]
+    return dict.fromkeys(names), dict.fromkeys(mil_op_types(preset.overrides))
+
+
+# Inputs that carry data or learned values, not the op's own settings: their names come from other ops or from
+# weight consts (which coremltools renames, e.g. conv_0_weight_0), so they say nothing about which layer this is.
+_DATA_INPUTS = frozenset({"x", "y", "weight", "bias", "gamma", "beta", "mean", "variance", "values"})
+
+
+def op_names(op: Any) -> list[str]:
+    """Names that tell which source layer a MIL op computes: its own, and its setting consts'.
+
+    coremltools' graph passes rebuild some ops under generic names (a Keras conv3 followed by a layout transpose
+    becomes ``conv_0_cast_fp16``) but keep the original settings consts
+    (``..._conv3_1_convolutionx_strides_0``), so an override naming conv3 still finds it."""
+    names = [op.name]
+    for key, value in op.inputs.items():
+        if key in _DATA_INPUTS:
+            continue
+        for var in value if isinstance(value, list | tuple) else (value,):
+            producer = getattr(var, "op", None)
+            if producer is not None and producer.op_type == "const":
+                names.append(var.name)
+    return names
 
 
 def _unsupported(err: Exception) -> Exception:

@@ -115,3 +115,25 @@ def test_coreml_fp16_keeps_the_named_layer_in_fp32(samples: Path, tmp_path: Path
     assert len(convs) == 3
     dtypes = {("conv1" in op.name): op.outputs[0].dtype for op in convs}
     assert dtypes[True] == types.fp32 and dtypes[False] == types.fp16
+
+
+def test_coreml_w8_keeps_a_layer_that_coremltools_renamed(samples: Path, tmp_path: Path) -> None:
+    """coremltools rebuilds conv3 (followed by a layout transpose) as ``conv_0_cast_fp16``: an override naming
+    conv3 must still keep its weights uncompressed (it matched nothing before, silently), and only its weights."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    presets = tmp_path / "presets.toml"
+    presets.write_text('[presets.w8-keep-conv3]\nbase = "w8"\ndescription = "w8, conv3 uncompressed"\n'
+                       '[[presets.w8-keep-conv3.overrides]]\nname = "conv3"\nkeep = "fp16"\n')
+    report = convert(samples / "digits_cnn.keras", tmp_path / "out", targets=("coreml",), preset="w8-keep-conv3",
+                     preset_files=(presets,), verify=False)
+    model = ct.models.MLModel(str(report.artifacts[0].artifact.path), skip_model_load=True)
+    spec = model.get_spec()
+    program = load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
+    convs = [op for op in program.functions["main"].operations if op.op_type == "conv"]
+    compressed = {op.name: op.inputs["weight"].op.op_type.startswith("constexpr") for op in convs}
+    assert len(compressed) == 3, compressed
+    assert sum(compressed.values()) == 1, compressed  # conv2's weights are quantized, conv1's are too small
+    (conv3,) = [op for op in convs if any("conv3" in n for n in (op.name, op.inputs["strides"].name))]
+    assert not compressed[conv3.name], compressed
