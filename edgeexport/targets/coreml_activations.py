@@ -6,6 +6,12 @@ intermediate tensors, and we answer from ``MilProgram.run(keep_intermediates=Tru
 dequantize insertion itself stays coremltools' own. This leans on one private hook
 (``_post_training_quantization.ModelDebugger``); if coremltools moves it, conversion fails with a clear error
 rather than silently skipping calibration.
+
+It also corrects coremltools 9.0's range bookkeeping, on every system: ``ModelDebugger.record_intermediate_output``
+and ``_update_tensor_range`` overwrite a tensor's ``rmin``/``rmax`` with the current sample's before merging, so
+the "running" range is the last calibration sample's alone, and every other sample's larger values are clipped
+(measured on the trained MobileNetV2 .pt2, benchmarks/RESULTS.md issue 14). We keep the min/max over all samples,
+which is what the function's documentation promises.
 """
 
 from __future__ import annotations
@@ -42,12 +48,38 @@ def quantize_activations(model: Any, calibration: Mapping[str, NDArray[Any]], *,
     config = cto.OptimizationConfig(global_config=OpActivationLinearQuantizerConfig(mode="linear_symmetric"),
                                     op_name_configs=dict(op_name_configs or {}),
                                     op_type_configs=dict(op_type_configs or {}))
-    with _calibrate_with_mil_executor(model):
+    with _running_ranges(), _calibrate_with_mil_executor(model):
         try:
             return linear_quantize_activations(model, config, samples)
         except ValueError as err:  # e.g. "quantize op: scale cannot be 0" for a tensor that is 0 on every sample
             raise ConversionError(f"Core ML activation quantization failed: {err}",
                                   hint="calibrate on real samples, or use w8 (weights only)") from err
+
+
+def merge_range(stats: dict[str, dict[str, float]], name: str, value: Any) -> None:
+    """Widen ``stats[name]``'s ``rmin``/``rmax`` (coremltools' keys) to cover ``value``'s values."""
+    array = np.asarray(value)
+    low, high = float(np.min(array)), float(np.max(array))
+    entry = stats.setdefault(name, {})
+    entry["rmin"] = min(low, entry["rmin"]) if "rmin" in entry else low
+    entry["rmax"] = max(high, entry["rmax"]) if "rmax" in entry else high
+
+
+@contextlib.contextmanager
+def _running_ranges() -> Iterator[None]:
+    """coremltools' two range recorders replaced by ``merge_range`` while calibrating (see the module docstring)."""
+    try:
+        from coremltools.optimize.coreml.experimental import _model_debugger, _post_training_quantization
+    except ImportError as err:
+        raise ConversionError("this coremltools has no activation calibration hook", hint="use w8") from err
+    debugger = _model_debugger.ModelDebugger
+    saved = debugger.__dict__["record_intermediate_output"], _post_training_quantization._update_tensor_range
+    debugger.record_intermediate_output = staticmethod(lambda value, name, stats: merge_range(stats, name, value))
+    _post_training_quantization._update_tensor_range = lambda name, value, stats: merge_range(stats, name, value)
+    try:
+        yield
+    finally:
+        debugger.record_intermediate_output, _post_training_quantization._update_tensor_range = saved
 
 
 @contextlib.contextmanager
